@@ -1,0 +1,111 @@
+"""Settings from the environment and ``.env``: the only module that reads them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+Locale = Literal["en", "ja", "zh"]
+
+
+class Settings(BaseSettings):
+    """Every setting difybot reads; README documents each one by its environment name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Dify
+    dify_api_base: AnyHttpUrl = AnyHttpUrl("https://api.dify.ai/v1")
+    dify_api_key: SecretStr
+    dify_app_mode: str = ""  # empty: read from GET /info at startup
+    dify_workflow_query_variable: str = "query"
+    dify_connect_timeout: float = Field(5.0, gt=0)
+    dify_read_timeout: float = Field(60.0, gt=0)
+    dify_first_event_timeout: float = Field(15.0, gt=0)
+    dify_max_retries: int = Field(3, ge=0, le=10)
+    dify_auto_generate_name: bool = True
+
+    # store
+    database_url: str = "sqlite+aiosqlite:///./data/difybot.db"
+    database_pool_size: int = Field(5, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
+    conversation_idle_expiry: float = Field(0.0, ge=0)
+
+    # HTTP listener
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+    # answers
+    stream_edit_interval: float | None = Field(None, gt=0)
+    conversation_scope: Literal["", "user", "thread", "channel"] = ""
+    bot_locale: Locale = "en"
+    bot_texts: dict[str, str] = Field(default_factory=dict)
+    shutdown_timeout: float = Field(25.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
+
+    # WeChat Official Account
+    wechat_token: SecretStr | None = None
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_encoding_aes_key: SecretStr | None = None
+    wechat_api_base: AnyHttpUrl = AnyHttpUrl("https://api.weixin.qq.com")
+
+    # WeCom self-built app and AI bot
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    wecom_secret: SecretStr | None = None
+    wecom_token: SecretStr | None = None
+    wecom_encoding_aes_key: SecretStr | None = None
+    wecom_api_base: AnyHttpUrl = AnyHttpUrl("https://qyapi.weixin.qq.com")
+    wecom_bot_token: SecretStr | None = None
+    wecom_bot_encoding_aes_key: SecretStr | None = None
+
+    @field_validator("dify_api_key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def dify_base(self) -> str:
+        """The API base without a trailing slash, ready for ``base_url``."""
+        return str(self.dify_api_base).rstrip("/")
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value (for log scrubbing)."""
+        found = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+        return found
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; a missing or malformed value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable, by its environment name, never echoing the value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = "_".join(str(part) for part in error["loc"][:1]).upper() or "settings"
+        message = "is required" if error["type"] == "missing" else error["msg"]
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)

@@ -1,0 +1,89 @@
+"""The one error tree of difybot; dependency errors are translated into it at the boundary.
+
+    DifybotError
+    ├── ConfigError                      a setting is missing or malformed (startup only)
+    └── DifyError                        anything that went wrong talking to Dify
+        ├── DifyUnavailable              connect error, timeout, 5xx: Dify could not be reached
+        ├── DifyProtocolError            the response broke the wire format (oversize line, bad SSE)
+        ├── DifyStreamCut                the stream ended mid-answer without a closing event
+        └── DifyHTTPError                a JSON error envelope ({code, message, status})
+            ├── DifyRateLimited          429 too_many_requests / 400 "Too many requests…" (retry)
+            ├── DifyQuotaExceeded        429 rate_limit_error / provider_quota_exceeded (no retry)
+            ├── DifyAuthError            401 / 403: bad key, app disabled
+            ├── ConversationNotFound     404 "Conversation Not Exists", conversation_completed, or a
+            │                            stream that proves the stored conversation is gone
+            └── DifyStreamError          an in-stream ``error`` event (HTTP was already 200)
+
+Every Dify error carries ``status``, ``code`` and ``retry_after`` (seconds, or None) so callers can
+decide without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class DifybotError(Exception):
+    """Base of every error difybot raises on purpose."""
+
+
+class ConfigError(DifybotError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class DifyError(DifybotError):
+    """Something went wrong talking to Dify."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class DifyUnavailable(DifyError):
+    """Dify could not be reached or answered 5xx before the stream started."""
+
+    retryable = True
+
+
+class DifyProtocolError(DifyError):
+    """The response did not follow Dify's wire format."""
+
+
+class DifyStreamCut(DifyError):
+    """The connection broke after the answer started; what arrived so far is all there is."""
+
+
+class DifyHTTPError(DifyError):
+    """Dify answered with its JSON error envelope."""
+
+
+class DifyRateLimited(DifyHTTPError):
+    """The app's concurrency limit was hit; worth retrying after a pause."""
+
+    retryable = True
+
+
+class DifyQuotaExceeded(DifyHTTPError):
+    """A quota is used up; retrying will not help until it resets."""
+
+
+class DifyAuthError(DifyHTTPError):
+    """The API key is wrong or the app is not available through the API."""
+
+
+class ConversationNotFound(DifyHTTPError):
+    """The stored conversation id is unknown to Dify (deleted, foreign, or ended)."""
+
+
+class DifyStreamError(DifyHTTPError):
+    """Dify reported an error inside a stream that had already started."""

@@ -1,0 +1,156 @@
+"""Plain values that travel between adapters, the dispatcher, the Dify client and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Scope(StrEnum):
+    """What one Dify conversation is shared by."""
+
+    USER = "user"
+    THREAD = "thread"
+    CHANNEL = "channel"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Identifies one Dify conversation on our side: (app, platform, workspace, scope, scope id).
+
+    The scope id is whatever the adapter chose for the scope: a user id, a thread id or a
+    channel id. The app is the route name (``default`` when one app is configured), so two
+    apps never share a conversation id (Dify scopes conversations to one app).
+    """
+
+    platform: str
+    workspace: str
+    scope: Scope
+    scope_id: str
+    app: str = "default"
+
+    def as_str(self) -> str:
+        return f"{self.app}/{self.platform}/{self.workspace}/{self.scope.value}/{self.scope_id}"
+
+
+def dify_user_id(platform: str, workspace: str, user_id: str) -> str:
+    """The stable Dify ``user`` for a platform user: never a display name, always namespaced."""
+    return f"{platform}:{workspace}:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a user sent. ``fetch`` is filled by the attachments pipeline of each adapter."""
+
+    name: str
+    mime_type: str
+    size: int | None = None
+    url: str | None = None
+    platform_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One user message, normalized by an adapter."""
+
+    platform: str
+    workspace: str
+    user_id: str
+    text: str
+    key: ConversationKey
+    message_id: str
+    attachments: tuple[Attachment, ...] = ()
+    locale: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+
+    @property
+    def dify_user(self) -> str:
+        return dify_user_id(self.platform, self.workspace, self.user_id)
+
+
+# ---- answer events, as the Dify client yields them -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """More answer text (Dify ``message`` / ``agent_message`` / ``text_chunk``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextReplace:
+    """The whole answer so far is replaced (``message_replace``; New Agent's last ``message``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentThought:
+    """An agent step; the same ``id`` repeats as the step is updated (upsert by id)."""
+
+    id: str
+    position: int
+    thought: str
+    tool: str
+    tool_input: str
+    observation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Workflow or node progress: ``kind`` is ``workflow``/``node``/``iteration``/``loop``."""
+
+    kind: str
+    status: str
+    title: str = ""
+    node_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileOut:
+    """A file Dify produced (``message_file`` event or a ``files`` entry of the end event)."""
+
+    url: str
+    type: str = "file"
+    id: str = ""
+    filename: str = ""
+    mime_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEnd:
+    """The answer is final (``message_end`` or ``workflow_finished``, whichever came first).
+
+    ``status`` is ``succeeded``, ``stopped`` (user stop) or ``failed`` (Chatflow run failed; no
+    ``error`` event follows on Dify 1.13.2).
+    """
+
+    message_id: str = ""
+    conversation_id: str = ""
+    status: str = "succeeded"
+    error: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    retriever_resources: tuple[dict[str, Any], ...] = ()
+    files: tuple[FileOut, ...] = ()
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+AnswerEvent = TextDelta | TextReplace | AgentThought | Progress | FileOut | AnswerEnd
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a finished answer carries besides its text, for the platform's final touches."""
+
+    message_id: str = ""
+    conversation_id: str = ""
+    task_id: str = ""
+    dify_user: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    retriever_resources: tuple[dict[str, Any], ...] = ()
+    files: tuple[FileOut, ...] = ()
+    complete: bool = True
+    trace_id: str = ""
