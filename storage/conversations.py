@@ -1,0 +1,163 @@
+"""Which Dify conversation each chat place continues: the ``conversations`` table."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import ColumnElement, RowMapping, and_, delete, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.models import ConversationKey, Scope
+from storage.tables import conversations
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConversation:
+    """One row of the ``conversations`` table."""
+
+    key: str
+    app: str
+    platform: str
+    workspace: str
+    scope: Scope
+    scope_id: str
+    conversation_id: str
+    dify_user: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationStore:
+    """Maps a ``ConversationKey`` to its Dify conversation id, shared by every replica.
+
+    ``idle_expiry`` (seconds, 0 = never) forgets a conversation nobody used for that long, so the
+    next message starts a fresh one. ``clock`` returns Unix seconds.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        idle_expiry: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._idle_expiry = idle_expiry
+        self._clock = clock
+
+    async def get(self, key: ConversationKey) -> str | None:
+        """The conversation id to continue, or None (none stored, or idle for too long)."""
+        query = select(conversations.c.conversation_id, conversations.c.updated_at).where(
+            conversations.c.key == key.as_str()
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        if not self._is_expired(row["updated_at"]):
+            return str(row["conversation_id"])
+        # Only delete what is still stale: another replica may have refreshed the row meanwhile.
+        await self._delete(
+            conversations.c.key == key.as_str(), conversations.c.updated_at < self._cutoff()
+        )
+        return None
+
+    async def set(self, key: ConversationKey, conversation_id: str, *, dify_user: str) -> None:
+        """Store ``conversation_id`` for ``key``; the last writer wins."""
+        now = self._now()
+        values = {
+            "key": key.as_str(),
+            "app": key.app,
+            "platform": key.platform,
+            "workspace": key.workspace,
+            "scope": key.scope.value,
+            "scope_id": key.scope_id,
+            "conversation_id": conversation_id,
+            "dify_user": dify_user,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # INSERT .. ON CONFLICT is one atomic statement on both backends, so two replicas writing
+        # the same key at once both succeed; a SELECT-then-INSERT would race on the primary key.
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        statement = insert(conversations).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[conversations.c.key],
+            set_={
+                "conversation_id": statement.excluded.conversation_id,
+                "dify_user": statement.excluded.dify_user,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(statement)
+
+    async def delete(self, key: ConversationKey) -> bool:
+        """Forget ``key``; True if it was stored."""
+        return await self._delete(conversations.c.key == key.as_str()) > 0
+
+    async def list(
+        self, *, platform: str | None = None, workspace: str | None = None, limit: int = 100
+    ) -> builtins.list[StoredConversation]:
+        """Stored conversations, most recently used first."""
+        query = (
+            select(conversations)
+            .where(_matching(platform=platform, workspace=workspace))
+            .order_by(conversations.c.updated_at.desc(), conversations.c.key)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [to_stored(row) for row in rows]
+
+    async def delete_where(
+        self,
+        *,
+        platform: str | None = None,
+        workspace: str | None = None,
+        scope_id: str | None = None,
+    ) -> int:
+        """Forget every conversation matching all given filters (no filter: all); the count."""
+        return await self._delete(
+            _matching(platform=platform, workspace=workspace, scope_id=scope_id)
+        )
+
+    async def _delete(self, *conditions: ColumnElement[bool]) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(delete(conversations).where(*conditions))
+        return result.rowcount
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _cutoff(self) -> datetime:
+        return datetime.fromtimestamp(self._clock() - self._idle_expiry, UTC)
+
+    def _is_expired(self, updated_at: datetime) -> bool:
+        return self._idle_expiry > 0 and updated_at < self._cutoff()
+
+
+def _matching(**filters: str | None) -> ColumnElement[bool]:
+    """Rows whose columns equal every filter that is not None."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    return and_(true(), *(conversations.c[name] == value for name, value in given.items()))
+
+
+def to_stored(row: RowMapping) -> StoredConversation:
+    return StoredConversation(
+        key=row["key"],
+        app=row["app"],
+        platform=row["platform"],
+        workspace=row["workspace"],
+        scope=Scope(row["scope"]),
+        scope_id=row["scope_id"],
+        conversation_id=row["conversation_id"],
+        dify_user=row["dify_user"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
