@@ -1,0 +1,239 @@
+"""The Dify Service API client: one shared httpx AsyncClient, typed events, one error tree."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from bot.dify_http import MAX_ERROR_BODY, retrying, to_http_error, to_transport_error
+from bot.dify_stream import AnswerStream
+from bot.errors import ConversationNotFound, DifyError, DifyProtocolError
+
+CHAT_MODES = frozenset({"chat", "agent-chat", "advanced-chat", "agent"})
+MODES = CHAT_MODES | {"workflow", "completion"}
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """One question for the app, whatever its mode."""
+
+    query: str
+    user: str
+    conversation_id: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    files: tuple[dict[str, Any], ...] = ()
+    trace_id: str = ""
+
+
+def build_http(
+    base_url: str,
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_connections: int = 1000,
+) -> httpx.AsyncClient:
+    """The one AsyncClient for a Dify base URL. Read timeout is per read: Dify pings every ~10 s."""
+    timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=30.0)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/", timeout=timeout, limits=limits, transport=transport
+    )
+
+
+class DifyClient:
+    """Talks to one Dify app (one API key). ``mode`` comes from ``/info`` unless given."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str,
+        mode: str = "",
+        query_variable: str = "query",
+        max_retries: int = 3,
+        first_event_timeout: float = 15.0,
+        auto_generate_name: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self.mode = mode
+        self.query_variable = query_variable
+        self.max_retries = max_retries
+        self.first_event_timeout = first_event_timeout
+        self.auto_generate_name = auto_generate_name
+        self._sleep = sleep
+        url = http.base_url
+        self.origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+    # ---- answering ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[AnswerStream]:
+        """Open a streamed answer; retried with backoff only until Dify starts answering."""
+        if not self.mode:  # Dify was unreachable at startup
+            await self.detect_mode()
+        path, body = self._route(request)
+        response = await self._open("POST", path, json=body, trace_id=request.trace_id)
+        try:
+            yield AnswerStream(self, response, request)
+        finally:
+            await response.aclose()
+
+    def _route(self, request: AnswerRequest) -> tuple[str, dict[str, Any]]:
+        mode = self.mode or "chat"
+        body: dict[str, Any] = {"inputs": dict(request.inputs), "user": request.user}
+        body["response_mode"] = "streaming"
+        if request.files:
+            body["files"] = list(request.files)
+        if mode in CHAT_MODES:
+            body["query"] = request.query
+            body["auto_generate_name"] = self.auto_generate_name
+            if request.conversation_id:
+                body["conversation_id"] = request.conversation_id
+            return "chat-messages", body
+        # Workflow and completion apps take the question as an input variable (a setting).
+        body["inputs"].setdefault(self.query_variable, request.query)
+        if mode == "workflow":
+            return "workflows/run", body
+        body["query"] = request.query
+        return "completion-messages", body
+
+    async def chat_blocking(self, request: AnswerRequest) -> dict[str, Any]:
+        """A whole answer in one JSON body (chat, advanced-chat and completion apps only)."""
+        path, body = self._route(request)
+        body["response_mode"] = "blocking"
+        return await self._json("POST", path, json=body, trace_id=request.trace_id)
+
+    async def stop(self, task_id: str, *, user: str) -> None:
+        """Ask Dify to stop a running answer (it answers success even for unknown tasks)."""
+        mode = self.mode or "chat"
+        if mode == "workflow":
+            path = f"workflows/tasks/{task_id}/stop"
+        elif mode == "completion":
+            path = f"completion-messages/{task_id}/stop"
+        else:
+            path = f"chat-messages/{task_id}/stop"
+        await self._json("POST", path, json={"user": user})
+
+    # ---- app and conversation endpoints ---------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        return await self._json("GET", "info")
+
+    async def parameters(self) -> dict[str, Any]:
+        return await self._json("GET", "parameters")
+
+    async def detect_mode(self) -> str:
+        """Read the app mode once (startup); a configured mode wins."""
+        if not self.mode:
+            mode = (await self.info()).get("mode")
+            if mode not in MODES:
+                raise DifyProtocolError(f"unknown Dify app mode {mode!r}")
+            self.mode = mode
+        return self.mode
+
+    async def upload(
+        self, data: bytes, *, filename: str, mime_type: str, user: str
+    ) -> dict[str, Any]:
+        files = {"file": (filename, data, mime_type)}
+        return await self._json("POST", "files/upload", files=files, data={"user": user})
+
+    async def audio_to_text(self, data: bytes, *, filename: str, mime_type: str, user: str) -> str:
+        files = {"file": (filename, data, mime_type)}
+        body = await self._json("POST", "audio-to-text", files=files, data={"user": user})
+        return str(body.get("text") or "")
+
+    async def feedback(
+        self, message_id: str, *, rating: str | None, user: str, content: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"rating": rating, "user": user}
+        if content:
+            body["content"] = content
+        await self._json("POST", f"messages/{message_id}/feedbacks", json=body)
+
+    async def suggested(self, message_id: str, *, user: str) -> list[str]:
+        body = await self._json("GET", f"messages/{message_id}/suggested", params={"user": user})
+        return [str(item) for item in body.get("data") or ()]
+
+    async def messages(self, conversation_id: str, *, user: str, limit: int = 20) -> dict[str, Any]:
+        params = {"conversation_id": conversation_id, "user": user, "limit": str(limit)}
+        return await self._json("GET", "messages", params=params)
+
+    async def conversation_exists(self, conversation_id: str, *, user: str) -> bool:
+        """False only when Dify says the conversation is gone; other errors count as 'exists'."""
+        try:
+            await self.messages(conversation_id, user=user, limit=1)
+        except ConversationNotFound:
+            return False
+        except DifyError:
+            return True
+        return True
+
+    async def conversations(
+        self, *, user: str, limit: int = 20, last_id: str | None = None
+    ) -> dict[str, Any]:
+        params = {"user": user, "limit": str(limit)}
+        if last_id:
+            params["last_id"] = last_id
+        return await self._json("GET", "conversations", params=params)
+
+    async def delete_conversation(self, conversation_id: str, *, user: str) -> None:
+        await self._json("DELETE", f"conversations/{conversation_id}", json={"user": user})
+
+    # ---- transport ------------------------------------------------------------------------
+
+    async def _open(
+        self, method: str, path: str, *, trace_id: str = "", **kwargs: Any
+    ) -> httpx.Response:
+        headers = dict(self._headers)
+        if trace_id:
+            headers["X-Trace-Id"] = trace_id
+        async for attempt in retrying(self.max_retries, self._sleep):
+            with attempt:
+                request = self._http.build_request(method, path, headers=headers, **kwargs)
+                try:
+                    response = await self._http.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    raise to_transport_error(exc) from exc
+                if response.is_success:
+                    return response
+                body = await _read_bounded(response)
+                raise to_http_error(response.status_code, body, response.headers)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _json(
+        self, method: str, path: str, *, trace_id: str = "", **kwargs: Any
+    ) -> dict[str, Any]:
+        response = await self._open(method, path, trace_id=trace_id, **kwargs)
+        try:
+            body = await _read_bounded(response, limit=16 * 1024 * 1024)
+        except httpx.TransportError as exc:
+            raise to_transport_error(exc) from exc
+        if not body:
+            return {}  # DELETE /conversations answers 204 with no body
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise DifyProtocolError(f"{path}: response is not JSON") from exc
+        return parsed if isinstance(parsed, dict) else {"data": parsed}
+
+
+async def _read_bounded(response: httpx.Response, *, limit: int = MAX_ERROR_BODY) -> bytes:
+    """Read at most ``limit`` bytes of a body and close the response."""
+    chunks = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise DifyProtocolError(f"response body larger than {limit} bytes")
+    finally:
+        await response.aclose()
+    return bytes(chunks)
