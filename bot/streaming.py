@@ -1,0 +1,144 @@
+"""Progressive replies: coalesce answer deltas into time-throttled edits, then one final answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.models import Answer
+from bot.protocols import Reply
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ProgressiveReply:
+    """Shows an answer as it grows: at most one edit per interval, never two edits in flight.
+
+    Every delta only changes ``text``; an edit task sends the whole text so far, so bursts
+    coalesce into one edit. When an edit is due but the interval has not passed, a timer sends
+    the latest text when it has, so a pause in the stream never hides text already received.
+    ``finish``/``fail`` wait for the edit in flight and always deliver the whole text.
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        *,
+        interval: float | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._reply = reply
+        caps = reply.capabilities
+        self._editable = caps.can_edit
+        self._interval = caps.min_interval if interval is None else interval
+        self._clock = clock
+        self._sleep = sleep
+        self.text = ""
+        self.edits = 0
+        self._status = ""
+        self._shown_text = ""
+        self._shown_status = ""
+        self._last_edit: float | None = None
+        self._edit: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """A sign of life; a platform hiccup here must not cost the answer."""
+        try:
+            await self._reply.start()
+        except Exception:
+            log.warning("could not show the start of a reply", exc_info=True)
+
+    def add(self, delta: str) -> None:
+        if delta:
+            self.text += delta
+            self._schedule()
+
+    def replace(self, text: str) -> None:
+        if text != self.text:
+            self.text = text
+            self._schedule()
+
+    def set_status(self, status: str) -> None:
+        if status != self._status:
+            self._status = status
+            self._schedule()
+
+    async def finish(self, answer: Answer, *, text: str | None = None) -> None:
+        await self._settle()
+        await self._reply.finish(self.text if text is None else text, answer)
+
+    async def fail(self, notice: str) -> None:
+        await self._settle()
+        await self._reply.fail(self.text, notice)
+
+    async def close(self) -> None:
+        """Stop edits without a final message (cancellation paths)."""
+        self._closed = True
+        for task in (self._timer, self._edit):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    def _schedule(self) -> None:
+        if not self._editable or self._closed:
+            return
+        if self._edit is not None or self._timer is not None:
+            return  # the edit in flight, or the timer, will pick up the newest text
+        due = self._due_at()
+        if due <= self._clock():
+            self._edit = asyncio.create_task(self._send())
+        else:
+            self._timer = asyncio.create_task(self._after(due))
+
+    def _due_at(self) -> float:
+        if self._last_edit is None:
+            return float("-inf")
+        return self._last_edit + self._interval
+
+    async def _after(self, due: float) -> None:
+        wait = due - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+        self._timer = None
+        self._schedule()
+
+    async def _send(self) -> None:
+        try:
+            self._last_edit = self._clock()
+            if self._status != self._shown_status:
+                self._shown_status = self._status
+                await self._reply.status(self._status)
+            if self.text != self._shown_text:
+                self._shown_text = self.text
+                self.edits += 1
+                await self._reply.update(self.text)
+        except Exception:  # an interim edit may fail; the final one is what must arrive
+            log.warning("interim edit failed; the final answer will carry the text", exc_info=True)
+        finally:
+            self._edit = None
+        if self.text != self._shown_text or self._status != self._shown_status:
+            self._schedule()
+
+    async def _settle(self) -> None:
+        """No more interim edits: cancel the timer, let the edit in flight land."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+        if self._edit is not None:
+            await asyncio.shield(self._edit)
+        if self._shown_status:
+            with contextlib.suppress(Exception):
+                await self._reply.status("")

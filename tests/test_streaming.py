@@ -1,0 +1,134 @@
+"""ProgressiveReply on a manual clock: throttling, coalescing, one edit in flight, the final."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.models import Answer
+from bot.protocols import ReplyCapabilities
+from bot.streaming import ProgressiveReply
+from tests.fakes.replies import ManualClock, RecordingReply
+
+
+def progressive(
+    reply: RecordingReply, clock: ManualClock, interval: float = 1.0
+) -> ProgressiveReply:
+    return ProgressiveReply(reply, interval=interval, clock=clock, sleep=clock.sleep)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_first_delta_is_shown_at_once_then_throttled_and_coalesced() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("Hel")
+    await settle()
+    assert reply.of("update") == ["Hel"]
+    for piece in ["lo", ", ", "wor", "ld"]:  # a burst inside one interval
+        p.add(piece)
+        await settle()
+    assert reply.of("update") == ["Hel"]
+    await clock.advance(0.99)
+    assert reply.of("update") == ["Hel"]
+    await clock.advance(0.01)
+    assert reply.of("update") == ["Hel", "Hello, world"]  # the burst became one edit
+    await p.finish(Answer())
+    assert reply.final == ("finish", "Hello, world")
+
+
+async def test_text_received_before_a_pause_is_shown_when_the_interval_passes() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("a")
+    await settle()
+    p.add("b")  # then Dify goes quiet (a long tool call)
+    await clock.advance(1.0)
+    assert reply.of("update") == ["a", "ab"]
+    await clock.advance(10.0)
+    assert reply.of("update") == ["a", "ab"]  # nothing new, no redundant edit
+
+
+async def test_never_two_edits_in_flight_and_the_final_waits_for_the_edit() -> None:
+    clock, gate = ManualClock(), asyncio.Event()
+    reply = RecordingReply(gate=gate)
+    p = progressive(reply, clock, interval=0.0)
+    p.add("one")
+    await settle()
+    p.add(" two")
+    p.add(" three")
+    await settle()
+    assert reply.in_flight == 1 and reply.of("update") == ["one"]
+    finishing = asyncio.create_task(p.finish(Answer()))
+    await settle()
+    assert not finishing.done()  # the slow edit is still out
+    gate.set()
+    await finishing
+    assert reply.max_in_flight == 1
+    assert reply.final == ("finish", "one two three")
+    assert reply.calls[-1] == ("finish", "one two three")
+
+
+async def test_failed_interim_edit_does_not_lose_the_answer() -> None:
+    clock, reply = ManualClock(), RecordingReply(fail_updates=5)
+    p = progressive(reply, clock)
+    p.add("partial")
+    await settle()
+    p.add(" more")
+    await p.finish(Answer(message_id="m1"))
+    assert reply.final == ("finish", "partial more")
+    assert reply.answers[0].message_id == "m1"
+
+
+async def test_replace_and_status_are_coalesced_with_text() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.set_status("Searching…")
+    await settle()
+    p.add("raw")
+    p.replace("moderated")
+    await clock.advance(1.0)
+    assert reply.of("status") == ["Searching…"]
+    assert reply.of("update") == ["moderated"]
+    await p.fail("(interrupted)")
+    assert reply.of("status")[-1] == ""  # the status line is cleared before the end
+    assert reply.final == ("fail", "moderated|(interrupted)")
+
+
+async def test_non_editable_platform_gets_only_the_final_answer() -> None:
+    clock = ManualClock()
+    reply = RecordingReply(capabilities=ReplyCapabilities(can_edit=False, max_length=2048))
+    p = progressive(reply, clock)
+    for piece in ["a", "b", "c"]:
+        p.add(piece)
+        await clock.advance(5)
+    await p.finish(Answer())
+    assert reply.calls == [("finish", "abc")]
+
+
+async def test_interval_defaults_to_the_platform_capability() -> None:
+    clock = ManualClock()
+    reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=3.0))
+    p = ProgressiveReply(reply, clock=clock, sleep=clock.sleep)
+    p.add("x")
+    await settle()
+    p.add("y")
+    await clock.advance(2.9)
+    assert reply.of("update") == ["x"]
+    await clock.advance(0.1)
+    assert reply.of("update") == ["x", "xy"]
+
+
+async def test_close_cancels_pending_timer() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("x")
+    await settle()
+    p.add("y")
+    await settle()
+    assert clock.sleeping == 1
+    await p.close()
+    await clock.advance(5)
+    assert reply.of("update") == ["x"]

@@ -1,0 +1,143 @@
+"""Answer splitting, bot texts, settings and the secret log filter."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.config import load_settings
+from bot.errors import ConfigError
+from bot.logs import REDACTED, SecretFilter
+from bot.text import split_text, utf8_length
+from bot.texts import Texts
+
+# ---- split_text ------------------------------------------------------------------------------
+
+
+def test_short_text_is_one_part() -> None:
+    assert split_text("hello", 100) == ["hello"]
+    assert split_text("", 100) == [""]
+
+
+def test_splits_at_paragraphs_first() -> None:
+    text = "First paragraph is here.\n\nSecond paragraph is here.\n\nThird one."
+    parts = split_text(text, 30)
+    assert parts == ["First paragraph is here.", "Second paragraph is here.", "Third one."]
+    assert split_text(text, 40)[1] == "Second paragraph is here.\n\nThird one."
+
+
+def test_splits_at_sentences_when_a_paragraph_is_too_long() -> None:
+    text = "One sentence here. Another sentence there. A third sentence ends it."
+    parts = split_text(text, 45)
+    assert parts[0] == "One sentence here. Another sentence there."
+    assert all(len(p) <= 45 for p in parts)
+    assert " ".join(parts) == text
+
+
+def test_cjk_sentences_and_utf8_bytes() -> None:
+    text = "这是第一句话。" * 200 + "最后一句！"
+    parts = split_text(text, 2048, measure=utf8_length)
+    assert all(utf8_length(p) <= 2048 for p in parts)
+    assert all(p.endswith(("。", "！")) for p in parts)
+    assert "".join(parts) == text
+
+
+def test_code_fence_cut_in_two_is_closed_and_reopened() -> None:
+    code = "\n".join(f"line_{i} = {i}" for i in range(40))
+    text = f"Intro.\n\n```python\n{code}\n```\n\nOutro."
+    parts = split_text(text, 200)
+    assert len(parts) > 2
+    for part in parts:
+        assert part.count("```") % 2 == 0, part
+        assert len(part) <= 200
+    assert all(p.startswith("```python\n") for p in parts[2:])
+
+
+def test_inline_fence_does_not_break_splitting() -> None:
+    parts = split_text("see ``` here " + "y" * 300, 100)
+    assert all(len(p) <= 100 for p in parts)
+
+
+def test_hard_cut_when_there_is_no_boundary() -> None:
+    parts = split_text("x" * 250, 100)
+    assert [len(p) for p in parts] == [100, 100, 50]
+
+
+@given(st.text(min_size=1, max_size=3000), st.integers(min_value=16, max_value=600))
+def test_split_never_exceeds_the_limit_and_keeps_the_words(text: str, limit: int) -> None:
+    parts = split_text(text, limit, measure=utf8_length)
+    assert all(utf8_length(p) <= limit for p in parts)
+    kept = "".join("".join(parts).split()).replace("```", "")
+    assert kept == "".join(text.split()).replace("```", "")
+
+
+# ---- texts -------------------------------------------------------------------------------------
+
+
+def test_texts_by_locale_with_overrides_and_fallback() -> None:
+    texts = Texts("ja", {"busy": "Hold on!"})
+    assert texts.get("busy") == "Hold on!"
+    assert texts.get("error", "zh-CN").startswith("抱歉")
+    assert texts.get("error", "en_US").startswith("Sorry")
+    assert texts.get("error", "fr") == texts.get("error", "ja")
+    assert Texts("xx").get("reset") == "Started a new conversation."
+
+
+# ---- settings ------------------------------------------------------------------------------------
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIFY_API_KEY", "app-abcdef123456")
+    monkeypatch.setenv("DIFY_API_BASE", "http://localhost:5001/v1/")
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("BOT_TEXTS", '{"busy": "wait"}')
+    settings = load_settings(_env_file=None)
+    assert settings.dify_base == "http://localhost:5001/v1"
+    assert settings.port == 9000
+    assert settings.bot_texts == {"busy": "wait"}
+    assert "app-abcdef123456" not in repr(settings)
+    assert settings.secrets() == ["app-abcdef123456"]
+
+
+def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIFY_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"^DIFY_API_KEY: is required$"):
+        load_settings(_env_file=None)
+
+
+def test_malformed_values_name_the_variable_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIFY_API_KEY", "app-x")
+    monkeypatch.setenv("PORT", "eighty")
+    monkeypatch.setenv("DIFY_API_BASE", "not a url")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert "PORT:" in message and "DIFY_API_BASE:" in message
+    assert "eighty" not in message
+
+
+# ---- secret filter ---------------------------------------------------------------------------
+
+
+def test_secret_filter_scrubs_messages_args_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("test.secrets")
+    logger.addFilter(SecretFilter(["xoxb-very-secret", "short"]))
+    try:
+        with caplog.at_level(logging.INFO, logger="test.secrets"):
+            logger.info("token is %s", "xoxb-very-secret")
+            try:
+                raise RuntimeError("boom with xoxb-very-secret inside")
+            except RuntimeError:
+                logger.exception("failed")
+    finally:
+        logger.filters.clear()
+    text = caplog.text
+    assert "xoxb-very-secret" not in text
+    assert text.count(REDACTED) >= 2
