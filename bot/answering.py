@@ -1,0 +1,200 @@
+"""One answer from Dify to a progressive reply: events applied, errors turned into one sentence."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from bot.dify import AnswerRequest, DifyClient
+from bot.dify_stream import AnswerStream
+from bot.errors import (
+    ConversationNotFound,
+    DifyAuthError,
+    DifyError,
+    DifyQuotaExceeded,
+    DifyRateLimited,
+    DifyStreamCut,
+    DifyStreamError,
+    DifyUnavailable,
+)
+from bot.models import (
+    AgentThought,
+    Answer,
+    AnswerEnd,
+    AnswerEvent,
+    FileOut,
+    IncomingMessage,
+    Progress,
+    TextDelta,
+    TextReplace,
+)
+from bot.streaming import ProgressiveReply
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
+
+# Nodes that do visible work worth a status line; start/answer/end are plumbing.
+_QUIET_NODES = frozenset({"start", "answer", "end", ""})
+_QUOTA_CODES = frozenset({"provider_quota_exceeded", "rate_limit_error"})
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class AnswerRun:
+    """Asks Dify for one message and drives the progressive reply until the answer is shown."""
+
+    def __init__(
+        self,
+        dify: DifyClient,
+        message: IncomingMessage,
+        reply: ProgressiveReply,
+        *,
+        texts: Texts,
+        trace_id: str,
+        inputs: dict[str, Any] | None = None,
+        files: tuple[dict[str, Any], ...] = (),
+    ) -> None:
+        self.dify = dify
+        self.message = message
+        self.reply = reply
+        self.texts = texts
+        self.trace_id = trace_id
+        self.inputs = inputs or {}
+        self.files = files
+        self.chunks = 0
+        self.conversation_id = ""
+        self._stream: AnswerStream | None = None
+        self._files_out: list[FileOut] = []
+
+    @property
+    def task_id(self) -> str:
+        return self._stream.task_id if self._stream is not None else ""
+
+    async def ask(self, conversation_id: str | None) -> Outcome:
+        """Stream one answer. ConversationNotFound propagates so the caller can retry fresh."""
+        request = AnswerRequest(
+            query=self.message.text,
+            user=self.message.dify_user,
+            conversation_id=conversation_id,
+            inputs=self.inputs,
+            files=self.files,
+            trace_id=self.trace_id,
+        )
+        end: AnswerEnd | None = None
+        try:
+            async with self.dify.stream(request) as stream:
+                self._stream = stream
+                async for event in stream:
+                    end = self._apply(event) or end
+                self.conversation_id = stream.conversation_id
+        except ConversationNotFound:
+            raise
+        except DifyError as exc:
+            return await self._failed(exc)
+        return await self._conclude(end)
+
+    def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
+        reply = self.reply
+        if isinstance(event, TextDelta):
+            self.chunks += 1
+            reply.add(event.text)
+        elif isinstance(event, TextReplace):
+            self.chunks += 1
+            reply.replace(event.text)
+        elif isinstance(event, AgentThought):
+            reply.set_status(f"🔧 {event.tool}…" if event.tool and not event.observation else "")
+        elif isinstance(event, Progress):
+            reply.set_status(_progress_status(event))
+        elif isinstance(event, FileOut):
+            self._files_out.append(event)
+        else:
+            return event
+        return None
+
+    async def _conclude(self, end: AnswerEnd | None) -> Outcome:
+        if end is None:  # the connection closed without a closing event
+            log.warning("stream ended without a closing event trace=%s", self.trace_id)
+            await self.tell_failure("interrupted")
+            return Outcome.INTERRUPTED
+        if end.status == "stopped":
+            await self.tell_failure("stopped")
+            return Outcome.STOPPED
+        if end.status != "succeeded":
+            log.warning("run %s trace=%s error=%r", end.status, self.trace_id, end.error)
+            await self.tell_failure("paused" if end.status == "paused" else "error")
+            return Outcome.FAILED
+        text = self.reply.text or text_from_outputs(end.outputs)
+        text = text or self.texts.get("empty", self._locale)
+        await self.reply.finish(self._answer(end), text=text)
+        return Outcome.ANSWERED
+
+    def _answer(self, end: AnswerEnd) -> Answer:
+        files = {f.url: f for f in (*self._files_out, *end.files)}
+        return Answer(
+            message_id=end.message_id or (self._stream.message_id if self._stream else ""),
+            conversation_id=end.conversation_id or self.conversation_id,
+            task_id=self.task_id,
+            dify_user=self.message.dify_user,
+            usage=end.usage,
+            retriever_resources=end.retriever_resources,
+            files=tuple(files.values()),
+            trace_id=self.trace_id,
+        )
+
+    async def _failed(self, exc: DifyError) -> Outcome:
+        key = _text_key(exc)
+        level = logging.ERROR if isinstance(exc, DifyAuthError) else logging.WARNING
+        log.log(
+            level,
+            "dify error trace=%s type=%s status=%s code=%s: %s",
+            self.trace_id, type(exc).__name__, exc.status, exc.code, exc.message,
+        )  # fmt: skip
+        await self.tell_failure(key)
+        return Outcome.INTERRUPTED if key == "interrupted" else Outcome.FAILED
+
+    async def tell_failure(self, key: str) -> None:
+        await self.reply.fail(self.texts.get(key, self._locale))
+
+    @property
+    def _locale(self) -> str | None:
+        return self.message.locale
+
+
+def _text_key(exc: DifyError) -> str:
+    if isinstance(exc, DifyRateLimited):
+        return "busy"
+    if isinstance(exc, DifyQuotaExceeded) or exc.code in _QUOTA_CODES:
+        return "quota"
+    if isinstance(exc, DifyUnavailable):
+        return "unavailable"
+    if isinstance(exc, DifyStreamCut):
+        return "interrupted"
+    if isinstance(exc, DifyStreamError):
+        return "error"
+    return "error"
+
+
+def _progress_status(event: Progress) -> str:
+    if event.kind == "node" and event.status == "started" and event.node_type not in _QUIET_NODES:
+        return f"{event.title or event.node_type}…"
+    return ""
+
+
+def text_from_outputs(outputs: dict[str, Any]) -> str:
+    """A workflow app's answer when it streamed no text: the obvious output, else all of them."""
+    for name in ("answer", "text", "result", "output"):
+        value = outputs.get(name)
+        if isinstance(value, str) and value:
+            return value
+    strings = [v for v in outputs.values() if isinstance(v, str) and v]
+    if len(strings) == 1:
+        return strings[0]
+    return orjson.dumps(outputs, option=orjson.OPT_INDENT_2).decode() if outputs else ""
