@@ -25,6 +25,18 @@ class ReplyCapabilities:
     min_interval: float = 1.0
 
 
+class Adapter(Protocol):
+    """A platform connection. Webhook adapters add their routes to the web app when built;
+    ``start`` opens outbound connections (Socket Mode), ``stop`` closes them before the
+    dispatcher finishes the answers in flight."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Reply(Protocol):
     """One answer as the platform shows it. Every method receives the whole text so far, so calls
     are idempotent and coalescing is trivial; limits, formatting and retries live inside."""
