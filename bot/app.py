@@ -99,6 +99,22 @@ def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
     """
     adapters: list[Adapter] = []
     # Adapters register here, one block per platform (Slack, WeChat, WeCom).
+    if core.settings.slack_bot_token is not None:
+        from adapters.slack import build_slack
+
+        adapters.append(build_slack(core.settings, core.dispatcher, app))
+    if core.settings.wechat_token is not None:
+        from adapters.wechat.official import build_official_account
+
+        adapters.append(build_official_account(core, app))
+    if core.settings.wecom_token is not None:
+        from adapters.wechat.wecom_app import build_wecom_app
+
+        adapters.append(build_wecom_app(core, app))
+    if core.settings.wecom_bot_token is not None:
+        from adapters.wechat.wecom_bot import build_wecom_bot
+
+        adapters.append(build_wecom_bot(core, app))
     return adapters
 
 
@@ -122,7 +138,7 @@ def build_web(core: Core) -> web.Application:
 async def _dify_reachable(dify: DifyClient) -> bool:
     try:
         async with asyncio.timeout(5):
-            await dify.info()
+            await dify.info(retry=False)
     except (DifyError, TimeoutError):
         return False
     return True

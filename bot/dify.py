@@ -125,8 +125,9 @@ class DifyClient:
 
     # ---- app and conversation endpoints ---------------------------------------------------
 
-    async def info(self) -> dict[str, Any]:
-        return await self._json("GET", "info")
+    async def info(self, *, retry: bool = True) -> dict[str, Any]:
+        """``retry=False`` for health probes: one attempt, an honest answer now."""
+        return await self._json("GET", "info", retry=retry)
 
     async def parameters(self) -> dict[str, Any]:
         return await self._json("GET", "parameters")
@@ -191,12 +192,12 @@ class DifyClient:
     # ---- transport ------------------------------------------------------------------------
 
     async def _open(
-        self, method: str, path: str, *, trace_id: str = "", **kwargs: Any
+        self, method: str, path: str, *, trace_id: str = "", retry: bool = True, **kwargs: Any
     ) -> httpx.Response:
         headers = dict(self._headers)
         if trace_id:
             headers["X-Trace-Id"] = trace_id
-        async for attempt in retrying(self.max_retries, self._sleep):
+        async for attempt in retrying(self.max_retries if retry else 0, self._sleep):
             with attempt:
                 request = self._http.build_request(method, path, headers=headers, **kwargs)
                 try:
@@ -210,9 +211,9 @@ class DifyClient:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _json(
-        self, method: str, path: str, *, trace_id: str = "", **kwargs: Any
+        self, method: str, path: str, *, trace_id: str = "", retry: bool = True, **kwargs: Any
     ) -> dict[str, Any]:
-        response = await self._open(method, path, trace_id=trace_id, **kwargs)
+        response = await self._open(method, path, trace_id=trace_id, retry=retry, **kwargs)
         try:
             body = await _read_bounded(response, limit=16 * 1024 * 1024)
         except httpx.TransportError as exc:

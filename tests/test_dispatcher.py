@@ -1,0 +1,227 @@
+"""The dispatcher against the loopback fake Dify and the real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.dify import DifyClient, build_http
+from bot.dispatcher import Dispatcher
+from bot.models import ConversationKey, IncomingMessage, Scope
+from bot.protocols import ReplyCapabilities
+from bot.texts import Texts
+from storage.conversations import ConversationStore
+from tests.fakes.dify import FakeDify
+from tests.fakes.dify_behaviours import Answer, Cut, HttpError, SilentPing, StreamError
+from tests.fakes.replies import RecordingReply
+
+TEXTS = Texts("en")
+BUSY = HttpError(
+    400,
+    "invalid_param",
+    "Too many requests. Please try again later. "
+    "The current maximum concurrent requests allowed for app is 1.",
+)
+
+
+@dataclass
+class Rig:
+    dify: FakeDify
+    client: DifyClient
+    store: ConversationStore
+    dispatcher: Dispatcher
+
+
+async def no_sleep(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+@pytest.fixture(params=["advanced-chat", "chat"])
+async def rig(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[Rig]:
+    async with FakeDify(mode=request.param) as dify:
+        http = build_http(dify.base_url)
+        client = DifyClient(
+            http,
+            api_key="app-test-key",
+            mode=request.param,
+            first_event_timeout=0.3,
+            sleep=no_sleep,
+        )
+        store = ConversationStore(engine)
+        dispatcher = Dispatcher(client, store, texts=TEXTS, edit_interval=0.0)
+        try:
+            yield Rig(dify, client, store, dispatcher)
+        finally:
+            await dispatcher.close()
+            await http.aclose()
+
+
+def message(text: str, user: str = "U1", scope_id: str | None = None) -> IncomingMessage:
+    key = ConversationKey("test", "W1", Scope.USER, scope_id or user)
+    return IncomingMessage("test", "W1", user, text, key, message_id=f"{user}-{text}")
+
+
+async def ask(rig: Rig, text: str, **kwargs: str) -> RecordingReply:
+    reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
+    await rig.dispatcher.submit(message(text, **kwargs), reply)
+    return reply
+
+
+async def test_answer_streams_and_the_conversation_is_kept(rig: Rig) -> None:
+    first = await ask(rig, "hello")
+    assert first.calls[0] == ("start", "")
+    assert first.final == ("finish", "echo: hello")
+    assert first.of("update")  # progressive edits happened before the final
+    answer = first.answers[0]
+    assert answer.conversation_id and answer.message_id and answer.task_id
+    stored = await rig.store.get(message("x").key)
+    assert stored == answer.conversation_id
+
+    second = await ask(rig, "again")
+    assert second.final == ("finish", "echo: again")
+    bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
+    assert "conversation_id" not in bodies[0]
+    assert bodies[1]["conversation_id"] == stored
+    assert bodies[0]["user"] == bodies[1]["user"] == "test:W1:U1"
+
+
+async def test_same_conversation_in_order_without_forking(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Answer(chunks=["slow ", "first"], delay=0.15))
+    replies = [RecordingReply(), RecordingReply()]
+    tasks = [
+        rig.dispatcher.submit(message("one"), replies[0]),
+        rig.dispatcher.submit(message("two"), replies[1]),
+    ]
+    await rig.dify.wait_for("/chat-messages", 1)
+    assert not replies[0].done.is_set()
+    assert len(rig.dify.requests_to("/chat-messages")) == 1  # "two" waits for "one"
+    await asyncio.gather(*tasks)
+    bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
+    assert "conversation_id" not in bodies[0]
+    assert bodies[1]["conversation_id"] == replies[0].answers[0].conversation_id
+    assert rig.dispatcher._tails == {}  # no lock outlives its messages
+
+
+async def test_different_conversations_run_concurrently(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Answer(chunks=["slow"], delay=0.5))
+    slow, fast = RecordingReply(), RecordingReply()
+    slow_task = rig.dispatcher.submit(message("slow", user="A"), slow)
+    await rig.dify.wait_for("/chat-messages", 1)
+    await rig.dispatcher.submit(message("fast", user="B"), fast)
+    assert fast.final == ("finish", "echo: fast")
+    assert not slow.done.is_set()
+    await slow_task
+    assert slow.final == ("finish", "slow")
+
+
+async def test_stale_conversation_is_dropped_and_the_message_asked_fresh(rig: Rig) -> None:
+    key = message("x").key
+    gone = "6f1d2c3b-0000-4000-8000-000000000000"
+    await rig.store.set(key, gone, dify_user="test:W1:U1")
+    if rig.dify.mode == "advanced-chat":
+        rig.dify.enqueue("/chat-messages", SilentPing())  # what Dify 1.13.2 does
+    reply = await ask(rig, "still there?")
+    assert reply.final == ("finish", "echo: still there?")
+    bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
+    assert bodies[0]["conversation_id"] == gone
+    assert "conversation_id" not in bodies[1]
+    assert await rig.store.get(key) == reply.answers[0].conversation_id != gone
+
+
+async def test_busy_app_tells_the_user(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", BUSY, BUSY, BUSY, BUSY)
+    reply = await ask(rig, "hi")
+    assert reply.final == ("fail", "|" + TEXTS.get("busy"))
+    assert len(rig.dify.requests_to("/chat-messages")) == 4  # 1 + 3 retries
+
+
+async def test_busy_then_free_answers_normally(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", BUSY)
+    reply = await ask(rig, "hi")
+    assert reply.final == ("finish", "echo: hi")
+
+
+async def test_cut_stream_keeps_the_partial_answer_with_a_notice(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Cut(after=2, chunks=["Partial ", "answer", " lost"]))
+    reply = await ask(rig, "hi")
+    assert reply.final == ("fail", "Partial answer|" + TEXTS.get("interrupted"))
+    assert len(rig.dify.requests_to("/chat-messages")) == 1  # never re-asked mid-answer
+
+
+async def test_in_stream_error_keeps_partial_text(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", StreamError(after=1, chunks=["Half"]))
+    reply = await ask(rig, "hi")
+    assert reply.final == ("fail", "Half|" + TEXTS.get("error"))
+
+
+async def test_quota_error_has_its_own_sentence(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", HttpError(429, "rate_limit_error", "Rate Limit Error"))
+    reply = await ask(rig, "hi")
+    assert reply.final == ("fail", "|" + TEXTS.get("quota"))
+
+
+async def test_stop_ends_the_answer_cleanly(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Answer(chunks=["a", "b", "c", "d", "e", "f"], delay=0.2))
+    reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
+    msg = message("long one")
+    task = rig.dispatcher.submit(msg, reply)
+    await asyncio.wait_for(reply.updated.wait(), 5)
+    assert await rig.dispatcher.stop(msg.key) is True
+    await task
+    kind, text = reply.final
+    assert rig.dify.stops and rig.dify.stops[0] == reply_task_id(rig)
+    if rig.dify.mode == "advanced-chat":  # 1.13.2: workflow_finished "stopped", no message_end
+        assert kind == "fail" and text.endswith(TEXTS.get("stopped"))
+    else:  # Chatbot apps close a stopped answer with message_end and the partial text
+        assert kind == "finish"
+    assert text.startswith("a") and "f" not in text
+    assert await rig.dispatcher.stop(msg.key) is False  # nothing running any more
+
+
+def reply_task_id(rig: Rig) -> str:
+    return rig.dify.requests_to(f"/chat-messages/{rig.dify.stops[0]}/stop")[0].path.split("/")[2]
+
+
+async def test_reset_starts_a_new_conversation(rig: Rig) -> None:
+    await ask(rig, "one")
+    assert await rig.dispatcher.reset(message("x").key) is True
+    await ask(rig, "two")
+    bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
+    assert "conversation_id" not in bodies[1]
+
+
+async def test_trace_id_is_sent_and_logged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="bot.dispatcher"):
+        await ask(rig, "trace me")
+    trace = rig.dify.requests_to("/chat-messages")[0].headers["x-trace-id"]
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answered"))
+    assert f"trace={trace}" in line and "outcome=answered" in line
+    assert "trace me" not in caplog.text  # no user text at INFO
+
+
+async def test_shutdown_cancels_and_tells_the_user(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Answer(chunks=["x"] * 50, delay=0.2))
+    reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
+    task = rig.dispatcher.submit(message("hi"), reply)
+    await rig.dify.wait_for("/chat-messages", 1)
+    await rig.dispatcher.close(grace=0.05)
+    assert task.cancelled()
+    assert reply.final[0] == "fail" and reply.final[1].endswith(TEXTS.get("interrupted"))
+    await rig.dify.wait_streams(0)  # cancelling closed the connection to Dify
+    with pytest.raises(RuntimeError):
+        rig.dispatcher.submit(message("late"), RecordingReply())
+
+
+async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) -> None:
+    class Broken(RecordingReply):
+        async def finish(self, text: str, answer: object) -> None:  # type: ignore[override]
+            raise RuntimeError("platform down")
+
+    reply = Broken()
+    await rig.dispatcher.submit(message("hi"), reply)
+    assert reply.final == ("fail", "echo: hi|" + TEXTS.get("error"))
