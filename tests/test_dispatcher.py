@@ -225,3 +225,26 @@ async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) ->
     reply = Broken()
     await rig.dispatcher.submit(message("hi"), reply)
     assert reply.final == ("fail", "echo: hi|" + TEXTS.get("error"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "path", "expected"),
+    [
+        ("agent-chat", "/chat-messages", "echo: what time is it"),
+        ("workflow", "/workflows/run", "what time is it"),  # the captured app echoes its input
+        ("completion", "/completion-messages", "echo: what time is it"),
+    ],
+)
+async def test_every_app_mode_answers_a_chat_message(
+    engine: AsyncEngine, mode: str, path: str, expected: str
+) -> None:
+    async with FakeDify(mode=mode) as dify:
+        http = build_http(dify.base_url)
+        client = DifyClient(http, api_key=dify.api_key)  # mode learned from /info
+        assert await client.detect_mode() == mode
+        dispatcher = Dispatcher(client, ConversationStore(engine), edit_interval=0.0)
+        reply = RecordingReply()
+        await dispatcher.submit(message("what time is it"), reply)
+        await http.aclose()
+    assert reply.final == ("finish", expected)
+    assert len(dify.requests_to(path)) == 1
