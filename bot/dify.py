@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+from httpx_aiohttp import AiohttpTransport
 
 from bot.dify_http import MAX_ERROR_BODY, retrying, to_http_error, to_transport_error
 from bot.dify_stream import AnswerStream
@@ -39,9 +40,16 @@ def build_http(
     transport: httpx.AsyncBaseTransport | None = None,
     max_connections: int = 1000,
 ) -> httpx.AsyncClient:
-    """The one AsyncClient for a Dify base URL. Read timeout is per read: Dify pings every ~10 s."""
+    """The one AsyncClient for a Dify base URL. Read timeout is per read: Dify pings every ~10 s.
+
+    httpx is the API; the wire is aiohttp's (httpx-aiohttp): its C HTTP parser costs a quarter of
+    h11's per streamed chunk, and Dify sends one chunk per token
+    (benchmarks/dify_client_throughput.py). Tests inject httpx.MockTransport instead.
+    """
     timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=30.0)
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+    if transport is None:
+        transport = AiohttpTransport(limits=limits, trust_env=True)
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/", timeout=timeout, limits=limits, transport=transport
     )

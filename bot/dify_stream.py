@@ -13,7 +13,7 @@ import orjson
 from bot.dify_events import to_event
 from bot.errors import ConversationNotFound, DifyProtocolError, DifyStreamCut
 from bot.models import AnswerEnd, AnswerEvent, TextDelta, TextReplace
-from bot.sse import iter_events
+from bot.sse import Frame, iter_frames
 
 if TYPE_CHECKING:
     from bot.dify import AnswerRequest, DifyClient
@@ -42,72 +42,87 @@ class AnswerStream:
         self.pings = 0
         self.texts = 0
 
-    async def __aiter__(self) -> AsyncIterator[AnswerEvent]:
-        events = self._events()
+    def __aiter__(self) -> AsyncGenerator[AnswerEvent, None]:
+        return self._events()
+
+    async def _events(self) -> AsyncGenerator[AnswerEvent, None]:
+        mode, origin = self._client.mode, self._client.origin
+        tracking = True
+        batches = iter_frames(self._response.aiter_bytes())
         try:
             if self._request.conversation_id:
-                first = await self._first_event(events)
-                if first is None:
-                    return
-                yield first
-            async for event in events:
-                yield event
+                first = await self._first_data(batches)
+                batches = _chain(first, batches)
+            async for batch in batches:
+                for name, data in batch:
+                    if not data or name == "ping":
+                        self.pings += name == "ping"
+                        continue
+                    try:
+                        payload = orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        raise DifyProtocolError("stream frame is not JSON") from exc
+                    if not isinstance(payload, dict):
+                        raise DifyProtocolError("stream frame is not a JSON object")
+                    if tracking:
+                        tracking = self._track(payload)
+                    event = to_event(payload, mode=mode, origin=origin)
+                    if event is None:
+                        continue
+                    if isinstance(event, TextDelta | TextReplace):
+                        self.texts += 1
+                    elif isinstance(event, AnswerEnd):
+                        self._check_stale(event, payload)
+                        yield event
+                        await self._drain()
+                        return
+                    yield event
+        except httpx.TransportError as exc:
+            raise DifyStreamCut(f"stream broken: {type(exc).__name__}", code="stream_cut") from exc
         finally:
-            await events.aclose()
+            await batches.aclose()
 
-    async def _first_event(self, events: AsyncIterator[AnswerEvent]) -> AnswerEvent | None:
-        """Wait for the first event; if it takes too long, check the conversation still exists.
+    async def _first_data(self, batches: AsyncGenerator[list[Frame], None]) -> list[Frame]:
+        """Frames up to the first data frame; if that takes too long, check the conversation.
 
         Dify 1.13.2 answers a Chatflow stream for an unknown or deleted conversation with HTTP 200,
         one ping, then silence until its 300 s idle timeout (captures: err_unknown_conversation);
         GET /messages for that conversation answers 404, which is how we tell it from a slow app.
         """
-        waiter = asyncio.ensure_future(_next(events))
-        try:
-            done, _ = await asyncio.wait({waiter}, timeout=self._client.first_event_timeout)
-            if not done and not await self._conversation_exists():
-                raise ConversationNotFound(
-                    "conversation unknown to Dify (silent stream)", status=404, code="not_found"
-                )
-            return await waiter
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-                with contextlib.suppress(BaseException):
-                    await waiter
+        loop = asyncio.get_running_loop()
+        deadline: float | None = loop.time() + self._client.first_event_timeout
+        seen: list[Frame] = []
+        while True:
+            waiter = asyncio.ensure_future(_next(batches))
+            try:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait({waiter}, timeout=timeout)
+                if not done:
+                    deadline = None  # check once; a live conversation may simply be slow
+                    if not await self._conversation_exists():
+                        raise ConversationNotFound(
+                            "conversation unknown to Dify (silent stream)", code="not_found"
+                        )
+                batch = await waiter
+            finally:
+                await _cancel(waiter)
+            if batch is None:
+                return seen
+            seen.extend(batch)
+            if any(data for _, data in batch):
+                return seen
 
     async def _conversation_exists(self) -> bool:
         conversation_id = self._request.conversation_id or ""
         return await self._client.conversation_exists(conversation_id, user=self._request.user)
 
-    async def _events(self) -> AsyncGenerator[AnswerEvent, None]:
-        mode, origin = self._client.mode, self._client.origin
-        try:
-            async for sse in iter_events(self._response.aiter_bytes()):
-                if sse.event == "ping" or not sse.data:
-                    self.pings += 1
-                    continue
-                payload = _load(sse.data)
-                self._track(payload)
-                event = to_event(payload, mode=mode, origin=origin)
-                if event is None:
-                    continue
-                if isinstance(event, TextDelta | TextReplace):
-                    self.texts += 1
-                elif isinstance(event, AnswerEnd):
-                    self._check_stale(event, payload)
-                    yield event
-                    await self._drain()
-                    return
-                yield event
-        except httpx.TransportError as exc:
-            raise DifyStreamCut(f"stream broken: {type(exc).__name__}", code="stream_cut") from exc
-
-    def _track(self, payload: dict[str, Any]) -> None:
+    def _track(self, payload: dict[str, Any]) -> bool:
+        """Remember the ids as they appear; False once all three are known."""
         for name in ("task_id", "conversation_id", "message_id"):
             value = payload.get(name)
             if value and isinstance(value, str) and not getattr(self, name):
                 setattr(self, name, value)
+        return not (self.task_id and self.conversation_id and self.message_id)
 
     def _check_stale(self, end: AnswerEnd, payload: dict[str, Any]) -> None:
         """A Chatflow run for a stale conversation fails at once, without conversation ids
@@ -127,15 +142,25 @@ class AnswerStream:
                     pass
 
 
-async def _next(events: AsyncIterator[AnswerEvent]) -> AnswerEvent | None:
-    return await anext(events, None)
+async def _next(batches: AsyncIterator[list[Frame]]) -> list[Frame] | None:
+    return await anext(batches, None)
 
 
-def _load(data: str) -> dict[str, Any]:
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def _chain(
+    first: list[Frame], rest: AsyncGenerator[list[Frame], None]
+) -> AsyncGenerator[list[Frame], None]:
+    """The frames already read, then the rest of the stream (one hop per batch, not per event)."""
     try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise DifyProtocolError("stream frame is not JSON") from exc
-    if not isinstance(payload, dict):
-        raise DifyProtocolError("stream frame is not a JSON object")
-    return payload
+        if first:
+            yield first
+        async for batch in rest:
+            yield batch
+    finally:
+        await rest.aclose()

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures, run against loopback fakes (never timed tests)."""
