@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
+    slack_native_streaming: bool = True  # chat.startStream in threads; chat.update otherwise
+    slack_markdown_blocks: bool = True  # answers as `markdown` blocks; False: mrkdwn sections
+    slack_dm_threads: bool = False  # answer DMs in a thread under the question
+    slack_allow_bots: bool = False  # answer other bots' messages too
+    slack_update_budget_per_minute: int = Field(45, ge=1)  # chat.update per workspace (Tier 3)
+    slack_thread_memory_hours: float = Field(72.0, gt=0)  # how long a followed thread is kept
+    slack_feedback_buttons: bool = True  # 👍/👎 under answers (Dify message feedback)
 
     # WeChat Official Account
     wechat_token: SecretStr | None = None
@@ -60,6 +67,13 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = None
     wechat_encoding_aes_key: SecretStr | None = None
     wechat_api_base: AnyHttpUrl = AnyHttpUrl("https://api.weixin.qq.com")
+    # Verified service account with the customer-service API: slow answers are pushed; otherwise
+    # the user gets "answer coming, send any message" and the next message fetches the answer.
+    wechat_account_verified: bool = False
+    # Seconds a WeChat delivery waits for the answer before giving up on a passive reply
+    # (WeChat hangs up at 5 s). Also bounds the WeCom AI bot's and the opening statement's waits.
+    wechat_reply_window: float = Field(4.5, gt=0, lt=5)
+    wechat_locale: Locale = "zh"  # language of the bot's own texts on WeChat and WeCom
 
     # WeCom self-built app and AI bot
     wecom_corp_id: str | None = None
@@ -70,6 +84,9 @@ class Settings(BaseSettings):
     wecom_api_base: AnyHttpUrl = AnyHttpUrl("https://qyapi.weixin.qq.com")
     wecom_bot_token: SecretStr | None = None
     wecom_bot_encoding_aes_key: SecretStr | None = None
+    # WeCom app answers as "markdown" (rendered in the WeCom client only) or plain "text"
+    # (for members who read in WeChat through the WeCom plugin).
+    wecom_reply_format: Literal["markdown", "text"] = "markdown"
 
     @field_validator("dify_api_key")
     @classmethod

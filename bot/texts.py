@@ -15,6 +15,24 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "(This step needs input that can't be given here.)",
         "empty": "(No answer.)",
         "reset": "Started a new conversation.",
+        # Slack
+        "slack_thinking": "Thinking…",
+        "slack_stop": "Stop",
+        "slack_sources": "Sources",
+        "slack_like": "Helpful",
+        "slack_dislike": "Not helpful",
+        "slack_suggested": "You could also ask:",
+        "slack_feedback_thanks": "Thanks for the feedback!",
+        "slack_nothing_to_stop": "There is no answer running to stop.",
+        "slack_help": (
+            "`/dify &lt;question&gt;` asks the assistant right here. `/dify new` starts a new"
+            " conversation. You can also message me directly, or @mention me in a channel:"
+            " I answer in a thread and keep following it, no mention needed."
+        ),
+        "wechat_pending": "Your answer is on its way. Send any message to get it.",
+        "wechat_more": "(More to come: send any message for the rest.)",
+        "wechat_unsupported": "Sorry, this kind of message isn't supported yet. Please send text.",
+        "voice_failed": "Sorry, I couldn't make out that voice message. Please type it instead.",
     },
     "ja": {
         "error": "申し訳ありません。回答中にエラーが発生しました。もう一度お試しください。",
@@ -26,6 +44,25 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "(この手順にはここでは入力できない情報が必要です)",
         "empty": "(回答がありません)",
         "reset": "新しい会話を始めました。",
+        # Slack
+        "slack_thinking": "考え中…",
+        "slack_stop": "停止",
+        "slack_sources": "出典",
+        "slack_like": "役に立った",
+        "slack_dislike": "役に立たなかった",
+        "slack_suggested": "こんな質問もできます:",
+        "slack_feedback_thanks": "フィードバックありがとうございます！",
+        "slack_nothing_to_stop": "停止できる回答はありません。",
+        "slack_help": (
+            "`/dify &lt;質問&gt;` でこの場所でアシスタントに質問できます。"
+            "`/dify new` で新しい会話を始めます。"
+            "DM で直接話しかけるか、チャンネルで @メンション してください。"
+            "スレッドで回答し、以後はメンションなしでそのスレッドに答えます。"
+        ),
+        "wechat_pending": "回答を作成中です。何かメッセージを送ると受け取れます。",
+        "wechat_more": "(続きがあります。何かメッセージを送ると続きを表示します)",
+        "wechat_unsupported": "この種類のメッセージには未対応です。テキストで送ってください。",
+        "voice_failed": "音声メッセージを認識できませんでした。テキストで送ってください。",
     },
     "zh": {
         "error": "抱歉，回答时出错了，请重试。",
@@ -37,6 +74,23 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "（此步骤需要在这里无法提供的输入。）",
         "empty": "（没有回答。）",
         "reset": "已开始新的对话。",
+        # Slack
+        "slack_thinking": "思考中…",
+        "slack_stop": "停止",
+        "slack_sources": "来源",
+        "slack_like": "有帮助",
+        "slack_dislike": "没帮助",
+        "slack_suggested": "你还可以问：",
+        "slack_feedback_thanks": "感谢你的反馈！",
+        "slack_nothing_to_stop": "当前没有正在进行的回答。",
+        "slack_help": (
+            "`/dify &lt;问题&gt;` 在这里向助手提问。`/dify new` 开始新的对话。"
+            "也可以直接私信我，或在频道中 @提及 我：我会在话题中回答，之后无需再提及。"
+        ),
+        "wechat_pending": "回答正在生成中，发送任意消息即可获取。",
+        "wechat_more": "（未完待续，发送任意消息查看后续内容）",
+        "wechat_unsupported": "暂不支持这种消息类型，请发送文字。",
+        "voice_failed": "抱歉，没能识别这条语音，请改用文字。",
     },
 }
 

@@ -1,0 +1,130 @@
+"""The Slack adapter: a bolt ``AsyncApp`` over Socket Mode and/or HTTP (``POST /slack/events``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.actions import ButtonActions
+from adapters.slack.answers import SlackAnswers
+from adapters.slack.budget import Budgets
+from adapters.slack.commands import DifyCommand
+from adapters.slack.events import RouteOptions, Router
+from adapters.slack.listeners import EventListeners
+from adapters.slack.memory import TtlMap
+from adapters.slack.profile import AppProfile
+from adapters.slack.reply import ReplyOptions
+from bot.config import Settings
+from bot.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+_TIMEOUT = 15  # seconds, every Web API call
+_RETRY_MEMORY = 15 * 60.0  # Slack retries an event up to ~5 minutes later
+
+
+class SlackAdapter:
+    """Implements ``bot.protocols.Adapter``. HTTP mode needs no start: the route is added when
+    the adapter is built; Socket Mode connects in ``start``."""
+
+    name = "slack"
+
+    def __init__(self, bolt: AsyncApp, answers: SlackAnswers, *, app_token: str | None) -> None:
+        self.bolt = bolt
+        self.answers = answers
+        self._app_token = app_token
+        self._socket: AsyncSocketModeHandler | None = None
+
+    async def start(self) -> None:
+        if self._app_token:
+            # Uses bolt's client, so apps.connections.open goes to SLACK_API_URL too.
+            self._socket = AsyncSocketModeHandler(self.bolt, self._app_token)
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]  # bolt: untyped
+            log.info("Slack Socket Mode connected")
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]  # bolt: untyped
+            self._socket = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """HTTP mode: bolt verifies the signature, acks, and runs the listener."""
+        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+
+def build_slack(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    web_app: web.Application,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> SlackAdapter:
+    """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set."""
+    assert settings.slack_bot_token is not None
+    token = settings.slack_bot_token.get_secret_value()
+    base_url = str(settings.slack_api_url)
+    base_url = base_url if base_url.endswith("/") else base_url + "/"  # urljoin needs it
+    # Listener calls may wait out a 429; reply edits must not (they skip instead), so the
+    # replies get a client of their own without the retry handler.
+    bolt_client = AsyncWebClient(token=token, base_url=base_url, timeout=_TIMEOUT)
+    bolt_client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    secret = settings.slack_signing_secret
+    bolt = AsyncApp(
+        client=bolt_client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        request_verification_enabled=secret is not None,
+    )
+    answers = SlackAnswers(
+        dispatcher=dispatcher,
+        client=AsyncWebClient(token=token, base_url=base_url, timeout=_TIMEOUT),
+        budgets=Budgets(settings.slack_update_budget_per_minute, clock=clock),
+        profile=AppProfile(dispatcher.dify, clock=clock),
+        options=_reply_options(settings),
+        sleep=sleep,
+    )
+    _register(bolt, settings, answers, clock)
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
+    adapter = SlackAdapter(bolt, answers, app_token=app_token)
+    if secret is not None:
+        web_app.router.add_post(EVENTS_PATH, adapter.handle)
+    if not app_token and secret is None:
+        log.warning("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET")
+    return adapter
+
+
+def _register(
+    bolt: AsyncApp, settings: Settings, answers: SlackAnswers, clock: Callable[[], float]
+) -> None:
+    memory_ttl = settings.slack_thread_memory_hours * 3600
+    router = Router(
+        TtlMap(memory_ttl, clock=clock),
+        TtlMap(_RETRY_MEMORY, clock=clock),
+        RouteOptions(
+            allow_bots=settings.slack_allow_bots,
+            dm_threads=settings.slack_dm_threads,
+            channel_scope=settings.conversation_scope or "thread",
+        ),
+    )
+    EventListeners(router, answers, TtlMap(memory_ttl, clock=clock)).register(bolt)
+    DifyCommand(router, answers).register(bolt)
+    ButtonActions(router, answers).register(bolt)
+
+
+def _reply_options(settings: Settings) -> ReplyOptions:
+    return ReplyOptions(
+        native_streaming=settings.slack_native_streaming,
+        markdown_blocks=settings.slack_markdown_blocks,
+        feedback=settings.slack_feedback_buttons,
+    )

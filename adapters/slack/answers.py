@@ -1,0 +1,82 @@
+"""Turning an ``Ask`` into a running answer: the reply, its labels, and the dispatcher call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.blocks import Labels
+from adapters.slack.budget import Budgets
+from adapters.slack.events import Ask
+from adapters.slack.profile import AppProfile
+from adapters.slack.reply import Place, ReplyOptions, SlackReply
+from adapters.slack.sender import SlackSender
+from bot.dispatcher import Dispatcher
+from bot.errors import DifyError
+from bot.models import Answer
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class SlackAnswers:
+    """Everything a listener needs to answer: one per adapter."""
+
+    dispatcher: Dispatcher
+    client: AsyncWebClient  # without rate-limit retry handlers: replies handle 429 themselves
+    budgets: Budgets
+    profile: AppProfile
+    options: ReplyOptions
+    sleep: Sleep = asyncio.sleep
+    running: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def labels(self, locale: str | None = None) -> Labels:
+        texts = self.dispatcher.texts
+        return Labels.from_texts(lambda key: texts.get(key, locale))
+
+    def text(self, key: str, locale: str | None = None) -> str:
+        return self.dispatcher.texts.get(key, locale)
+
+    def sender(self, team: str) -> SlackSender:
+        return SlackSender(self.client, self.budgets.for_team(team), sleep=self.sleep)
+
+    def reply(self, place: Place, locale: str | None = None) -> SlackReply:
+        return SlackReply(
+            self.sender(place.team),
+            place,
+            labels=self.labels(locale),
+            options=self.options,
+            suggest=self._suggestions,
+        )
+
+    def submit(self, ask: Ask) -> asyncio.Task[None]:
+        return self.track(self.dispatcher.submit(ask.message, self.reply(ask.place)))
+
+    def track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Answers this adapter started, so ``drain`` can wait for them (tests, shutdown logs)."""
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Until every answer started so far has ended."""
+        while self.running:
+            await asyncio.wait(set(self.running))
+
+    async def _suggestions(self, answer: Answer) -> list[str]:
+        if not (await self.profile.get()).suggestions_after_answer:
+            return []
+        try:
+            async with asyncio.timeout(15):
+                return await self.dispatcher.dify.suggested(
+                    answer.message_id, user=answer.dify_user
+                )
+        except (DifyError, TimeoutError) as exc:
+            log.info("no suggested questions: %s", exc)
+            return []

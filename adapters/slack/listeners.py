@@ -1,0 +1,74 @@
+"""Bolt listeners for events: messages, mentions, and the App Home's messages tab."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.answers import SlackAnswers
+from adapters.slack.blocks import body_blocks, fallback_text, suggestion_blocks
+from adapters.slack.events import Router
+from adapters.slack.memory import TtlMap
+from adapters.slack.sender import slack_error
+
+log = logging.getLogger(__name__)
+
+
+def team_of(body: dict[str, Any], context: AsyncBoltContext) -> str:
+    """The workspace: the team id (the enterprise id for org-wide installs without one)."""
+    team = body.get("team_id") or context.team_id or context.enterprise_id
+    if not team and isinstance(body.get("team"), dict):
+        team = body["team"].get("id")
+    return str(team or "")
+
+
+class EventListeners:
+    """Registered on the bolt app; each handler only routes and submits (bolt has acked)."""
+
+    def __init__(self, router: Router, answers: SlackAnswers, greeted: TtlMap[str, bool]):
+        self._router = router
+        self._answers = answers
+        self._greeted = greeted
+
+    def register(self, app: AsyncApp) -> None:
+        app.event("app_mention")(self.on_message)
+        app.event("message")(self.on_message)
+        app.event("app_home_opened")(self.on_home_opened)
+
+    async def on_message(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        ask = self._router.route(
+            event,
+            team=team_of(body, context),
+            bot_user_id=str(context.bot_user_id or ""),
+            event_id=str(body.get("event_id") or ""),
+        )
+        if ask is not None:
+            self._answers.submit(ask)
+
+    async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        """Dify's opening statement, once, when someone first opens the bot's DM."""
+        if event.get("tab") != "messages" or not event.get("channel"):
+            return
+        user, channel = str(event.get("user")), str(event["channel"])
+        if not self._greeted.add_new(user, True):
+            return
+        profile = await self._answers.profile.get()
+        if not profile.opening_statement:
+            return
+        try:
+            history = await client.conversations_history(channel=channel, limit=1)
+            if history.get("messages"):
+                return  # not the first visit: the DM already has messages
+            labels = self._answers.labels()
+            blocks = body_blocks(profile.opening_statement, markdown_blocks=True)
+            blocks += suggestion_blocks(profile.starter_questions, labels)
+            text = fallback_text(profile.opening_statement)
+            await client.chat_postMessage(channel=channel, blocks=blocks, text=text)
+        except SlackApiError as exc:
+            log.warning("could not show the opening statement: %s", slack_error(exc))

@@ -1,0 +1,271 @@
+"""``SlackReply``: one answer in Slack, streamed natively or by throttled ``chat.update`` edits.
+
+Native streaming is tried first where it can work (a thread, the setting on); any refusal falls
+back to a placeholder post edited in place. Long answers continue in follow-up messages in the
+same thread, split at paragraph boundaries (never inside a code fence) by ``bot.text.split_text``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.blocks import (
+    Block,
+    Labels,
+    body_blocks,
+    fallback_text,
+    feedback_block,
+    sources_block,
+    status_block,
+    stop_block,
+    suggestion_blocks,
+)
+from adapters.slack.native import NativeStream, StreamTarget
+from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
+from bot.models import Answer
+from bot.protocols import ReplyCapabilities
+from bot.text import split_text
+
+log = logging.getLogger(__name__)
+
+Suggest = Callable[[Answer], Awaitable[list[str]]]
+_MIN_LIMIT = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an answer goes and who asked: ``thread_ts`` None means top level (a plain DM)."""
+
+    channel: str
+    thread_ts: str | None
+    team: str
+    user: str
+    stop_value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    native_streaming: bool = True
+    markdown_blocks: bool = True
+    feedback: bool = True
+    message_limit: int = 12_000  # markdown blocks hold 12,000 characters per message
+    min_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class _Message:
+    ts: str
+    shown: str = ""
+
+
+@dataclass(slots=True)
+class _State:
+    messages: list[_Message] = field(default_factory=list)
+    status: str = ""
+    text: str = ""
+
+
+class SlackReply:
+    """Implements ``bot.protocols.Reply`` for Slack."""
+
+    def __init__(
+        self,
+        sender: SlackSender,
+        place: Place,
+        *,
+        labels: Labels,
+        options: ReplyOptions,
+        suggest: Suggest | None = None,
+    ) -> None:
+        self.capabilities = ReplyCapabilities(
+            can_edit=True, max_length=options.message_limit, min_interval=options.min_interval
+        )
+        self._sender = sender
+        self._client = sender.client
+        self._place = place
+        self._labels = labels
+        self._options = options
+        self._suggest = suggest
+        self._limit = options.message_limit
+        self._markdown = options.markdown_blocks
+        self._state = _State()
+        self._stream: NativeStream | None = None
+
+    async def start(self) -> None:
+        place = self._place
+        if place.thread_ts:
+            await self._set_status(self._labels.thinking)
+        if place.thread_ts and self._options.native_streaming:
+            target = StreamTarget(place.channel, place.thread_ts, place.team, place.user)
+            stream = NativeStream(self._client, target, limit=self._limit)
+            try:
+                await stream.open()
+                self._stream = stream
+                return
+            except SlackApiError as exc:
+                log.info("native streaming unavailable (%s); editing a message", slack_error(exc))
+                self._adopt(stream)
+        if not self._state.messages:
+            blocks = [status_block(self._labels.thinking), *self._stop()]
+            ts = await self._sender.post(
+                place.channel, place.thread_ts, blocks, self._labels.thinking
+            )
+            self._state.messages.append(_Message(ts))
+
+    async def update(self, text: str) -> None:
+        self._state.text = text
+        if self._stream is not None:
+            if await self._stream.show(text):
+                return
+            await self._leave_stream()
+        await self._render_fitting(text, final=False)
+
+    async def status(self, text: str) -> None:
+        self._state.status = text
+        if self._stream is not None:
+            await self._set_status(text)
+        elif self._state.messages:
+            await self._render_fitting(self._state.text, final=False)
+
+    async def finish(self, text: str, answer: Answer) -> None:
+        footer = self._footer(answer)
+        await self._final(text, footer)
+        if self._suggest is not None and answer.message_id:
+            await self._offer_suggestions(answer)
+
+    async def fail(self, text: str, notice: str) -> None:
+        await self._final(f"{text}\n\n_{notice}_" if text.strip() else f"_{notice}_", [])
+
+    # ---- rendering ------------------------------------------------------------------------
+
+    async def _final(self, text: str, footer: list[Block]) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            if await stream.close(text, footer):
+                return
+            self._adopt(stream)
+        try:
+            delivered = await self._render_fitting(text, final=True, footer=footer)
+        except SlackApiError as exc:  # e.g. the bot was removed from the channel meanwhile
+            log.error("final answer refused in %s: %s", self._place.channel, slack_error(exc))
+            return
+        if not delivered:
+            log.error("could not deliver a final answer to %s", self._place.channel)
+
+    async def _render_fitting(
+        self, text: str, *, final: bool, footer: list[Block] | None = None
+    ) -> bool:
+        """Render; when Slack finds it too long or rejects the blocks, ``_show`` has already
+        made the parts smaller or switched to mrkdwn, so render again."""
+        for _ in range(4):
+            try:
+                await self._render(text, final=final, footer=footer)
+                return True
+            except (TooLong, BadBlocks):
+                continue
+        return False
+
+    async def _render(self, text: str, *, final: bool, footer: list[Block] | None = None) -> None:
+        parts = split_text(text, self._limit) if text.strip() else [""]
+        messages = self._state.messages
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            blocks = body_blocks(part, markdown_blocks=self._markdown)
+            if last and not final:
+                blocks += [status_block(self._state.status)] if self._state.status else []
+                blocks += self._stop()
+            if last and final:
+                blocks += footer or []
+            blocks = blocks or [status_block(self._labels.thinking)]
+            shown = json.dumps(blocks, ensure_ascii=False)
+            if index < len(messages) and messages[index].shown == shown:
+                continue
+            await self._show(
+                index, blocks, fallback_text(part) or self._labels.thinking, final, shown
+            )
+
+    async def _show(
+        self, index: int, blocks: list[Block], text: str, final: bool, shown: str
+    ) -> None:
+        messages, place, sender = self._state.messages, self._place, self._sender
+        try:
+            if index >= len(messages):
+                ts = await sender.post(place.channel, self._thread(index), blocks, text)
+                messages.append(_Message(ts, shown))
+            elif final:
+                ts = messages[index].ts
+                new = await sender.edit_final(
+                    place.channel, ts, blocks, text, thread_ts=self._thread(index)
+                )
+                messages[index] = _Message(new, shown)
+            elif await sender.edit_interim(place.channel, messages[index].ts, blocks, text):
+                messages[index].shown = shown
+        except BadBlocks:
+            self._markdown = False
+            raise
+        except TooLong:
+            self._limit = max(self._limit // 2, _MIN_LIMIT)
+            raise
+
+    def _thread(self, index: int) -> str | None:
+        """Follow-ups of a top-level DM answer go under its first part, so it reads as one."""
+        if index == 0 or self._place.thread_ts or not self._state.messages:
+            return self._place.thread_ts
+        return self._state.messages[0].ts
+
+    # ---- pieces ---------------------------------------------------------------------------
+
+    def _stop(self) -> list[Block]:
+        value = self._place.stop_value
+        return [stop_block(self._labels.stop, value)] if value else []
+
+    def _footer(self, answer: Answer) -> list[Block]:
+        blocks: list[Block] = []
+        sources = sources_block(answer.retriever_resources, self._labels.sources)
+        if sources is not None:
+            blocks.append(sources)
+        if self._options.feedback and answer.message_id and answer.dify_user:
+            blocks.append(feedback_block(answer.message_id, answer.dify_user, self._labels))
+        return blocks
+
+    async def _offer_suggestions(self, answer: Answer) -> None:
+        """Dify's suggested questions come from a separate (slow, LLM) call: a small message
+        after the answer, so the answer itself is never held back for them."""
+        assert self._suggest is not None
+        try:
+            questions = await self._suggest(answer)
+            blocks = suggestion_blocks(questions, self._labels)
+            if blocks:
+                await self._sender.post(
+                    self._place.channel, self._place.thread_ts, blocks, self._labels.suggested
+                )
+        except Exception:  # optional extra: never fail an answer over it
+            log.warning("could not offer suggested questions", exc_info=True)
+
+    async def _set_status(self, text: str) -> None:
+        """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best effort)."""
+        if not self._place.thread_ts:
+            return
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=text
+            )
+        except SlackApiError as exc:
+            log.debug("setStatus refused: %s", slack_error(exc))
+
+    async def _leave_stream(self) -> None:
+        """The stream cannot show the text (replaced, or Slack ended it): edit its message."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            if not stream.dead:
+                await stream.close("", [])
+            self._adopt(stream)
+
+    def _adopt(self, stream: NativeStream) -> None:
+        if stream.ts and not self._state.messages:
+            self._state.messages.append(_Message(stream.ts))

@@ -1,0 +1,65 @@
+"""A reply through a slash command's ``response_url``, for channels the bot is not in.
+
+A response_url takes 5 posts in 30 minutes and returns no ``ts`` to edit, so streaming through
+it is not possible (slack.md §6): one "thinking" note, then the whole answer at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from adapters.slack.blocks import Labels, asked_block, body_blocks, fallback_text, sources_block
+from bot.models import Answer
+from bot.protocols import ReplyCapabilities
+from bot.text import split_text
+
+log = logging.getLogger(__name__)
+
+_MAX_PARTS = 3  # of the 5 uses: one "thinking" note, at most three answer parts, one spare
+
+
+class RespondReply:
+    """Implements ``bot.protocols.Reply`` over ``respond()`` (no edits)."""
+
+    def __init__(
+        self, respond: AsyncRespond, *, user: str, question: str, labels: Labels, limit: int
+    ) -> None:
+        self.capabilities = ReplyCapabilities(can_edit=False, max_length=limit)
+        self._respond = respond
+        self._user = user
+        self._question = question
+        self._labels = labels
+        self._limit = limit
+
+    async def start(self) -> None:
+        await self._respond(text=f"_{self._labels.thinking}_", response_type="ephemeral")
+
+    async def update(self, text: str) -> None:
+        """Never called: ``can_edit`` is False."""
+
+    async def status(self, text: str) -> None:
+        """No place to show it without using up the response_url."""
+
+    async def finish(self, text: str, answer: Answer) -> None:
+        sources = sources_block(answer.retriever_resources, self._labels.sources)
+        await self._send(text, [sources] if sources else [])
+
+    async def fail(self, text: str, notice: str) -> None:
+        await self._send(f"{text}\n\n_{notice}_" if text.strip() else f"_{notice}_", [])
+
+    async def _send(self, text: str, footer: list[dict[str, Any]]) -> None:
+        parts = split_text(text, self._limit)[:_MAX_PARTS]
+        for index, part in enumerate(parts):
+            blocks = body_blocks(part, markdown_blocks=True)
+            if index == 0:
+                blocks.insert(0, asked_block(self._user, self._question))
+            if index == len(parts) - 1:
+                blocks += footer
+            response = await self._respond(
+                text=fallback_text(part), blocks=blocks, response_type="in_channel"
+            )
+            if response.status_code != 200:
+                log.warning("response_url refused the answer: %s", response.status_code)
