@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Dialect, Index, MetaData, String, Table
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so Alembic migrations can refer to (and drop) them on every backend.
@@ -60,4 +71,76 @@ conversations = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_conversations_platform_workspace", "platform", "workspace"),
     Index("ix_conversations_updated_at", "updated_at"),
+)
+
+
+# ---- WeChat / WeCom ----------------------------------------------------------------------------
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("name", String(191), primary_key=True),  # e.g. "wechat:<appid>", "wecom:<corp>:<agent>"
+    Column("token", String(1024), nullable=False),  # WeChat asks for >= 512 characters of room
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+wechat_answers = Table(
+    "wechat_answers",
+    metadata,
+    Column("id", String(191), primary_key=True),  # "<account>:<MsgId>"
+    Column("account", String(128), nullable=False),
+    Column("user_id", String(128), nullable=False),  # OpenID / WeCom UserID
+    Column("status", String(16), nullable=False),  # running | done
+    Column("target", String(191), nullable=True),  # a "fetch" message: the answer it fetches
+    Column("parts", Text(), nullable=False),  # JSON list of the answer's messages once done
+    Column("taken", Integer(), nullable=False),  # parts handed to a delivery so far
+    Column("deliveries", Integer(), nullable=False),  # pushes of this MsgId seen (WeChat retries)
+    Column("pushes", Integer(), nullable=False),  # customer-service messages spent on it
+    Column("notified", Boolean(), nullable=False),  # user told "send any message to get it"
+    Column("handoff", Boolean(), nullable=False),  # no passive reply will come: push when done
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_wechat_answers_account_user", "account", "user_id"),
+    Index("ix_wechat_answers_created_at", "created_at"),
+)
+
+wecom_streams = Table(
+    "wecom_streams",
+    metadata,
+    Column("stream_id", String(64), primary_key=True),
+    Column("msg_id", String(191), nullable=False, unique=True),  # "<aibotid>:<msgid>"
+    Column("content", Text(), nullable=False),
+    Column("finished", Boolean(), nullable=False),
+    Column("response_url", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_wecom_streams_created_at", "created_at"),
+)
+
+
+# ---- reliability: the inbound journal ----------------------------------------------------------
+
+# Every platform message, recorded before the platform is acked: the unique message key dedups
+# platform retries across replicas; the lease says which replica answers it and until when, so a
+# surviving replica can finish the answer of one that died; the id orders a conversation's messages.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("message_key", String(255), nullable=False, unique=True),
+    Column("conversation_key", String(512), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("message", Text(), nullable=False),  # JSON: the IncomingMessage
+    Column("reply", Text(), nullable=False),  # JSON: the adapter's description of where to answer
+    Column("reply_state", Text(), nullable=True),  # JSON: e.g. the partial answer's message id
+    Column("status", String(16), nullable=False),  # pending | running | done | failed
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_inbound_messages_conversation", "conversation_key", "status", "id"),
+    Index("ix_inbound_messages_status_lease", "status", "lease_until"),
+    Index("ix_inbound_messages_created_at", "created_at"),
 )

@@ -1,0 +1,1 @@
+"""Alembic migrations of difybot's schema (run through ``storage.migrate``, not the alembic CLI)."""
