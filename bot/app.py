@@ -20,7 +20,9 @@ from bot.errors import ConfigError, DifyAuthError, DifyError
 from bot.protocols import Adapter
 from bot.texts import Texts
 from storage.conversations import ConversationStore
-from storage.db import create_engine, init_db, ping
+from storage.db import create_engine, ping
+from storage.journal import Journal
+from storage.migrate import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ async def build_core(
         max_overflow=settings.database_max_overflow,
     )
     try:
-        await init_db(engine)
+        await ensure_schema(engine, auto_migrate=settings.database_auto_migrate)
         await _learn_mode(dify)
     except BaseException:
         await http.aclose()
@@ -76,7 +78,10 @@ async def build_core(
         raise
     store = ConversationStore(engine, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts)
-    dispatcher = Dispatcher(dify, store, texts=texts, edit_interval=settings.stream_edit_interval)
+    journal = Journal(engine, lease=settings.journal_lease_seconds)
+    dispatcher = Dispatcher(
+        dify, store, texts=texts, journal=journal, edit_interval=settings.stream_edit_interval
+    )
     return Core(settings, http, dify, engine, store, dispatcher)
 
 
@@ -155,6 +160,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
     await site.start()
     for adapter in core.adapters:
         await adapter.start()
+    core.dispatcher.start()  # finish messages left by replicas that died (or by our last run)
     port = _bound_port(runner, settings.port)
     names = ", ".join(a.name for a in core.adapters) or "none (set platform credentials)"
     log.info("difybot serving on %s:%d; adapters on: %s", settings.host, port, names)

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./data/difybot.db"
     database_pool_size: int = Field(5, ge=1)
     database_max_overflow: int = Field(10, ge=0)
+    database_auto_migrate: bool = True
     conversation_idle_expiry: float = Field(0.0, ge=0)
+    journal_lease_seconds: float = Field(30.0, ge=2)
 
     # HTTP listener
     host: str = "0.0.0.0"
@@ -108,6 +110,22 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 found.append(value.get_secret_value())
         return found
+
+
+class DatabaseSettings(BaseSettings):
+    """The settings ``difybot db …`` needs: no Dify key required to migrate a database."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Settings.model_fields["database_url"].default
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load_database_settings(**overrides: Any) -> DatabaseSettings:
+    try:
+        return DatabaseSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -44,3 +44,4 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     root.setLevel(level)
     # httpx logs every request line at INFO; keep our own INFO line per answer readable.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the one line that matters

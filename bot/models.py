@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -154,3 +154,22 @@ class Answer:
     files: tuple[FileOut, ...] = ()
     complete: bool = True
     trace_id: str = ""
+
+
+# ---- records: a message as JSON-safe data, for the inbound journal ----------------------------
+
+
+def to_record(message: IncomingMessage) -> dict[str, Any]:
+    """The message as plain data (the journal keeps it so any replica can answer it)."""
+    record = asdict(message)
+    record["key"]["scope"] = message.key.scope.value
+    return record
+
+
+def from_record(record: dict[str, Any]) -> IncomingMessage:
+    """The inverse of ``to_record``."""
+    data = dict(record)
+    key = dict(data.pop("key"))
+    key["scope"] = Scope(key["scope"])
+    attachments = tuple(Attachment(**item) for item in data.pop("attachments", ()))
+    return IncomingMessage(key=ConversationKey(**key), attachments=attachments, **data)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.models import Answer
 
@@ -57,3 +58,16 @@ class Reply(Protocol):
 
     async def fail(self, text: str, notice: str) -> None:
         """The answer could not be completed: keep ``text`` (maybe empty) and add ``notice``."""
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A reply another replica can take over: it reports what it has shown so far (e.g. the
+    ids of the messages it posted) through ``save``, and a restored reply given that state
+    edits those messages instead of posting new ones."""
+
+    def bind_state(self, save: Callable[[dict[str, Any]], Awaitable[None]]) -> None: ...
+
+
+# Rebuilds a platform reply from the adapter's description of where to answer and the saved state.
+Restorer = Callable[[dict[str, Any], dict[str, Any] | None], Reply]
