@@ -33,7 +33,12 @@ class ButtonActions:
     async def on_stop(
         self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        await ack()
+        await ack()  # bolt sends it when the listener returns: the work runs afterwards
+        self._answers.later(self._stop(body, action, context))
+
+    async def _stop(
+        self, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         key = key_from_stop_value(str(action.get("value") or ""), team_of(body, context))
         stopped = False
         if key is not None:
@@ -48,6 +53,9 @@ class ButtonActions:
         self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
     ) -> None:
         await ack()
+        self._answers.later(self._feedback(body, action))
+
+    async def _feedback(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         message_id, _, dify_user = str(action.get("value") or "").partition("|")
         rating = "like" if action.get("action_id") == FEEDBACK_LIKE else "dislike"
         try:
@@ -68,6 +76,15 @@ class ButtonActions:
     ) -> None:
         """A suggested question, asked by whoever clicked it, in the place it was offered."""
         await ack()
+        self._answers.later(self._ask(body, action, context, client))
+
+    async def _ask(
+        self,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         question = str(action.get("value") or "").strip()
         channel = str((body.get("channel") or {}).get("id") or "")
         user = str((body.get("user") or {}).get("id") or "")
@@ -94,7 +111,7 @@ class ButtonActions:
             event, team=team_of(body, context), bot_user_id=str(context.bot_user_id or "")
         )
         if ask is not None:
-            self._answers.submit(ask)
+            await self._answers.accept(ask)
 
     async def _tell(self, body: dict[str, Any], text_key: str) -> None:
         """A note only the clicker sees, next to the message they clicked on."""

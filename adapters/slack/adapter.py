@@ -83,6 +83,9 @@ def build_slack(
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
         client=bolt_client,
+        # Ack only after the listener ran: events are recorded in the journal before Slack
+        # hears they arrived. Listeners stay fast; slow work runs after (SlackAnswers.later).
+        process_before_response=True,
         signing_secret=secret.get_secret_value() if secret else "",
         request_verification_enabled=secret is not None,
     )
@@ -95,6 +98,7 @@ def build_slack(
         sleep=sleep,
     )
     _register(bolt, settings, answers, clock)
+    dispatcher.restorers["slack"] = answers.restore
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
     adapter = SlackAdapter(bolt, answers, app_token=app_token)
     if secret is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -55,8 +56,37 @@ class SlackAnswers:
             suggest=self._suggestions,
         )
 
-    def submit(self, ask: Ask) -> asyncio.Task[None]:
-        return self.track(self.dispatcher.submit(ask.message, self.reply(ask.place)))
+    async def accept(self, ask: Ask) -> asyncio.Task[None] | None:
+        """Record the message in the journal (before bolt acks the event) and answer it once;
+        None for a redelivery some replica already took."""
+        task = await self.dispatcher.accept(
+            ask.message, self.reply(ask.place), where=place_to_record(ask.place)
+        )
+        return None if task is None else self.track(task)
+
+    def restore(self, where: dict[str, Any], state: dict[str, Any] | None) -> SlackReply:
+        """Another replica's unfinished answer: edit the messages it posted, post no new one."""
+        resume = [str(ts) for ts in (state or {}).get("messages", ())]
+        place = place_from_record(where)
+        return SlackReply(
+            self.sender(place.team),
+            place,
+            labels=self.labels(),
+            options=self.options,
+            suggest=self._suggestions,
+            resume=resume,
+        )
+
+    def later(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a listener's slow part after bolt has sent the ack (process_before_response)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("Slack listener work failed")
+
+        return self.track(asyncio.create_task(run()))
 
     def track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         """Answers this adapter started, so ``drain`` can wait for them (tests, shutdown logs)."""
@@ -80,3 +110,11 @@ class SlackAnswers:
         except (DifyError, TimeoutError) as exc:
             log.info("no suggested questions: %s", exc)
             return []
+
+
+def place_to_record(place: Place) -> dict[str, Any]:
+    return asdict(place)
+
+
+def place_from_record(record: dict[str, Any]) -> Place:
+    return Place(**record)

@@ -55,6 +55,15 @@ class DifyCommand:
             await ack(text=self._answers.text("reset"))
             return
         await ack()
+        # Bolt sends the ack when this listener returns (process_before_response): the rest,
+        # which talks to Slack and may wait on rate limits, runs afterwards.
+        self._answers.later(self._ask(command, respond, context, text))
+
+    async def _ask(
+        self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext, text: str
+    ) -> None:
+        team = team_of(command, context)
+        user, channel = str(command.get("user_id")), str(command.get("channel_id"))
         bot = str(context.bot_user_id or "")
         try:
             ts = await self._show_question(channel, user, text)
@@ -69,7 +78,7 @@ class DifyCommand:
         event = {"type": "app_mention", "channel": channel, "ts": ts, "user": user, "text": text}
         ask = self._router.route(event, team=team, bot_user_id=bot)
         if ask is not None:
-            self._answers.submit(ask)
+            await self._answers.accept(ask)
 
     async def _show_question(self, channel: str, user: str, text: str) -> str:
         """Slash commands leave no message behind: post the question, to answer under it."""

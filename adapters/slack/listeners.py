@@ -27,7 +27,8 @@ def team_of(body: dict[str, Any], context: AsyncBoltContext) -> str:
 
 
 class EventListeners:
-    """Registered on the bolt app; each handler only routes and submits (bolt has acked)."""
+    """Registered on the bolt app. The app processes before responding, so bolt acks an event
+    only once ``on_message`` has recorded it in the journal: nothing acked is ever lost."""
 
     def __init__(self, router: Router, answers: SlackAnswers, greeted: TtlMap[str, bool]):
         self._router = router
@@ -49,7 +50,7 @@ class EventListeners:
             event_id=str(body.get("event_id") or ""),
         )
         if ask is not None:
-            self._answers.submit(ask)
+            await self._answers.accept(ask)
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """Dify's opening statement, once, when someone first opens the bot's DM."""

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -34,6 +35,7 @@ from bot.text import split_text
 log = logging.getLogger(__name__)
 
 Suggest = Callable[[Answer], Awaitable[list[str]]]
+SaveState = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_LIMIT = 2_000
 
 
@@ -81,6 +83,7 @@ class SlackReply:
         labels: Labels,
         options: ReplyOptions,
         suggest: Suggest | None = None,
+        resume: list[str] | None = None,
     ) -> None:
         self.capabilities = ReplyCapabilities(
             can_edit=True, max_length=options.message_limit, min_interval=options.min_interval
@@ -93,11 +96,30 @@ class SlackReply:
         self._suggest = suggest
         self._limit = options.message_limit
         self._markdown = options.markdown_blocks
-        self._state = _State()
+        self._state = _State(messages=[_Message(ts) for ts in resume or ()])
         self._stream: NativeStream | None = None
+        self._save: SaveState | None = None
+        self._saved: list[str] = list(resume or ())
+
+    def bind_state(self, save: SaveState) -> None:
+        """``bot.protocols.Resumable``: report posted messages so another replica that takes
+        over this answer edits them instead of posting a second answer."""
+        self._save = save
+
+    async def _save_state(self) -> None:
+        posted = [message.ts for message in self._state.messages]
+        if self._save is None or posted == self._saved:
+            return
+        self._saved = posted
+        try:
+            await self._save({"messages": posted})
+        except Exception:
+            log.warning("could not save the reply's state", exc_info=True)
 
     async def start(self) -> None:
         place = self._place
+        if self._state.messages:  # resumed from a replica that died: edit what it posted
+            return
         if place.thread_ts:
             await self._set_status(self._labels.thinking)
         if place.thread_ts and self._options.native_streaming:
@@ -106,6 +128,9 @@ class SlackReply:
             try:
                 await stream.open()
                 self._stream = stream
+                if stream.ts:
+                    self._state.messages.append(_Message(stream.ts))
+                    await self._save_state()
                 return
             except SlackApiError as exc:
                 log.info("native streaming unavailable (%s); editing a message", slack_error(exc))
@@ -116,6 +141,7 @@ class SlackReply:
                 place.channel, place.thread_ts, blocks, self._labels.thinking
             )
             self._state.messages.append(_Message(ts))
+            await self._save_state()
 
     async def update(self, text: str) -> None:
         self._state.text = text
@@ -197,6 +223,7 @@ class SlackReply:
             if index >= len(messages):
                 ts = await sender.post(place.channel, self._thread(index), blocks, text)
                 messages.append(_Message(ts, shown))
+                await self._save_state()
             elif final:
                 ts = messages[index].ts
                 new = await sender.edit_final(
