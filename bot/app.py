@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.dify import DifyClient, build_http
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyAuthError, DifyError
+from bot.policy import Allowlist, Gate, RateLimiter
 from bot.protocols import Adapter
 from bot.texts import Texts
 from storage.conversations import ConversationStore
@@ -80,9 +81,38 @@ async def build_core(
     texts = Texts(settings.bot_locale, settings.bot_texts)
     journal = Journal(engine, lease=settings.journal_lease_seconds)
     dispatcher = Dispatcher(
-        dify, store, texts=texts, journal=journal, edit_interval=settings.stream_edit_interval
+        dify,
+        store,
+        texts=texts,
+        journal=journal,
+        gate=build_gate(settings),
+        edit_interval=settings.stream_edit_interval,
     )
     return Core(settings, http, dify, engine, store, dispatcher)
+
+
+def build_gate(settings: Settings) -> Gate:
+    """Allowlists per platform (comma-separated ids, empty = everyone) and the rate limit."""
+    lists = {
+        "slack": Allowlist(
+            workspaces=_ids(settings.slack_allowed_teams),
+            channels=_ids(settings.slack_allowed_channels),
+            users=_ids(settings.slack_allowed_users),
+        ),
+        "wechat": Allowlist(users=_ids(settings.wechat_allowed_users)),
+        "wecom": Allowlist(users=_ids(settings.wecom_allowed_users)),
+        "wecom_bot": Allowlist(users=_ids(settings.wecom_allowed_users)),
+    }
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    return Gate(
+        allowlists=lists,
+        limiter=limiter if settings.rate_limit_per_minute > 0 else None,
+        silent_denials=settings.access_denied_reply == "silent",
+    )
+
+
+def _ids(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 async def _learn_mode(dify: DifyClient) -> None:

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     bot_locale: Locale = "en"
     bot_texts: dict[str, str] = Field(default_factory=dict)
     shutdown_timeout: float = Field(25.0, ge=0)
+
+    # access: comma-separated ids; empty = everyone
+    slack_allowed_teams: str = ""
+    slack_allowed_channels: str = ""
+    slack_allowed_users: str = ""
+    wechat_allowed_users: str = ""
+    wecom_allowed_users: str = ""
+    access_denied_reply: Literal["refuse", "silent"] = "refuse"
+    rate_limit_per_minute: float = Field(20.0, ge=0)  # 0 = no limit
+    rate_limit_burst: int = Field(10, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Slack

@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.answering import AnswerRun, Outcome
+from bot.answering import AnswerRun, Outcome, answer_in_conversation, remember
 from bot.dify import DifyClient
-from bot.errors import ConversationNotFound
 from bot.leasing import Lease
-from bot.models import ConversationKey, IncomingMessage, from_record, to_record
+from bot.models import ConversationKey, IncomingMessage, to_record
+from bot.policy import Gate
 from bot.protocols import Reply, Restorer, Resumable
 from bot.streaming import ProgressiveReply
+from bot.takeover import Sweeper
 from bot.texts import Texts
 from storage.conversations import ConversationStore
 from storage.journal import Journal
@@ -48,6 +49,7 @@ class Dispatcher:
         *,
         texts: Texts | None = None,
         journal: Journal | None = None,
+        gate: Gate | None = None,
         replica: str = "",
         edit_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -57,6 +59,7 @@ class Dispatcher:
         self.store = store
         self.texts = texts or Texts()
         self.journal = journal
+        self.gate = gate
         self.replica = replica or uuid.uuid4().hex[:16]
         self.restorers: dict[str, Restorer] = {}
         self._edit_interval = edit_interval
@@ -66,7 +69,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._entries: set[int] = set()
         self._running: dict[str, _Running] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: Sweeper | None = None
         self._closing = False
 
     @property
@@ -108,19 +111,40 @@ class Dispatcher:
         return self._start(message, reply, None)
 
     def _start(
-        self, message: IncomingMessage, reply: Reply, entry_id: int | None
+        self, message: IncomingMessage, reply: Reply, entry_id: int | None, *, check: bool = True
     ) -> asyncio.Task[None]:
+        verdict = self.gate.check(message) if self.gate is not None and check else None
+        if verdict is not None:  # refused on arrival: no need to wait for the conversation
+            return self._track(asyncio.create_task(self._refuse(message, reply, verdict, entry_id)))
         key = message.key.as_str()
         previous = self._tails.get(key)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tails[key] = done
-        task = asyncio.create_task(self._run(key, message, reply, previous, done, entry_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = self._track(
+            asyncio.create_task(self._run(key, message, reply, previous, done, entry_id))
+        )
         if entry_id is not None:
             self._entries.add(entry_id)
             task.add_done_callback(lambda _: self._entries.discard(entry_id))
         return task
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _refuse(
+        self, message: IncomingMessage, reply: Reply, verdict: str, entry_id: int | None
+    ) -> None:
+        log.info("refused platform=%s reason=%s", message.platform, verdict)
+        silent = verdict == "denied" and self.gate is not None and self.gate.silent_denials
+        try:
+            if not silent:
+                await reply.fail("", self.texts.get(verdict, message.locale))
+        except Exception:
+            log.warning("could not tell the user they were refused", exc_info=True)
+        if entry_id is not None and self.journal is not None:
+            await self.journal.finish(entry_id, self.replica, failed=True)
 
     async def _run(
         self,
@@ -172,7 +196,7 @@ class Dispatcher:
         self._running[key] = _Running(run, message.dify_user)
         outcome = Outcome.FAILED
         try:
-            outcome = await self._answer_once_or_fresh(message, run)
+            outcome = await answer_in_conversation(run, self.store)
         except asyncio.CancelledError:
             outcome = Outcome.INTERRUPTED
             if not handover:
@@ -183,8 +207,7 @@ class Dispatcher:
             await run.tell_failure("error")
         finally:
             self._running.pop(key, None)
-            if run.conversation_id:
-                await self._remember(message.key, run.conversation_id, message.dify_user)
+            await remember(self.store, run)
             log.info(
                 "answered trace=%s platform=%s app=%s outcome=%s chunks=%d chars=%d edits=%d ms=%d",
                 trace_id, message.platform, message.key.app, outcome.value, run.chunks,
@@ -192,63 +215,27 @@ class Dispatcher:
             )  # fmt: skip
         return outcome
 
-    async def _answer_once_or_fresh(self, message: IncomingMessage, run: AnswerRun) -> Outcome:
-        conversation_id = await self.store.get(message.key)
-        try:
-            await run.reply.start()
-            return await run.ask(conversation_id)
-        except ConversationNotFound:
-            if not conversation_id or run.chunks:
-                raise
-        # Dify no longer knows the stored conversation: forget it and ask once more, fresh.
-        log.info("stale conversation dropped trace=%s", run.trace_id)
-        await self.store.delete(message.key)
-        return await run.ask(None)
-
-    async def _remember(self, key: ConversationKey, conversation_id: str, user: str) -> None:
-        try:
-            await self.store.set(key, conversation_id, dify_user=user)
-        except Exception:
-            log.exception("could not save conversation id")
-
     # ---- takeover ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Run the sweeper that finishes messages whose replica died (with a journal only)."""
-        if self.journal is not None and self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep())
-
-    async def _sweep(self) -> None:
-        assert self.journal is not None
-        rounds = 0
-        while True:
-            try:
-                await self.take_over()
-                if rounds % 600 == 0:  # about every few hours: drop day-old dedup records
-                    await self.journal.prune(older_than=86_400)
-            except Exception:
-                log.warning("journal sweep failed", exc_info=True)
-            rounds += 1
-            await self._sleep(self.journal.lease / 2)
+        if self._sweeper is None and self.journal is not None:
+            self._sweeper = Sweeper(self, self.journal, sleep=self._sleep)
 
     async def take_over(self) -> int:
-        """Start answering every orphaned message this replica can restore; how many."""
+        """One sweep now: start every orphaned message this replica can restore; how many."""
         assert self.journal is not None
-        taken = 0
-        for entry in await self.journal.orphans():
-            restore = self.restorers.get(entry.platform)
-            if entry.id in self._entries or restore is None or self._closing:
-                continue
-            try:
-                message = from_record(entry.message)
-                reply = restore(entry.reply, entry.reply_state)
-            except Exception:
-                log.exception("cannot restore journal entry %d", entry.id)
-                continue
-            log.info("taking over entry=%d platform=%s", entry.id, entry.platform)
-            self._start(message, reply, entry.id)
-            taken += 1
-        return taken
+        return await Sweeper.sweep_once(self, self.journal)
+
+    def handles(self, entry_id: int) -> bool:
+        return entry_id in self._entries
+
+    def resume(self, message: IncomingMessage, reply: Reply, entry_id: int) -> bool:
+        """Answer a journal entry another replica left; False if it is already handled here."""
+        if entry_id in self._entries or self._closing:
+            return False
+        self._start(message, reply, entry_id, check=False)
+        return True
 
     # ---- control -------------------------------------------------------------------------
 
@@ -274,9 +261,7 @@ class Dispatcher:
         (journaled ones are released so another replica takes them over at once)."""
         self._closing = True
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
         tasks = set(self._tasks)
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)

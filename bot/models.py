@@ -64,10 +64,15 @@ class IncomingMessage:
     locale: str | None = None
     user_name: str | None = None
     channel_id: str | None = None
+    author_id: str = ""  # who wrote it, when ``user_id`` is a shared conversation's owner
 
     @property
     def dify_user(self) -> str:
         return dify_user_id(self.platform, self.workspace, self.user_id)
+
+    @property
+    def author(self) -> str:
+        return self.author_id or self.user_id
 
 
 # ---- answer events, as the Dify client yields them -------------------------------------------

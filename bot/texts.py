@@ -15,6 +15,8 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "(This step needs input that can't be given here.)",
         "empty": "(No answer.)",
         "reset": "Started a new conversation.",
+        "denied": "Sorry, this assistant isn't available to you here.",
+        "rate_limited": "You are sending messages too fast. Please wait a moment.",
         # Slack
         "slack_thinking": "Thinking…",
         "slack_stop": "Stop",
@@ -44,6 +46,8 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "(この手順にはここでは入力できない情報が必要です)",
         "empty": "(回答がありません)",
         "reset": "新しい会話を始めました。",
+        "denied": "申し訳ありません。ここではこのアシスタントをご利用いただけません。",
+        "rate_limited": "メッセージの送信が速すぎます。少し待ってからお試しください。",
         # Slack
         "slack_thinking": "考え中…",
         "slack_stop": "停止",
@@ -74,6 +78,8 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "paused": "（此步骤需要在这里无法提供的输入。）",
         "empty": "（没有回答。）",
         "reset": "已开始新的对话。",
+        "denied": "抱歉，您无法在此使用该助手。",
+        "rate_limited": "您发送消息太快了，请稍等片刻再试。",
         # Slack
         "slack_thinking": "思考中…",
         "slack_stop": "停止",

@@ -153,5 +153,6 @@ def _ask(key: ConversationKey, owner: str, text: str, place: Place, *, message_i
         message_id=f"{place.channel}:{message_id}",
         user_name=place.user,
         channel_id=place.channel,
+        author_id=place.user,
     )
     return Ask(message, place)

@@ -1,0 +1,72 @@
+"""The sweeper: finishes messages whose replica died or let go, on whichever replica runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bot.models import from_record
+from storage.journal import Journal
+
+if TYPE_CHECKING:
+    from bot.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 600  # sweeps between prunes of finished journal entries
+DEDUP_WINDOW = 86_400.0  # seconds a finished message's key still drops redeliveries
+
+
+class Sweeper:
+    """Every half lease: claimable orphans (expired or released leases) are restored through
+    their adapter's restorer and answered here; finished entries older than a day are pruned."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        journal: Journal,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._journal = journal
+        self._sleep = sleep
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        rounds = 0
+        while True:
+            try:
+                await self.sweep_once(self._dispatcher, self._journal)
+                if rounds % PRUNE_EVERY == 0:
+                    await self._journal.prune(older_than=DEDUP_WINDOW)
+            except Exception:
+                log.warning("journal sweep failed", exc_info=True)
+            rounds += 1
+            await self._sleep(self._journal.lease / 2)
+
+    @staticmethod
+    async def sweep_once(dispatcher: Dispatcher, journal: Journal) -> int:
+        taken = 0
+        for entry in await journal.orphans():
+            restore = dispatcher.restorers.get(entry.platform)
+            if restore is None or dispatcher.handles(entry.id):
+                continue
+            try:
+                message = from_record(entry.message)
+                reply = restore(entry.reply, entry.reply_state)
+            except Exception:
+                log.exception("cannot restore journal entry %d", entry.id)
+                continue
+            if dispatcher.resume(message, reply, entry.id):
+                log.info("taking over entry=%d platform=%s", entry.id, entry.platform)
+                taken += 1
+        return taken

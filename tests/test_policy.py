@@ -1,0 +1,107 @@
+"""Allowlists and the per-user rate limit, alone and in the dispatcher: refusals skip Dify."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import build_gate
+from bot.config import load_settings
+from bot.dify import DifyClient, build_http
+from bot.dispatcher import Dispatcher
+from bot.models import ConversationKey, IncomingMessage, Scope
+from bot.policy import Allowlist, Gate, RateLimiter
+from bot.texts import Texts
+from storage.conversations import ConversationStore
+from tests.fakes.dify import FakeDify
+from tests.fakes.replies import RecordingReply
+
+
+def message(
+    user: str = "U1",
+    *,
+    platform: str = "slack",
+    team: str = "T1",
+    channel: str | None = "C1",
+    owner: str | None = None,
+) -> IncomingMessage:
+    key = ConversationKey(platform, team, Scope.USER, owner or user)
+    return IncomingMessage(
+        platform, team, owner or user, "hi", key, message_id=f"{user}-1",
+        channel_id=channel, author_id=user,
+    )  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_allowlist_checks_workspace_channel_and_the_author() -> None:
+    allow = Allowlist(
+        workspaces=frozenset({"T1"}), channels=frozenset({"C1"}), users=frozenset({"U1"})
+    )
+    assert allow.allows(message())
+    assert not allow.allows(message(team="T2"))
+    assert not allow.allows(message(channel="C2"))
+    assert not allow.allows(message(channel=None))
+    assert not allow.allows(message("U2"))
+    # In a shared thread the Dify user is the thread's owner; the allowlist checks the author.
+    assert not allow.allows(message("U2", owner="U1"))
+    assert Allowlist().allows(message("anyone", team="T9", channel=None))
+
+
+def test_rate_limiter_allows_a_burst_then_refills() -> None:
+    clock = Clock()
+    limiter = RateLimiter(per_minute=6, burst=3, clock=clock)
+    assert [limiter.allow("u") for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("other")  # buckets are per user
+    clock.now += 10  # one token per 10 s
+    assert limiter.allow("u") and not limiter.allow("u")
+    clock.now += 600
+    assert [limiter.allow("u") for _ in range(4)] == [True, True, True, False]  # capped at burst
+    assert RateLimiter(per_minute=0, burst=1).allow("u")
+
+
+def test_gate_from_settings() -> None:
+    settings = load_settings(
+        _env_file=None,
+        dify_api_key="app-x",
+        slack_allowed_channels="C1, C2,",
+        wechat_allowed_users="oABC",
+        rate_limit_per_minute=0,
+    )
+    gate = build_gate(settings)
+    assert gate.check(message(channel="C2")) is None
+    assert gate.check(message(channel="C3")) == "denied"
+    assert gate.check(message("oXYZ", platform="wechat", channel=None)) == "denied"
+    assert gate.check(message("oABC", platform="wechat", channel=None)) is None
+    assert gate.limiter is None
+
+
+@pytest.mark.parametrize("silent", [False, True])
+async def test_refused_messages_never_reach_dify(engine: AsyncEngine, silent: bool) -> None:
+    gate = Gate(
+        allowlists={"slack": Allowlist(users=frozenset({"U1"}))},
+        limiter=RateLimiter(per_minute=1, burst=2, clock=Clock()),
+        silent_denials=silent,
+    )
+    texts = Texts()
+    async with FakeDify() as dify:
+        http = build_http(dify.base_url)
+        client = DifyClient(http, api_key=dify.api_key, mode=dify.mode)
+        dispatcher = Dispatcher(client, ConversationStore(engine), texts=texts, gate=gate)
+        stranger = RecordingReply()
+        await dispatcher.submit(message("U2"), stranger)
+        replies = [RecordingReply() for _ in range(3)]
+        for reply in replies:
+            await dispatcher.submit(message("U1"), reply)
+        await dispatcher.close()
+        await http.aclose()
+    assert stranger.calls == ([] if silent else [("fail", "|" + texts.get("denied"))])
+    assert [r.final[0] for r in replies] == ["finish", "finish", "fail"]
+    assert replies[2].final == ("fail", "|" + texts.get("rate_limited"))
+    assert len(dify.requests_to("/chat-messages")) == 2
