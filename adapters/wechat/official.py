@@ -1,0 +1,222 @@
+"""The WeChat Official Account (公众号) at ``GET/POST /wechat``: verify, answer within 5 s, push."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from adapters.wechat.api import AccessTokens, PlatformAPI, build_http, stable_token
+from adapters.wechat.background import Background
+from adapters.wechat.callback import (
+    check_plain_signature,
+    guarded,
+    open_xml,
+    params,
+    read_body,
+    seal_xml,
+)
+from adapters.wechat.crypto import MessageCrypto
+from adapters.wechat.formatting import to_plain_text
+from adapters.wechat.messages import Push, to_incoming, to_push
+from adapters.wechat.outbound import CustomerService
+from adapters.wechat.passive import PassiveAnswers, PassiveTiming
+from adapters.wechat.payloads import text_reply
+from adapters.wechat.questions import to_question
+from bot.dispatcher import Dispatcher
+from bot.errors import ConfigError, DifyError
+from bot.models import Answer, IncomingMessage
+from bot.protocols import ReplyCapabilities
+from storage.tokens import TokenStore
+from storage.wechat_answers import PendingAnswers
+
+if TYPE_CHECKING:
+    from bot.app import Core
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "wechat"
+KEEP_ANSWERS = 3 * 24 * 3600.0  # an owed answer waits this long for the user's next message
+
+
+class OfficialReply:
+    """One answer for the 5-second machinery: WeChat cannot edit, so only the end counts."""
+
+    capabilities = ReplyCapabilities(can_edit=False, max_length=2048, measure="utf8")
+
+    def __init__(self, answers: PassiveAnswers, answer_id: str, user_id: str) -> None:
+        self._answers = answers
+        self._answer_id = answer_id
+        self._user_id = user_id
+
+    async def start(self) -> None:
+        """Nothing to show: the passive reply or "typing" is the 5-second machinery's business."""
+
+    async def update(self, text: str) -> None:
+        """Never called (``can_edit`` is False)."""
+
+    async def status(self, text: str) -> None:
+        """WeChat has no status line."""
+
+    async def finish(self, text: str, answer: Answer) -> None:
+        plain = to_plain_text(text)
+        # Files Dify produced but did not mention in the text: keep their links (never lost).
+        links = [f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text]
+        await self._answers.complete(self._answer_id, self._user_id, "\n".join([plain, *links]))
+
+    async def fail(self, text: str, notice: str) -> None:
+        plain = to_plain_text(text)
+        await self._answers.complete(
+            self._answer_id, self._user_id, f"{plain}\n\n{notice}" if plain else notice
+        )
+
+
+class OfficialAccountAdapter:
+    """Receives pushes, replies passively when it can, and hands the rest to ``PassiveAnswers``."""
+
+    name = PLATFORM
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        token: str,
+        app_id: str,
+        crypto: MessageCrypto | None,
+        answers: PassiveAnswers,
+        api: PlatformAPI | None,
+        locale: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.answers = answers
+        self._token = token
+        self._app_id = app_id
+        self._crypto = crypto
+        self._api = api
+        self._locale = locale
+        self._clock = clock
+        self._background = Background()
+
+    def add_routes(self, app: web.Application, path: str = "/wechat") -> None:
+        app.router.add_get(path, guarded(self.verify))
+        app.router.add_post(path, guarded(self.receive))
+
+    async def start(self) -> None:
+        self._background.every(3600, partial(self.answers.store.prune, older_than=KEEP_ANSWERS))
+
+    async def stop(self) -> None:
+        await self._background.close()
+        await self.answers.close()
+        if self._api is not None:
+            await self._api.http.aclose()
+
+    async def verify(self, request: web.Request) -> web.StreamResponse:
+        """URL verification: the plain ``echostr`` back when the signature checks out."""
+        check_plain_signature(request.query, self._token)
+        (echostr,) = params(request.query, "echostr")
+        return web.Response(text=echostr)
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        arrival = self._clock()
+        body = await read_body(request)
+        opened = open_xml(request.query, body, token=self._token, crypto=self._crypto)
+        push = to_push(opened.fields)
+        text = await self._reply_text(push, arrival, request)
+        if not text:
+            return web.Response(text="success")  # WeChat: no reply, and no redelivery
+        now = int(self._clock())
+        xml = text_reply(
+            to_user=push.user_id, from_user=push.account, content=text, create_time=now
+        )
+        if opened.encrypted and self._crypto is not None:
+            xml = seal_xml(self._crypto, xml, nonce=opened.nonce, timestamp=now)
+        return web.Response(body=xml, content_type="text/xml", charset="utf-8")
+
+    async def _reply_text(self, push: Push, arrival: float, request: web.Request) -> str | None:
+        if push.kind == "event":
+            return await self._welcome() if push.event == "subscribe" else None
+
+        def connected() -> bool:
+            transport = request.transport
+            return transport is not None and not transport.is_closing()
+
+        async def start(answer_id: str) -> None:
+            self._background.spawn(self._answer(push, answer_id))
+
+        return await self.answers.reply_for(
+            push.user_id, push.msg_id, arrival=arrival, start=start, connected=connected
+        )
+
+    async def _answer(self, push: Push, answer_id: str) -> None:
+        """Turn the push into a question (transcribing voice if needed) and ask the dispatcher."""
+        reply = OfficialReply(self.answers, answer_id, push.user_id)
+        try:
+            await self._ask(push, reply)
+        except Exception:  # the answer row must not stay "running": the user is owed a reply
+            log.exception("could not start answering a WeChat message")
+            await reply.fail("", self.dispatcher.texts.get("error", self._locale))
+
+    async def _ask(self, push: Push, reply: OfficialReply) -> None:
+        user = self._incoming(push, "").dify_user
+        dify = self.dispatcher.dify
+        text, problem = await to_question(push, api=self._api, dify=dify, dify_user=user)
+        if problem:
+            await reply.fail("", self.dispatcher.texts.get(problem, self._locale))
+            return
+        self.dispatcher.submit(self._incoming(push, text), reply)
+
+    async def _welcome(self) -> str | None:
+        """``subscribe``: the Dify app's opening statement, if it comes within the window."""
+        try:
+            async with asyncio.timeout(self.answers.timing.window):
+                parameters = await self.dispatcher.dify.parameters()
+        except (DifyError, TimeoutError) as exc:
+            log.warning("no opening statement for a new follower: %s", exc)
+            return None
+        statement = str(parameters.get("opening_statement") or "")
+        return to_plain_text(statement)[:600] or None  # ≤ 600 characters stays under 2048 bytes
+
+    def _incoming(self, push: Push, text: str) -> IncomingMessage:
+        return to_incoming(
+            push, platform=PLATFORM, workspace=self._app_id, text=text, locale=self._locale
+        )
+
+
+def build_official_account(core: Core, app: web.Application) -> OfficialAccountAdapter:
+    """The adapter from the settings, its routes added to ``app``."""
+    settings = core.settings
+    if settings.wechat_token is None or not settings.wechat_app_id:
+        raise ConfigError("WECHAT_TOKEN and WECHAT_APP_ID are both needed for the Official Account")
+    app_id = settings.wechat_app_id
+    key = settings.wechat_encoding_aes_key
+    token = settings.wechat_token.get_secret_value()
+    crypto = MessageCrypto(token, key.get_secret_value(), app_id) if key else None
+    api = None
+    if settings.wechat_app_secret is not None:
+        http = build_http(str(settings.wechat_api_base))
+        fetch = partial(
+            stable_token, http, app_id=app_id, secret=settings.wechat_app_secret.get_secret_value()
+        )
+        tokens = AccessTokens(TokenStore(core.engine), f"wechat:{app_id}", fetch)
+        api = PlatformAPI(http, tokens)
+    verified = settings.wechat_account_verified and api is not None
+    answers = PassiveAnswers(
+        PendingAnswers(core.engine),
+        account=f"{PLATFORM}:{app_id}",
+        texts=core.dispatcher.texts,
+        locale=settings.wechat_locale,
+        timing=PassiveTiming(window=settings.wechat_reply_window),
+        service=CustomerService(api) if verified and api is not None else None,
+    )
+    adapter = OfficialAccountAdapter(
+        core.dispatcher, token=token, app_id=app_id, crypto=crypto, answers=answers, api=api,
+        locale=settings.wechat_locale,
+    )  # fmt: skip
+    adapter.add_routes(app)
+    return adapter

@@ -1,0 +1,87 @@
+"""The Official Account route refuses what did not come from WeChat, and hostile XML, fast."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fakes.dify import FakeDify
+from tests.fakes.wechat import FakeWeChatAPI
+from tests.fakes.wechat_app import AES_KEY, TOKEN, Running, difybot, wechat_settings
+from tests.fakes.wechat_crypto import sign
+from tests.fakes.wechat_push import OfficialAccountServer, to_xml
+from tests.test_wechat_payloads import BOMB, EXTERNAL
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Running, FakeDify, FakeWeChatAPI]]:
+    async with FakeDify() as dify, FakeWeChatAPI() as api:
+        settings = wechat_settings(api, wechat_encoding_aes_key=AES_KEY)
+        async with difybot(dify, tmp_path / "db", **settings) as bot:
+            yield bot, dify, api
+
+
+async def post(url: str, query: dict[str, str], body: bytes) -> tuple[int, str, float]:
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session, session.post(url, params=query, data=body) as r:
+        return r.status, await r.text(), time.perf_counter() - started
+
+
+def signed_query(token: str = TOKEN) -> dict[str, str]:
+    return {"signature": sign(token, "1714037059", "486452656"), "timestamp": "1714037059",
+            "nonce": "486452656", "openid": "u"}  # fmt: skip
+
+
+async def test_url_verification_echoes_only_for_the_right_token(
+    running: tuple[Running, FakeDify, FakeWeChatAPI],
+) -> None:
+    bot, _, api = running
+    server = OfficialAccountServer(f"{bot.url}/wechat", token=TOKEN, app_id=api.app_id)
+    assert await server.verify_url("4375120948345356249") == (200, "4375120948345356249")
+    assert (await server.verify_url("4375120948345356249", token="forged"))[0] == 403
+
+
+MESSAGE = to_xml({"ToUserName": "gh", "FromUserName": "u", "CreateTime": 1, "MsgType": "text",
+                  "Content": "hi", "MsgId": 99})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "status"),
+    [
+        (signed_query("forged"), MESSAGE, 403),
+        ({}, MESSAGE, 403),
+        (signed_query(), BOMB, 400),
+        (signed_query(), EXTERNAL, 400),
+        (signed_query(), b"<xml><Content>unclosed", 400),
+        (signed_query(), b"<xml>" + b"<a>x</a>" * 40_000 + b"</xml>", 413),
+        (
+            {**signed_query(), "encrypt_type": "aes", "msg_signature": "0" * 40},
+            to_xml({"ToUserName": "gh", "Encrypt": "AAAA"}),
+            403,
+        ),
+        (
+            {
+                **signed_query(),
+                "encrypt_type": "aes",
+                "msg_signature": sign(TOKEN, "1714037059", "486452656", "!!"),
+            },
+            to_xml({"ToUserName": "gh", "Encrypt": "!!"}),
+            400,
+        ),
+    ],
+)
+async def test_refused_requests_process_nothing(
+    running: tuple[Running, FakeDify, FakeWeChatAPI],
+    query: dict[str, str],
+    body: bytes,
+    status: int,
+) -> None:
+    bot, dify, api = running
+    got, text, seconds = await post(f"{bot.url}/wechat", query, body)
+    assert (got, text) == (status, "")
+    assert seconds < 0.5
+    assert dify.requests_to("/chat-messages") == [] and api.calls == []
