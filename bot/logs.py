@@ -42,6 +42,11 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request line at INFO; keep our own INFO line per answer readable.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the one line that matters
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Libraries whose INFO lines are noise, or worse: httpx logs every request URL, and the
+    WeChat/WeCom APIs carry their access_token in the query string."""
+    for name in ("httpx", "httpcore", "alembic", "aiosqlite", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.logs import quiet_libraries
 from storage.conversations import ConversationStore
 from storage.db import create_engine, init_db
 from storage.tables import metadata
@@ -58,3 +63,62 @@ def clock() -> FakeClock:
 @pytest.fixture
 def store(engine: AsyncEngine, clock: FakeClock) -> ConversationStore:
     return ConversationStore(engine, clock=clock)
+
+
+# ---- the secret scan: nothing the whole test run logged may contain a secret -------------------
+
+# Every secret the tests configure, and the access tokens the fakes hand out at run time.
+SECRET_PATTERNS = [
+    re.compile(re.escape(secret))
+    for secret in (
+        "app-test-key",
+        "xoxb-test-token",
+        "xapp-test-token",
+        "test-signing-secret",
+        "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "oa-secret",
+        "corp-secret",
+    )
+] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b")]
+
+
+class SecretScan(logging.Handler):
+    """Reads every record at INFO and above, with the library levels production uses."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records = 0
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+        text = record.getMessage()
+        if record.exc_info:
+            text += "".join(traceback.format_exception(*record.exc_info))
+        for pattern in SECRET_PATTERNS:
+            if pattern.search(text):
+                self.leaks.append(f"{record.name} {record.levelname}: matches {pattern.pattern!r}")
+
+
+SCAN = SecretScan()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = logging.getLogger()
+    root.addHandler(SCAN)
+    root.setLevel(logging.INFO)
+    quiet_libraries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if SCAN.leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.write_line(
+        f"secret scan: {SCAN.records} log records read, {len(SCAN.leaks)} with a secret"
+    )
+    for leak in SCAN.leaks[:20]:
+        terminalreporter.write_line(f"  SECRET LEAK {leak}", red=True)
