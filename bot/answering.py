@@ -31,6 +31,7 @@ from bot.models import (
     TextDelta,
     TextReplace,
 )
+from bot.preparing import Prepare, Prepared, as_is
 from bot.streaming import ProgressiveReply
 from bot.texts import Texts
 from storage.conversations import ConversationStore
@@ -60,16 +61,15 @@ class AnswerRun:
         *,
         texts: Texts,
         trace_id: str,
-        inputs: dict[str, Any] | None = None,
-        files: tuple[dict[str, Any], ...] = (),
+        prepare: Prepare = as_is,
     ) -> None:
         self.dify = dify
         self.message = message
         self.reply = reply
         self.texts = texts
         self.trace_id = trace_id
-        self.inputs = inputs or {}
-        self.files = files
+        self._prepare = prepare
+        self._prepared: Prepared | None = None
         self.chunks = 0
         self.conversation_id = ""
         self._stream: AnswerStream | None = None
@@ -80,13 +80,16 @@ class AnswerRun:
         return self._stream.task_id if self._stream is not None else ""
 
     async def ask(self, conversation_id: str | None) -> Outcome:
-        """Stream one answer. ConversationNotFound propagates so the caller can retry fresh."""
+        """Stream one answer. ConversationNotFound propagates so the caller can retry fresh;
+        Unanswerable (from the prepare step) propagates for the caller to tell the user."""
+        if self._prepared is None:  # once: a fresh retry reuses the uploads
+            self._prepared = await self._prepare(self.message, self.dify)
         request = AnswerRequest(
-            query=self.message.text,
+            query=self._prepared.query,
             user=self.message.dify_user,
             conversation_id=conversation_id,
-            inputs=self.inputs,
-            files=self.files,
+            inputs=self._prepared.inputs,
+            files=self._prepared.files,
             trace_id=self.trace_id,
         )
         end: AnswerEnd | None = None

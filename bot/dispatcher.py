@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,9 @@ from bot.answering import AnswerRun, Outcome, answer_in_conversation, remember
 from bot.dify import DifyClient
 from bot.leasing import Lease
 from bot.models import ConversationKey, IncomingMessage, to_record
+from bot.ordering import ConversationQueues
 from bot.policy import Gate
+from bot.preparing import Prepare, Unanswerable, as_is
 from bot.protocols import Reply, Restorer, Resumable
 from bot.streaming import ProgressiveReply
 from bot.takeover import Sweeper
@@ -50,6 +52,8 @@ class Dispatcher:
         texts: Texts | None = None,
         journal: Journal | None = None,
         gate: Gate | None = None,
+        apps: Mapping[str, DifyClient] | None = None,
+        prepare: Prepare = as_is,
         replica: str = "",
         edit_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -60,17 +64,23 @@ class Dispatcher:
         self.texts = texts or Texts()
         self.journal = journal
         self.gate = gate
+        self.apps = dict(apps or {})
+        self.prepare = prepare
         self.replica = replica or uuid.uuid4().hex[:16]
         self.restorers: dict[str, Restorer] = {}
         self._edit_interval = edit_interval
         self._clock = clock
         self._sleep = sleep
-        self._tails: dict[str, asyncio.Future[None]] = {}
+        self._queues = ConversationQueues()
         self._tasks: set[asyncio.Task[None]] = set()
         self._entries: set[int] = set()
         self._running: dict[str, _Running] = {}
         self._sweeper: Sweeper | None = None
         self._closing = False
+
+    def dify_for(self, key: ConversationKey) -> DifyClient:
+        """The Dify app a conversation belongs to (``apps`` by route name, else the default)."""
+        return self.apps.get(key.app, self.dify)
 
     @property
     def in_flight(self) -> int:
@@ -117,9 +127,7 @@ class Dispatcher:
         if verdict is not None:  # refused on arrival: no need to wait for the conversation
             return self._track(asyncio.create_task(self._refuse(message, reply, verdict, entry_id)))
         key = message.key.as_str()
-        previous = self._tails.get(key)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[key] = done
+        previous, done = self._queues.enter(key)
         task = self._track(
             asyncio.create_task(self._run(key, message, reply, previous, done, entry_id))
         )
@@ -163,9 +171,7 @@ class Dispatcher:
             else:
                 await self._answer_leased(key, message, reply, entry_id)
         finally:
-            _release(previous, done)
-            if self._tails.get(key) is done and done.done():
-                del self._tails[key]
+            self._queues.leave(key, previous, done)
 
     async def _answer_leased(
         self, key: str, message: IncomingMessage, reply: Reply, entry_id: int
@@ -192,7 +198,14 @@ class Dispatcher:
         progressive = ProgressiveReply(
             reply, interval=self._edit_interval, clock=self._clock, sleep=self._sleep
         )
-        run = AnswerRun(self.dify, message, progressive, texts=self.texts, trace_id=trace_id)
+        run = AnswerRun(
+            self.dify_for(message.key),
+            message,
+            progressive,
+            texts=self.texts,
+            trace_id=trace_id,
+            prepare=self.prepare,
+        )
         self._running[key] = _Running(run, message.dify_user)
         outcome = Outcome.FAILED
         try:
@@ -202,6 +215,9 @@ class Dispatcher:
             if not handover:
                 await _interrupted(run)
             raise
+        except Unanswerable as exc:
+            log.info("not asked trace=%s: %s", trace_id, exc)
+            await progressive.fail(str(exc))
         except Exception:  # the one catch-all per message: log it, tell the user
             log.exception("answer failed trace=%s", trace_id)
             await run.tell_failure("error")
@@ -244,7 +260,7 @@ class Dispatcher:
         running = self._running.get(key.as_str())
         if running is None or not running.run.task_id:
             return False
-        await self.dify.stop(running.run.task_id, user=running.user)
+        await self.dify_for(key).stop(running.run.task_id, user=running.user)
         return True
 
     async def idle(self) -> None:
@@ -270,19 +286,6 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-
-
-def _release(previous: asyncio.Future[None] | None, done: asyncio.Future[None]) -> None:
-    """Let the next message go; if we were cancelled while still waiting, it waits for ours."""
-    if previous is None or previous.done():
-        _settle(done)
-    else:
-        previous.add_done_callback(lambda _: _settle(done))
-
-
-def _settle(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
 
 
 async def _interrupted(run: AnswerRun) -> None:

@@ -104,7 +104,7 @@ async def test_same_conversation_in_order_without_forking(rig: Rig) -> None:
     bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
     assert "conversation_id" not in bodies[0]
     assert bodies[1]["conversation_id"] == replies[0].answers[0].conversation_id
-    assert rig.dispatcher._tails == {}  # no lock outlives its messages
+    assert len(rig.dispatcher._queues) == 0  # no lock outlives its messages
 
 
 async def test_different_conversations_run_concurrently(rig: Rig) -> None:
