@@ -39,6 +39,8 @@ def to_event(payload: dict[str, Any], *, mode: str, origin: str) -> AnswerEvent 
     relative file URLs Dify sends when its FILES_URL is unset.
     """
     kind = payload.get("event")
+    if not isinstance(kind, str):
+        return None
     if kind in ("message", "agent_message"):
         text = _str(payload.get("answer"))
         return TextReplace(text) if kind == "message" and mode == "agent" else TextDelta(text)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
+import orjson
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.actions import ButtonActions
@@ -39,10 +41,18 @@ class SlackAdapter:
 
     name = "slack"
 
-    def __init__(self, bolt: AsyncApp, answers: SlackAnswers, *, app_token: str | None) -> None:
+    def __init__(
+        self,
+        bolt: AsyncApp,
+        answers: SlackAnswers,
+        *,
+        app_token: str | None,
+        signing_secret: str | None = None,
+    ) -> None:
         self.bolt = bolt
         self.answers = answers
         self._app_token = app_token
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._socket: AsyncSocketModeHandler | None = None
 
     async def start(self) -> None:
@@ -58,9 +68,42 @@ class SlackAdapter:
             self._socket = None
 
     async def handle(self, request: web.Request) -> web.Response:
-        """HTTP mode: bolt verifies the signature, acks, and runs the listener."""
-        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        """HTTP mode: the signature is checked on the raw bytes before anything is parsed (bolt
+        parses first, so a truncated or malformed body would crash it), then bolt dispatches."""
+        body = await request.read()  # within the app's client_max_size, else 413
+        if not self._signed(body, request.headers):
+            return web.Response(status=401, text="invalid signature")
+        if not _well_formed(body, request.content_type):
+            return web.Response(status=400, text="malformed body")
+        bolt_request = await to_bolt_request(request)
+        response = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        stamp, signature = (
+            headers.get("X-Slack-Request-Timestamp", ""),
+            headers.get("X-Slack-Signature", ""),
+        )
+        if self._verifier is None or not stamp.isdigit() or not signature:
+            return self._verifier is None
+        try:
+            return self._verifier.is_valid(body=body, timestamp=stamp, signature=signature)
+        except UnicodeDecodeError:  # slack-sdk decodes the body; Slack only sends UTF-8
+            return False
+
+
+def _well_formed(body: bytes, content_type: str) -> bool:
+    """What bolt can parse without crashing: a JSON object, or a UTF-8 form body."""
+    if content_type == "application/json":
+        try:
+            return isinstance(orjson.loads(body), dict)
+        except orjson.JSONDecodeError:
+            return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def build_slack(
@@ -100,7 +143,12 @@ def build_slack(
     _register(bolt, settings, answers, clock)
     dispatcher.restorers["slack"] = answers.restore
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
-    adapter = SlackAdapter(bolt, answers, app_token=app_token)
+    adapter = SlackAdapter(
+        bolt,
+        answers,
+        app_token=app_token,
+        signing_secret=secret.get_secret_value() if secret else None,
+    )
     if secret is not None:
         web_app.router.add_post(EVENTS_PATH, adapter.handle)
     if not app_token and secret is None:

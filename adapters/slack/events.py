@@ -73,7 +73,12 @@ class Router:
 
     def _is_answerable(self, event: dict[str, Any], bot_user_id: str) -> bool:
         subtype = event.get("subtype")
-        if subtype not in _ANSWERED_SUBTYPES or not event.get("channel") or not event.get("ts"):
+        if (
+            not isinstance(subtype, str | None)
+            or subtype not in _ANSWERED_SUBTYPES
+            or not event.get("channel")
+            or not event.get("ts")
+        ):
             return False
         if event.get("user") == bot_user_id:
             return False
