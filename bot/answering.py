@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -62,6 +63,7 @@ class AnswerRun:
         texts: Texts,
         trace_id: str,
         prepare: Prepare = as_is,
+        on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
     ) -> None:
         self.dify = dify
         self.message = message
@@ -72,6 +74,8 @@ class AnswerRun:
         self._prepared: Prepared | None = None
         self.chunks = 0
         self.conversation_id = ""
+        self.conversation_saved = False
+        self._on_conversation = on_conversation
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
 
@@ -98,12 +102,20 @@ class AnswerRun:
                 self._stream = stream
                 async for event in stream:
                     end = self._apply(event) or end
-                self.conversation_id = stream.conversation_id
+                    if stream.conversation_id and not self.conversation_id:
+                        await self._conversation_known(stream.conversation_id)
         except ConversationNotFound:
             raise
         except DifyError as exc:
             return await self._failed(exc)
         return await self._conclude(end)
+
+    async def _conversation_known(self, conversation_id: str) -> None:
+        """Keep the conversation as soon as Dify names it, not at the end: an answer cut short,
+        or finished by another replica after this one died, must continue the same one."""
+        self.conversation_id = conversation_id
+        if self._on_conversation is not None:
+            await self._on_conversation(self)
 
     def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
         reply = self.reply
@@ -221,10 +233,11 @@ async def answer_in_conversation(run: AnswerRun, store: ConversationStore) -> Ou
 
 
 async def remember(store: ConversationStore, run: AnswerRun) -> None:
-    """Keep the conversation the answer ran in (refreshing its idle clock)."""
-    if not run.conversation_id:
+    """Keep the conversation the answer runs in (refreshing its idle clock), once."""
+    if not run.conversation_id or run.conversation_saved:
         return
     try:
         await store.set(run.message.key, run.conversation_id, dify_user=run.message.dify_user)
+        run.conversation_saved = True
     except Exception:
         log.exception("could not save conversation id trace=%s", run.trace_id)

@@ -205,6 +205,7 @@ class Dispatcher:
             texts=self.texts,
             trace_id=trace_id,
             prepare=self.prepare,
+            on_conversation=functools.partial(remember, self.store),
         )
         self._running[key] = _Running(run, message.dify_user)
         outcome = Outcome.FAILED

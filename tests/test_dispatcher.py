@@ -248,3 +248,14 @@ async def test_every_app_mode_answers_a_chat_message(
         await http.aclose()
     assert reply.final == ("finish", expected)
     assert len(dify.requests_to(path)) == 1
+
+
+async def test_a_cut_first_answer_still_keeps_its_conversation(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Cut(after=1, chunks=["Part", "ial"]))
+    first = await ask(rig, "one")
+    assert first.final[0] == "fail"
+    second = await ask(rig, "two")
+    assert second.final == ("finish", "echo: two")
+    bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
+    assert bodies[1]["conversation_id"] == second.answers[0].conversation_id  # no fork
+    assert len(set(rig.dify.conversations)) == 1
