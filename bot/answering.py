@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
@@ -64,6 +67,7 @@ class AnswerRun:
         trace_id: str,
         prepare: Prepare = as_is,
         on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dify = dify
         self.message = message
@@ -78,6 +82,10 @@ class AnswerRun:
         self._on_conversation = on_conversation
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
+        self._clock = clock
+        self.started_at = clock()
+        self.first_text_at: float | None = None  # when Dify's first answer text came
+        self.failure = ""  # the text key the user was told, when the answer failed
 
     @property
     def task_id(self) -> str:
@@ -119,6 +127,8 @@ class AnswerRun:
 
     def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
         reply = self.reply
+        if isinstance(event, TextDelta | TextReplace) and self.first_text_at is None:
+            self.first_text_at = self._clock()
         if isinstance(event, TextDelta):
             self.chunks += 1
             reply.add(event.text)
@@ -163,6 +173,7 @@ class AnswerRun:
             retriever_resources=end.retriever_resources,
             files=tuple(files.values()),
             trace_id=self.trace_id,
+            app=self.message.key.app,
         )
 
     async def _failed(self, exc: DifyError) -> Outcome:
@@ -176,7 +187,18 @@ class AnswerRun:
         await self.tell_failure(key)
         return Outcome.INTERRUPTED if key == "interrupted" else Outcome.FAILED
 
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started_at
+
+    async def tell_interrupted(self) -> None:
+        """Best effort, briefly: the task is being cancelled."""
+        with contextlib.suppress(BaseException):
+            async with asyncio.timeout(2.0):
+                await self.tell_failure("interrupted")
+
     async def tell_failure(self, key: str) -> None:
+        self.failure = key
         await self.reply.fail(self.texts.get(key, self._locale))
 
     @property

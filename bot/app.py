@@ -13,12 +13,19 @@ import httpx
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.config import Settings
-from bot.dify import DifyClient, build_http
+from bot.answer_files import AnswerFiles, FileServices
+from bot.apps import DifyApps, build_apps, prepare_apps, reachable
+from bot.config import Settings, load_routes
+from bot.dify import DifyClient
 from bot.dispatcher import Dispatcher
-from bot.errors import ConfigError, DifyAuthError, DifyError
+from bot.downloads import GuardedFetch, build_download_http
+from bot.filetypes import MB
+from bot.inputs import with_inputs
+from bot.intake import Intake
+from bot.metrics import Metrics
 from bot.policy import Allowlist, Gate, RateLimiter
 from bot.protocols import Adapter
+from bot.routing import Routing
 from bot.texts import Texts
 from storage.conversations import ConversationStore
 from storage.db import create_engine, ping
@@ -39,32 +46,31 @@ class Core:
     store: ConversationStore
     dispatcher: Dispatcher
     adapters: list[Adapter] = field(default_factory=list)
+    files: FileServices | None = None
+    apps: DifyApps | None = None  # every Dify app by route name (``dify`` is the default)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.dispatcher.close(grace=self.settings.shutdown_timeout)
-        await self.http.aclose()
+        await (self.apps.aclose() if self.apps is not None else self.http.aclose())
+        if self.files is not None:
+            await self.files.fetch.aclose()
         await self.engine.dispose()
 
 
 async def build_core(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    routing: Routing | None = None,
+    metrics: Metrics | None = None,
 ) -> Core:
-    """Create the database (and its folder) if needed and learn the Dify app's mode."""
-    http = build_http(
-        settings.dify_base,
-        connect_timeout=settings.dify_connect_timeout,
-        read_timeout=settings.dify_read_timeout,
-        transport=transport,
-    )
-    dify = DifyClient(
-        http,
-        api_key=settings.dify_api_key.get_secret_value(),
-        mode=settings.dify_app_mode,
-        query_variable=settings.dify_workflow_query_variable,
-        max_retries=settings.dify_max_retries,
-        first_event_timeout=settings.dify_first_event_timeout,
-        auto_generate_name=settings.dify_auto_generate_name,
-    )
+    """Create the database (and its folder) if needed, learn each Dify app's mode and check
+    its inputs. ``routing`` defaults to ROUTES_FILE's table; ``metrics`` to a fresh registry."""
+    routing = routing if routing is not None else load_routes(settings)
+    metrics = metrics if metrics is not None else Metrics()
+    apps = build_apps(settings, routing, metrics=metrics, transport=transport)
+    dify = apps.default
     engine = create_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -72,23 +78,43 @@ async def build_core(
     )
     try:
         await ensure_schema(engine, auto_migrate=settings.database_auto_migrate)
-        await _learn_mode(dify)
+        await prepare_apps(apps, routing)
     except BaseException:
-        await http.aclose()
+        await apps.aclose()
         await engine.dispose()
         raise
     store = ConversationStore(engine, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts)
     journal = Journal(engine, lease=settings.journal_lease_seconds)
+    files = build_files(settings, texts, dify.origin, [c.origin for c in apps.extra.values()])
     dispatcher = Dispatcher(
         dify,
         store,
         texts=texts,
         journal=journal,
         gate=build_gate(settings),
+        apps=apps.extra,
+        routing=routing,
+        metrics=metrics,
+        prepare=with_inputs(files.intake.prepare, {n: s.inputs for n, s in routing.apps.items()}),
         edit_interval=settings.stream_edit_interval,
     )
-    return Core(settings, http, dify, engine, store, dispatcher)
+    http = apps.pools[settings.dify_base]
+    return Core(settings, http, dify, engine, store, dispatcher, files=files, apps=apps,
+                metrics=metrics)  # fmt: skip
+
+
+def build_files(
+    settings: Settings, texts: Texts, dify_origin: str, other_origins: list[str]
+) -> FileServices:
+    """Attachments in (the dispatcher's prepare step) and answer files out, on one client.
+    Answer files are fetched only from the Dify hosts: every app's API origin and FILES_URL."""
+    fetch = GuardedFetch(build_download_http())
+    max_bytes = int(settings.files_max_mb * MB)
+    intake = Intake(texts, default_query=settings.files_default_query, max_bytes=max_bytes)
+    extra = [*other_origins, *([str(settings.dify_files_url)] if settings.dify_files_url else [])]
+    answers = AnswerFiles(fetch, base=dify_origin, origins=extra, max_bytes=max_bytes)
+    return FileServices(fetch, intake, answers)
 
 
 def build_gate(settings: Settings) -> Gate:
@@ -115,17 +141,6 @@ def _ids(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
-async def _learn_mode(dify: DifyClient) -> None:
-    """A rejected key stops startup; an unreachable Dify does not (the mode is read later)."""
-    try:
-        mode = await dify.detect_mode()
-        log.info("Dify app mode: %s", mode)
-    except DifyAuthError as exc:
-        raise ConfigError(f"DIFY_API_KEY: Dify rejected the key ({exc.status} {exc.code})") from exc
-    except DifyError as exc:
-        log.warning("Dify not reachable at startup (%s); will retry on first message", exc)
-
-
 def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
     """Every adapter whose credentials are set; webhook adapters add their routes to ``app``.
 
@@ -137,7 +152,7 @@ def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
     if core.settings.slack_bot_token is not None:
         from adapters.slack import build_slack
 
-        adapters.append(build_slack(core.settings, core.dispatcher, app))
+        adapters.append(build_slack(core.settings, core.dispatcher, app, files=core.files))
     if core.settings.wechat_token is not None:
         from adapters.wechat.official import build_official_account
 
@@ -161,22 +176,22 @@ def build_web(core: Core) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        checks = {"database": await ping(core.engine), "dify": await _dify_reachable(core.dify)}
-        status = 200 if all(checks.values()) else 503
-        return web.json_response({"ready": status == 200, **checks}, status=status)
+        clients = core.apps.by_name if core.apps is not None else {"default": core.dify}
+        found = await asyncio.gather(ping(core.engine), *map(reachable, clients.values()))
+        apps = dict(zip(clients, found[1:], strict=True))
+        ready = found[0] and all(apps.values())
+        body = {"ready": ready, "database": found[0], "dify": all(apps.values()), "apps": apps}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body, content_type = core.metrics.exposition()
+        # aiohttp wants the charset apart from the type ("text/plain; version=0.0.4; ...").
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
-
-
-async def _dify_reachable(dify: DifyClient) -> bool:
-    try:
-        async with asyncio.timeout(5):
-            await dify.info(retry=False)
-    except (DifyError, TimeoutError):
-        return False
-    return True
 
 
 async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.routing import Routing
 
 Locale = Literal["en", "ja", "zh"]
 
@@ -29,6 +36,16 @@ class Settings(BaseSettings):
     dify_first_event_timeout: float = Field(15.0, gt=0)
     dify_max_retries: int = Field(3, ge=0, le=10)
     dify_auto_generate_name: bool = True
+    # Several Dify apps: a YAML file of apps (keys by variable name) and routes to them.
+    routes_file: str = ""
+
+    # Dify's FILES_URL when it is not the API's host (Dify Cloud, a separate file domain):
+    # answer files are fetched only from the API origin and this one.
+    dify_files_url: AnyHttpUrl | None = None
+
+    # attachments, both ways
+    files_default_query: str = ""  # the question for a file-only message; empty: localized text
+    files_max_mb: float = Field(100.0, gt=0)  # any one file, in or out, on top of Dify's limits
 
     # store
     database_url: str = "sqlite+aiosqlite:///./data/difybot.db"
@@ -59,6 +76,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = Field(20.0, ge=0)  # 0 = no limit
     rate_limit_burst: int = Field(10, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
 
     # Slack
     slack_bot_token: SecretStr | None = None
@@ -72,6 +90,7 @@ class Settings(BaseSettings):
     slack_update_budget_per_minute: int = Field(45, ge=1)  # chat.update per workspace (Tier 3)
     slack_thread_memory_hours: float = Field(72.0, gt=0)  # how long a followed thread is kept
     slack_feedback_buttons: bool = True  # 👍/👎 under answers (Dify message feedback)
+    slack_user_lookup: bool = False  # users.info per asker (needs users:read): name, locale
 
     # WeChat Official Account
     wechat_token: SecretStr | None = None
@@ -144,6 +163,29 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_routes(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Routing:
+    """The routing table from ROUTES_FILE (one default app when unset). The file names each
+    app's key by variable; those are read here, from the environment or ``.env``."""
+    from bot.routes_file import parse_routes
+    from bot.routing import Routing
+
+    if not settings.routes_file:
+        return Routing()
+    path = Path(settings.routes_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"ROUTES_FILE: cannot read {path}: {exc}") from None
+    if environ is None:
+        environ = {**_dotenv(), **os.environ}
+    return parse_routes(text, source=str(path), environ=environ)
+
+
+def _dotenv() -> dict[str, str]:
+    values = dotenv_values(".env") if Path(".env").is_file() else {}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -15,6 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 from bot.dify_http import MAX_ERROR_BODY, retrying, to_http_error, to_transport_error
 from bot.dify_stream import AnswerStream
 from bot.errors import ConversationNotFound, DifyError, DifyProtocolError
+from bot.multipart import FilePart, to_multipart
 
 CHAT_MODES = frozenset({"chat", "agent-chat", "advanced-chat", "agent"})
 MODES = CHAT_MODES | {"workflow", "completion"}
@@ -69,6 +70,7 @@ class DifyClient:
         first_event_timeout: float = 15.0,
         auto_generate_name: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_error: Callable[[DifyError], None] | None = None,
     ) -> None:
         self._http = http
         self._headers = {"Authorization": f"Bearer {api_key}"}
@@ -78,6 +80,7 @@ class DifyClient:
         self.first_event_timeout = first_event_timeout
         self.auto_generate_name = auto_generate_name
         self._sleep = sleep
+        self._on_error = on_error  # sees every HTTP error response (metrics)
         url = http.base_url
         self.origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
 
@@ -155,6 +158,12 @@ class DifyClient:
         files = {"file": (filename, data, mime_type)}
         return await self._json("POST", "files/upload", files=files, data={"user": user})
 
+    async def upload_stream(self, part: FilePart, *, user: str) -> dict[str, Any]:
+        """``/files/upload`` fed straight from a download (never retried: a stream is read once).
+        ``user`` must be the chat call's: Dify only lets that user reference the file."""
+        headers, body = to_multipart(part, {"user": user})
+        return await self._json("POST", "files/upload", retry=False, content=body, headers=headers)
+
     async def audio_to_text(self, data: bytes, *, filename: str, mime_type: str, user: str) -> str:
         files = {"file": (filename, data, mime_type)}
         body = await self._json("POST", "audio-to-text", files=files, data={"user": user})
@@ -202,7 +211,7 @@ class DifyClient:
     async def _open(
         self, method: str, path: str, *, trace_id: str = "", retry: bool = True, **kwargs: Any
     ) -> httpx.Response:
-        headers = dict(self._headers)
+        headers = {**self._headers, **kwargs.pop("headers", {})}
         if trace_id:
             headers["X-Trace-Id"] = trace_id
         async for attempt in retrying(self.max_retries if retry else 0, self._sleep):
@@ -215,7 +224,10 @@ class DifyClient:
                 if response.is_success:
                     return response
                 body = await _read_bounded(response)
-                raise to_http_error(response.status_code, body, response.headers)
+                error = to_http_error(response.status_code, body, response.headers)
+                if self._on_error is not None:
+                    self._on_error(error)
+                raise error
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _json(

@@ -14,12 +14,16 @@ from typing import Any
 
 from bot.answering import AnswerRun, Outcome, answer_in_conversation, remember
 from bot.dify import DifyClient
-from bot.leasing import Lease
+from bot.leasing import LeaseKeeper
+from bot.logs import TRACE_ID
+from bot.metrics import Metrics
 from bot.models import ConversationKey, IncomingMessage, to_record
+from bot.observe import report_answer
 from bot.ordering import ConversationQueues
-from bot.policy import Gate
+from bot.policy import Gate, refuse
 from bot.preparing import Prepare, Unanswerable, as_is
-from bot.protocols import Reply, Restorer, Resumable
+from bot.protocols import Reply, Restorer
+from bot.routing import Routing, under_every_app
 from bot.streaming import ProgressiveReply
 from bot.takeover import Sweeper
 from bot.texts import Texts
@@ -53,6 +57,8 @@ class Dispatcher:
         journal: Journal | None = None,
         gate: Gate | None = None,
         apps: Mapping[str, DifyClient] | None = None,
+        routing: Routing | None = None,
+        metrics: Metrics | None = None,
         prepare: Prepare = as_is,
         replica: str = "",
         edit_interval: float | None = None,
@@ -65,6 +71,8 @@ class Dispatcher:
         self.journal = journal
         self.gate = gate
         self.apps = dict(apps or {})
+        self.routing = routing or Routing()  # adapters route their messages through it
+        self.metrics = metrics or Metrics()
         self.prepare = prepare
         self.replica = replica or uuid.uuid4().hex[:16]
         self.restorers: dict[str, Restorer] = {}
@@ -76,11 +84,12 @@ class Dispatcher:
         self._entries: set[int] = set()
         self._running: dict[str, _Running] = {}
         self._sweeper: Sweeper | None = None
+        self._leases = LeaseKeeper(journal, self.replica, sleep=sleep) if journal else None
         self._closing = False
 
-    def dify_for(self, key: ConversationKey) -> DifyClient:
-        """The Dify app a conversation belongs to (``apps`` by route name, else the default)."""
-        return self.apps.get(key.app, self.dify)
+    def dify_for(self, key: ConversationKey | str) -> DifyClient:
+        """The Dify app of a conversation, or of a route name (unknown names: the default)."""
+        return self.apps.get(key if isinstance(key, str) else key.app, self.dify)
 
     @property
     def in_flight(self) -> int:
@@ -110,7 +119,10 @@ class Dispatcher:
         )
         if not new:
             log.info("duplicate delivery dropped platform=%s entry=%d", message.platform, entry_id)
+            self.metrics.duplicates.labels(message.platform).inc()
             return None
+        assert self._leases is not None
+        self._leases.hold(entry_id)  # renewed while it waits for its turn, too
         return self._start(message, reply, entry_id)
 
     def submit(self, message: IncomingMessage, reply: Reply) -> asyncio.Task[None]:
@@ -123,14 +135,21 @@ class Dispatcher:
     def _start(
         self, message: IncomingMessage, reply: Reply, entry_id: int | None, *, check: bool = True
     ) -> asyncio.Task[None]:
+        if check:  # a new message (not one taken over from another replica)
+            self.metrics.messages.labels(message.platform, message.key.app).inc()
         verdict = self.gate.check(message) if self.gate is not None and check else None
         if verdict is not None:  # refused on arrival: no need to wait for the conversation
             return self._track(asyncio.create_task(self._refuse(message, reply, verdict, entry_id)))
         key = message.key.as_str()
-        previous, done = self._queues.enter(key)
-        task = self._track(
-            asyncio.create_task(self._run(key, message, reply, previous, done, entry_id))
-        )
+        if entry_id is None:
+            previous, done = self._queues.enter(key)  # now: arrival order is call order
+            work = self._run(key, message, reply, previous, done)
+        else:
+            # The journal orders a conversation's messages (its claims), across replicas and
+            # takeovers alike; a local queue too could deadlock against it: a message taken
+            # over from a dead replica is older than the ones waiting here.
+            work = self._answer_leased(key, message, reply, entry_id)
+        task = self._track(asyncio.create_task(work))
         if entry_id is not None:
             self._entries.add(entry_id)
             task.add_done_callback(lambda _: self._entries.discard(entry_id))
@@ -144,13 +163,9 @@ class Dispatcher:
     async def _refuse(
         self, message: IncomingMessage, reply: Reply, verdict: str, entry_id: int | None
     ) -> None:
-        log.info("refused platform=%s reason=%s", message.platform, verdict)
-        silent = verdict == "denied" and self.gate is not None and self.gate.silent_denials
-        try:
-            if not silent:
-                await reply.fail("", self.texts.get(verdict, message.locale))
-        except Exception:
-            log.warning("could not tell the user they were refused", exc_info=True)
+        self.metrics.failed.labels(message.platform, message.key.app, "refused").inc()
+        assert self.gate is not None
+        await refuse(message, reply, verdict, gate=self.gate, texts=self.texts)
         if entry_id is not None and self.journal is not None:
             await self.journal.finish(entry_id, self.replica, failed=True)
 
@@ -161,40 +176,26 @@ class Dispatcher:
         reply: Reply,
         previous: asyncio.Future[None] | None,
         done: asyncio.Future[None],
-        entry_id: int | None,
     ) -> None:
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            if entry_id is None:
-                await self._answer(key, message, reply)
-            else:
-                await self._answer_leased(key, message, reply, entry_id)
+            await self._answer(key, message, reply)
         finally:
             self._queues.leave(key, previous, done)
 
     async def _answer_leased(
         self, key: str, message: IncomingMessage, reply: Reply, entry_id: int
     ) -> None:
-        assert self.journal is not None
-        lease = Lease(self.journal, entry_id, self.replica, sleep=self._sleep)
-        async with lease.kept():
-            if not await lease.acquire():
-                return  # finished, or taken over by another replica
-            if isinstance(reply, Resumable):
-                reply.bind_state(functools.partial(self.journal.save_reply_state, entry_id))
-            try:
-                outcome = await self._answer(key, message, reply, handover=True)
-            except asyncio.CancelledError:
-                await lease.release()  # shutting down: another replica finishes this answer
-                raise
-            await lease.finish(failed=outcome is Outcome.FAILED)
+        assert self._leases is not None
+        answer = functools.partial(self._answer, key, message, reply, handover=True)
+        await self._leases.answer(entry_id, reply, answer)
 
     async def _answer(
         self, key: str, message: IncomingMessage, reply: Reply, *, handover: bool = False
     ) -> Outcome:
         trace_id = uuid.uuid4().hex
-        started = self._clock()
+        TRACE_ID.set(trace_id)  # this task's log records carry it (each answer has its task)
         progressive = ProgressiveReply(
             reply, interval=self._edit_interval, clock=self._clock, sleep=self._sleep
         )
@@ -206,30 +207,30 @@ class Dispatcher:
             trace_id=trace_id,
             prepare=self.prepare,
             on_conversation=functools.partial(remember, self.store),
+            clock=self._clock,
         )
         self._running[key] = _Running(run, message.dify_user)
+        self.metrics.in_flight.inc()
         outcome = Outcome.FAILED
         try:
             outcome = await answer_in_conversation(run, self.store)
         except asyncio.CancelledError:
             outcome = Outcome.INTERRUPTED
             if not handover:
-                await _interrupted(run)
+                await run.tell_interrupted()
             raise
         except Unanswerable as exc:
             log.info("not asked trace=%s: %s", trace_id, exc)
+            run.failure = "unanswerable"
             await progressive.fail(str(exc))
         except Exception:  # the one catch-all per message: log it, tell the user
             log.exception("answer failed trace=%s", trace_id)
             await run.tell_failure("error")
         finally:
             self._running.pop(key, None)
+            self.metrics.in_flight.dec()
             await remember(self.store, run)
-            log.info(
-                "answered trace=%s platform=%s app=%s outcome=%s chunks=%d chars=%d edits=%d ms=%d",
-                trace_id, message.platform, message.key.app, outcome.value, run.chunks,
-                len(progressive.text), progressive.edits, (self._clock() - started) * 1000,
-            )  # fmt: skip
+            report_answer(run, outcome, self.metrics)
         return outcome
 
     # ---- takeover ------------------------------------------------------------------------
@@ -257,12 +258,13 @@ class Dispatcher:
     # ---- control -------------------------------------------------------------------------
 
     async def stop(self, key: ConversationKey) -> bool:
-        """Stop the answer running for this conversation (Dify's stop API); False if none."""
-        running = self._running.get(key.as_str())
-        if running is None or not running.run.task_id:
-            return False
-        await self.dify_for(key).stop(running.run.task_id, user=running.user)
-        return True
+        """Stop this conversation's running answer, whichever app runs it; False if none."""
+        for routed in under_every_app(key, self.apps):
+            running = self._running.get(routed.as_str())
+            if running is not None and running.run.task_id:
+                await running.run.dify.stop(running.run.task_id, user=running.user)
+                return True
+        return False
 
     async def idle(self) -> None:
         """Until every answer started so far has ended."""
@@ -270,8 +272,9 @@ class Dispatcher:
             await asyncio.wait(set(self._tasks))
 
     async def reset(self, key: ConversationKey) -> bool:
-        """Forget the conversation: the next message starts a new one."""
-        return await self.store.delete(key)
+        """Forget the conversation, under every app: the next message starts a new one."""
+        deleted = [await self.store.delete(k) for k in under_every_app(key, self.apps)]
+        return any(deleted)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop taking messages; let answers finish for up to ``grace`` s, then cancel them
@@ -287,9 +290,5 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-
-
-async def _interrupted(run: AnswerRun) -> None:
-    with contextlib.suppress(BaseException):
-        async with asyncio.timeout(2.0):
-            await run.tell_failure("interrupted")
+        if self._leases is not None:
+            await self._leases.close()

@@ -2,6 +2,10 @@
 
     DifybotError
     ├── ConfigError                      a setting is missing or malformed (startup only)
+    ├── FileError                        a user's or Dify's file could not be passed on (``name``)
+    │   ├── FileTooLarge                 over the app's or our size limit (``limit`` in bytes)
+    │   └── FileUnavailable              the source would not hand it over (HTML login page,
+    │                                    redirect to a host we do not trust, HTTP error)
     └── DifyError                        anything that went wrong talking to Dify
         ├── DifyUnavailable              connect error, timeout, 5xx: Dify could not be reached
         ├── DifyProtocolError            the response broke the wire format (oversize line, bad SSE)
@@ -27,6 +31,26 @@ class DifybotError(Exception):
 
 class ConfigError(DifybotError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+class FileError(DifybotError):
+    """A file could not be passed on; ``name`` is the file's name as the user knows it."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class FileTooLarge(FileError):
+    """The file is larger than ``limit`` bytes (known from its size, or found while streaming)."""
+
+    def __init__(self, message: str, *, name: str = "", limit: int = 0) -> None:
+        super().__init__(message, name=name)
+        self.limit = limit
+
+
+class FileUnavailable(FileError):
+    """The file's source refused it, answered something else, or sent us where we do not go."""
 
 
 class DifyError(DifybotError):

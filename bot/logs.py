@@ -1,11 +1,22 @@
-"""Logging setup, with a filter that blanks every configured secret out of every record."""
+"""Logging setup: readable text or one JSON object per line, the trace id of the answer being
+handled on each record, and a filter that blanks every configured secret out of every record."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
 
 REDACTED = "[redacted]"
+# The answer a task is working on; each answer runs in its own task, so this is per answer.
+TRACE_ID: ContextVar[str] = ContextVar("trace_id", default="")
+# Structured fields a log call may pass with ``extra=``; JSON lines carry them as keys.
+FIELDS = ("platform", "app", "outcome", "chunks", "duration_ms", "entry")
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class SecretFilter(logging.Filter):
@@ -34,13 +45,53 @@ class SecretFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
-    """Readable one-line records on stderr; secrets scrubbed on every handler."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+class TraceFilter(logging.Filter):
+    """Stamps each record with the trace id of the answer its task is handling ("" if none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "trace_id", ""):
+            record.trace_id = TRACE_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, trace_id and structured fields.
+
+    orjson, not a JSON-logging library: this is the whole formatter, and orjson is already ours.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if trace := getattr(record, "trace_id", ""):
+            line["trace_id"] = trace
+        line.update({k: getattr(record, k) for k in FIELDS if hasattr(record, k)})
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return orjson.dumps(line, default=str).decode()
+
+
+def build_handler(
+    secrets: Iterable[str], *, fmt: str = "text", stream: TextIO | None = None
+) -> logging.Handler:
+    """A stderr (or ``stream``) handler: secrets scrubbed before formatting, trace ids added."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(SecretFilter(secrets))
+    handler.addFilter(TraceFilter())
+    return handler
+
+
+def setup_logging(level: str, secrets: Iterable[str], *, fmt: str = "text") -> None:
+    """Readable one-line records (or JSON lines) on stderr; secrets scrubbed on every handler."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [build_handler(secrets, fmt=fmt)]
     root.setLevel(level)
     quiet_libraries()
 

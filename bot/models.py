@@ -41,13 +41,16 @@ def dify_user_id(platform: str, workspace: str, user_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file a user sent. ``fetch`` is filled by the attachments pipeline of each adapter."""
+    """A file a user sent, as its platform describes it; the adapter's ``FileSource`` fetches it
+    (by ``url`` or ``platform_id``). ``voice``: a voice note or audio clip, transcribed into the
+    question when the app takes no audio files."""
 
     name: str
     mime_type: str
     size: int | None = None
     url: str | None = None
     platform_id: str | None = None
+    voice: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,7 @@ class Answer:
     files: tuple[FileOut, ...] = ()
     complete: bool = True
     trace_id: str = ""
+    app: str = "default"  # the route name of the app that answered (feedback goes back to it)
 
 
 # ---- records: a message as JSON-safe data, for the inbound journal ----------------------------

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.models import IncomingMessage
+from bot.protocols import Reply
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +83,16 @@ class Gate:
         if self.limiter is not None and not self.limiter.allow(message.dify_user):
             return "rate_limited"
         return None
+
+
+async def refuse(
+    message: IncomingMessage, reply: Reply, verdict: str, *, gate: Gate, texts: Texts
+) -> None:
+    """Tell the user why there is no answer (unless denials are silent); never raises."""
+    log.info("refused platform=%s reason=%s", message.platform, verdict)
+    if verdict == "denied" and gate.silent_denials:
+        return
+    try:
+        await reply.fail("", texts.get(verdict, message.locale))
+    except Exception:
+        log.warning("could not tell the user they were refused", exc_info=True)

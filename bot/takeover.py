@@ -68,5 +68,6 @@ class Sweeper:
                 continue
             if dispatcher.resume(message, reply, entry.id):
                 log.info("taking over entry=%d platform=%s", entry.id, entry.platform)
+                dispatcher.metrics.takeovers.labels(entry.platform).inc()
                 taken += 1
         return taken

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, RowMapping, and_, delete, select, true
+from sqlalchemy import ColumnElement, RowMapping, and_, delete, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -102,12 +102,19 @@ class ConversationStore:
         return await self._delete(conversations.c.key == key.as_str()) > 0
 
     async def list(
-        self, *, platform: str | None = None, workspace: str | None = None, limit: int = 100
+        self,
+        *,
+        platform: str | None = None,
+        workspace: str | None = None,
+        limit: int = 100,
+        **people: str | None,
     ) -> builtins.list[StoredConversation]:
-        """Stored conversations, most recently used first."""
+        """Stored conversations, most recently used first. ``people``: ``app``, ``user``,
+        ``channel`` filters (see ``delete_where``)."""
+        where = _matching(platform=platform, workspace=workspace, **people)
         query = (
             select(conversations)
-            .where(_matching(platform=platform, workspace=workspace))
+            .where(where)
             .order_by(conversations.c.updated_at.desc(), conversations.c.key)
             .limit(limit)
         )
@@ -115,16 +122,36 @@ class ConversationStore:
             rows = (await conn.execute(query)).mappings().all()
         return [to_stored(row) for row in rows]
 
+    async def count(self, **filters: str | None) -> int:
+        """How many conversations match every given filter (see ``delete_where``)."""
+        query = select(func.count()).select_from(conversations).where(_matching(**filters))
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def delete_where(
         self,
         *,
         platform: str | None = None,
         workspace: str | None = None,
         scope_id: str | None = None,
+        app: str | None = None,
+        user: str | None = None,
+        channel: str | None = None,
     ) -> int:
-        """Forget every conversation matching all given filters (no filter: all); the count."""
+        """Forget every conversation matching all given filters (no filter: all); the count.
+
+        ``user`` matches the conversations that user asks in (their own, and the ones Dify
+        knows them as); ``channel`` the ones of that channel, its threads, and its per-user
+        slash-command conversations."""
         return await self._delete(
-            _matching(platform=platform, workspace=workspace, scope_id=scope_id)
+            _matching(
+                platform=platform,
+                workspace=workspace,
+                scope_id=scope_id,
+                app=app,
+                user=user,
+                channel=channel,
+            )
         )
 
     async def _delete(self, *conditions: ColumnElement[bool]) -> int:
@@ -142,10 +169,30 @@ class ConversationStore:
         return self._idle_expiry > 0 and updated_at < self._cutoff()
 
 
-def _matching(**filters: str | None) -> ColumnElement[bool]:
-    """Rows whose columns equal every filter that is not None."""
-    given = {name: value for name, value in filters.items() if value is not None}
-    return and_(true(), *(conversations.c[name] == value for name, value in given.items()))
+def _matching(
+    *, user: str | None = None, channel: str | None = None, **columns: str | None
+) -> ColumnElement[bool]:
+    """Rows whose columns equal every filter that is not None, of that user and channel."""
+    given = {name: value for name, value in columns.items() if value is not None}
+    conditions = [conversations.c[name] == value for name, value in given.items()]
+    scope_id, dify_user = conversations.c.scope_id, conversations.c.dify_user
+    if user is not None:  # scope ids: "U1" (user), "U1@C1" (a user's /dify in a channel)
+        conditions.append(
+            or_(
+                scope_id == user,
+                scope_id.startswith(f"{user}@", autoescape=True),
+                dify_user.endswith(f":{user}", autoescape=True),
+            )
+        )
+    if channel is not None:  # scope ids: "C1" (channel), "C1:ts" (thread), "U1@C1"
+        conditions.append(
+            or_(
+                scope_id == channel,
+                scope_id.startswith(f"{channel}:", autoescape=True),
+                scope_id.endswith(f"@{channel}", autoescape=True),
+            )
+        )
+    return and_(true(), *conditions)
 
 
 def to_stored(row: RowMapping) -> StoredConversation:

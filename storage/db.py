@@ -44,12 +44,13 @@ def create_engine(
     parsed = to_url(url)
     options: dict[str, Any] = {"echo": echo, "connect_args": dict(connect_args or {})}
     if parsed.drivername == SQLITE_DRIVER:
-        if is_memory_sqlite(parsed):
-            # Each connection to :memory: is a new, empty database, so keep exactly one. Not
-            # StaticPool: it hands that one connection to concurrent tasks at once, whose
-            # transactions then interleave and lose writes; a pool of one makes them take turns.
-            options.update(poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0)
-        else:
+        # One connection, whose users take turns in asyncio. For :memory: each connection is a
+        # new, empty database (and StaticPool would hand the one connection to concurrent tasks
+        # at once, interleaving their transactions). For a file, SQLite has one writer anyway:
+        # with a pool of 15 the writers queued in SQLite's sleeping busy handler instead, and
+        # under load gave up with "database is locked" (benchmarks/streaming_load.py, N=500).
+        options.update(poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0)
+        if not is_memory_sqlite(parsed):
             create_parent_folder(parsed)
     else:
         options.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)

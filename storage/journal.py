@@ -12,7 +12,7 @@ expires; ``orphans`` lists those rows so another replica can claim them and fini
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +90,13 @@ class Journal:
     async def claim(self, entry_id: int, owner: str) -> bool:
         """Take (or keep) the lease, if the row is open, its lease is ours or expired, and no
         older message of its conversation is still open."""
+        return entry_id in await self.claim_many([entry_id], owner)
+
+    async def claim_many(self, entry_ids: Iterable[int], owner: str) -> set[int]:
+        """``claim`` for many rows in one statement; the ids now running under ``owner``."""
+        ids = list(entry_ids)
+        if not ids:
+            return set()
         now = self._now()
         older = aliased(t)
         blocked = exists().where(
@@ -100,7 +107,7 @@ class Journal:
         statement = (
             update(t)
             .where(
-                t.c.id == entry_id,
+                t.c.id.in_(ids),
                 t.c.status.in_(OPEN),
                 or_(t.c.owner == owner, t.c.owner.is_(None), t.c.lease_until < now),
                 ~blocked,
@@ -112,18 +119,38 @@ class Journal:
                 attempts=t.c.attempts + 1,
                 updated_at=now,
             )
+            .returning(t.c.id)
         )
-        return await self._changed(statement)
+        return await self._ids(statement)
 
     async def renew(self, entry_id: int, owner: str) -> bool:
         """Extend our lease (running or waiting); False if the row is no longer ours."""
+        return entry_id in await self.renew_many([entry_id], owner)
+
+    async def renew_many(self, entry_ids: Iterable[int], owner: str) -> set[int]:
+        """Extend our leases in one statement; the ids that are still ours."""
+        ids = list(entry_ids)
+        if not ids:
+            return set()
         now = self._now()
         statement = (
             update(t)
-            .where(t.c.id == entry_id, t.c.owner == owner, t.c.status.in_(OPEN))
+            .where(t.c.id.in_(ids), t.c.owner == owner, t.c.status.in_(OPEN))
             .values(lease_until=now + timedelta(seconds=self.lease), updated_at=now)
+            .returning(t.c.id)
         )
-        return await self._changed(statement)
+        return await self._ids(statement)
+
+    async def not_ours(self, entry_ids: Iterable[int], owner: str) -> set[int]:
+        """Of these ids, the ones finished or taken by another replica."""
+        ids = list(entry_ids)
+        if not ids:
+            return set()
+        query = select(t.c.id).where(
+            t.c.id.in_(ids), or_(~t.c.status.in_(OPEN), t.c.owner != owner)
+        )
+        async with self._engine.connect() as conn:
+            return {int(i) for i in (await conn.execute(query)).scalars()}
 
     async def finish(self, entry_id: int, owner: str, *, failed: bool = False) -> None:
         statement = (
@@ -171,6 +198,10 @@ class Journal:
         statement = delete(t).where(and_(~t.c.status.in_(OPEN), t.c.updated_at < cutoff))
         async with self._engine.begin() as conn:
             return (await conn.execute(statement)).rowcount
+
+    async def _ids(self, statement: Any) -> set[int]:
+        async with self._engine.begin() as conn:
+            return {int(i) for i in (await conn.execute(statement)).scalars()}
 
     async def _changed(self, statement: Any) -> bool:
         async with self._engine.begin() as conn:

@@ -72,6 +72,8 @@ SECRET_PATTERNS = [
     re.compile(re.escape(secret))
     for secret in (
         "app-test-key",
+        "app-sales-key",  # routed apps' keys (tests of several apps)
+        "app-wrong-key",
         "xoxb-test-token",
         "xapp-test-token",
         "test-signing-secret",

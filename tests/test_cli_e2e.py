@@ -100,7 +100,9 @@ async def test_serve_health_readiness_and_clean_sigterm(tmp_path: Path) -> None:
                 assert (await http.get("/healthz")).json() == {"status": "ok"}
                 ready = await http.get("/readyz")
                 assert ready.status_code == 200
-                assert ready.json() == {"ready": True, "database": True, "dify": True}
+                assert ready.json() == {
+                    "ready": True, "database": True, "dify": True, "apps": {"default": True}
+                }  # fmt: skip
                 await dify.close()  # Dify goes away: not ready, still alive
                 assert (await http.get("/readyz")).status_code == 503
                 assert (await http.get("/healthz")).status_code == 200

@@ -191,3 +191,30 @@ async def test_a_live_replica_keeps_its_lease_through_a_long_answer(
         for dispatcher in (a, b):
             await dispatcher.close()
             await dispatcher.dify._http.aclose()
+
+
+async def test_a_taken_over_message_goes_before_newer_ones_waiting_here(
+    replicas: Replicas, engine: AsyncEngine
+) -> None:
+    """The dead replica's message is older than one already waiting on this replica: it must
+    be answered first, and the newer one after it (the chaos run once deadlocked here)."""
+    dead = Journal(engine, lease=2.0, clock=lambda: time.time() - 100)
+    older = message("first", "C1:5.1")
+    entry, _ = await dead.record(
+        "default/test/W1/C1:5.1",
+        conversation_key=older.key.as_str(),
+        platform="test",
+        message=to_record(older),
+        reply={"channel": "C1"},
+        owner="dead",
+    )
+    assert await dead.claim(entry, "dead")
+    newer = ResumableReply()
+    await accept(replicas.b, message("second", "C1:5.2"), newer)
+    assert await replicas.b.take_over() == 1
+    await asyncio.wait_for(replicas.b.idle(), 10)
+    (taken,) = replicas.restored
+    assert taken.final == ("finish", "echo: first")
+    assert newer.final == ("finish", "echo: second")
+    queries = [r.json["query"] for r in replicas.dify.requests_to("/chat-messages")]
+    assert queries == ["first", "second"]

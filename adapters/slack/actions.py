@@ -56,10 +56,12 @@ class ButtonActions:
         self._answers.later(self._feedback(body, action))
 
     async def _feedback(self, body: dict[str, Any], action: dict[str, Any]) -> None:
-        message_id, _, dify_user = str(action.get("value") or "").partition("|")
+        message_id, _, rest = str(action.get("value") or "").partition("|")
+        dify_user, _, app = rest.partition("|")  # routing: buttons posted before it have no app
         rating = "like" if action.get("action_id") == FEEDBACK_LIKE else "dislike"
+        dify = self._answers.dispatcher.apps.get(app, self._answers.dispatcher.dify)
         try:
-            await self._answers.dispatcher.dify.feedback(message_id, rating=rating, user=dify_user)
+            await dify.feedback(message_id, rating=rating, user=dify_user)
         except DifyError as exc:
             log.warning("Dify refused feedback: %s", exc)
             await self._tell(body, "error")

@@ -7,12 +7,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+import aiohttp
 import orjson
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -21,10 +21,14 @@ from adapters.slack.answers import SlackAnswers
 from adapters.slack.budget import Budgets
 from adapters.slack.commands import DifyCommand
 from adapters.slack.events import RouteOptions, Router
+from adapters.slack.files import SlackFiles
 from adapters.slack.listeners import EventListeners
 from adapters.slack.memory import TtlMap
+from adapters.slack.metering import MeteredRateLimitRetryHandler, MeteredWebClient
+from adapters.slack.people import People
 from adapters.slack.profile import AppProfile
 from adapters.slack.reply import ReplyOptions
+from bot.answer_files import FileServices
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
 
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 _TIMEOUT = 15  # seconds, every Web API call
+_CONNECTIONS = 100  # Web API calls in flight at once; more wait for a free connection
+_KEEPALIVE = 30.0  # seconds an idle Web API connection is kept
 _RETRY_MEMORY = 15 * 60.0  # Slack retries an event up to ~5 minutes later
 
 
@@ -48,9 +54,11 @@ class SlackAdapter:
         *,
         app_token: str | None,
         signing_secret: str | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.bolt = bolt
         self.answers = answers
+        self._session = session  # the Web API clients' connection pool, closed at stop
         self._app_token = app_token
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._socket: AsyncSocketModeHandler | None = None
@@ -66,6 +74,8 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # bolt: untyped
             self._socket = None
+        if self._session is not None:
+            await self._session.close()
 
     async def handle(self, request: web.Request) -> web.Response:
         """HTTP mode: the signature is checked on the raw bytes before anything is parsed (bolt
@@ -113,16 +123,21 @@ def build_slack(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    files: FileServices | None = None,
 ) -> SlackAdapter:
-    """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set."""
+    """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set.
+    With ``files``, attachments are taken in and answer files re-posted."""
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
     base_url = str(settings.slack_api_url)
     base_url = base_url if base_url.endswith("/") else base_url + "/"  # urljoin needs it
     # Listener calls may wait out a 429; reply edits must not (they skip instead), so the
     # replies get a client of their own without the retry handler.
-    bolt_client = AsyncWebClient(token=token, base_url=base_url, timeout=_TIMEOUT)
-    bolt_client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    session = web_session()
+    # metrics: both clients count their calls and 429s (adapters/slack/metering.py).
+    metrics = dispatcher.metrics
+    bolt_client = MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics)
+    bolt_client.retry_handlers.append(MeteredRateLimitRetryHandler(metrics, max_retry_count=2))
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
         client=bolt_client,
@@ -134,12 +149,18 @@ def build_slack(
     )
     answers = SlackAnswers(
         dispatcher=dispatcher,
-        client=AsyncWebClient(token=token, base_url=base_url, timeout=_TIMEOUT),
+        client=MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics),
         budgets=Budgets(settings.slack_update_budget_per_minute, clock=clock),
         profile=AppProfile(dispatcher.dify, clock=clock),
         options=_reply_options(settings),
         sleep=sleep,
+        files=files.answers if files is not None else None,
+        people=_people(settings, bolt_client, clock),  # routing: askers' locales
     )
+    if files is not None:
+        files.intake.sources["slack"] = SlackFiles(
+            answers.client, files.fetch, token=token, api_url=base_url
+        )
     _register(bolt, settings, answers, clock)
     dispatcher.restorers["slack"] = answers.restore
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
@@ -148,12 +169,29 @@ def build_slack(
         answers,
         app_token=app_token,
         signing_secret=secret.get_secret_value() if secret else None,
+        session=session,
     )
     if secret is not None:
         web_app.router.add_post(EVENTS_PATH, adapter.handle)
     if not app_token and secret is None:
         log.warning("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET")
     return adapter
+
+
+def web_session() -> aiohttp.ClientSession:
+    """One keep-alive pool for every Web API call. Without a session slack-sdk opens and closes
+    a connection (and TLS) per call: ~15 % of the event loop in benchmarks/streaming_load.py.
+    The session's timeout is the per-call one (slack-sdk applies ``timeout=`` only without it)."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=_TIMEOUT),
+        connector=aiohttp.TCPConnector(limit=_CONNECTIONS, keepalive_timeout=_KEEPALIVE),
+    )
+
+
+def _people(
+    settings: Settings, client: AsyncWebClient, clock: Callable[[], float]
+) -> People | None:
+    return People(client, TtlMap(86_400.0, clock=clock)) if settings.slack_user_lookup else None
 
 
 def _register(

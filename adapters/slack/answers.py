@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -13,12 +13,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.blocks import Labels
 from adapters.slack.budget import Budgets
 from adapters.slack.events import Ask
+from adapters.slack.memory import TtlMap
+from adapters.slack.people import People
 from adapters.slack.profile import AppProfile
 from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.sender import SlackSender
+from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import DifyError
-from bot.models import Answer
+from bot.models import Answer, IncomingMessage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,11 @@ class SlackAnswers:
     profile: AppProfile
     options: ReplyOptions
     sleep: Sleep = asyncio.sleep
+    files: AnswerFiles | None = None  # answer files re-posted natively
     running: set[asyncio.Task[None]] = field(default_factory=set)
+    # routing: which slash command started a thread (72 h, this process only).
+    thread_commands: TtlMap[str, str] = field(default_factory=lambda: TtlMap(72 * 3600.0))
+    people: People | None = None  # SLACK_USER_LOOKUP: askers' names and locales
 
     def labels(self, locale: str | None = None) -> Labels:
         texts = self.dispatcher.texts
@@ -54,15 +61,31 @@ class SlackAnswers:
             labels=self.labels(locale),
             options=self.options,
             suggest=self._suggestions,
+            files=self.files,
         )
 
-    async def accept(self, ask: Ask) -> asyncio.Task[None] | None:
+    async def accept(self, ask: Ask, *, command: str = "") -> asyncio.Task[None] | None:
         """Record the message in the journal (before bolt acks the event) and answer it once;
         None for a redelivery some replica already took."""
+        message = await self._routed(ask, command)
         task = await self.dispatcher.accept(
-            ask.message, self.reply(ask.place), where=place_to_record(ask.place)
+            message, self.reply(ask.place, message.locale), where=place_to_record(ask.place)
         )
         return None if task is None else self.track(task)
+
+    async def _routed(self, ask: Ask, command: str) -> IncomingMessage:
+        """routing: the message keyed to its app, in the asker's language when Slack told us
+        (SLACK_USER_LOOKUP). A thread a routed slash command started stays with its app."""
+        thread = f"{ask.place.channel}:{ask.place.thread_ts}"
+        if command:
+            self.thread_commands.set(thread, command)
+        command = command or self.thread_commands.get(thread) or ""
+        message, locale = ask.message, None
+        if self.people is not None:
+            person = await self.people.get(ask.place.team, ask.place.user)
+            message = replace(message, user_name=person.name or message.user_name)
+            locale = person.locale or None
+        return self.dispatcher.routing.apply(message, command=command, user_locale=locale)
 
     def restore(self, where: dict[str, Any], state: dict[str, Any] | None) -> SlackReply:
         """Another replica's unfinished answer: edit the messages it posted, post no new one."""
@@ -75,6 +98,7 @@ class SlackAnswers:
             options=self.options,
             suggest=self._suggestions,
             resume=resume,
+            files=self.files,
         )
 
     def later(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -104,9 +128,8 @@ class SlackAnswers:
             return []
         try:
             async with asyncio.timeout(15):
-                return await self.dispatcher.dify.suggested(
-                    answer.message_id, user=answer.dify_user
-                )
+                dify = self.dispatcher.apps.get(answer.app, self.dispatcher.dify)  # routing: app
+                return await dify.suggested(answer.message_id, user=answer.dify_user)
         except (DifyError, TimeoutError) as exc:
             log.info("no suggested questions: %s", exc)
             return []

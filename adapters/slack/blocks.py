@@ -77,9 +77,9 @@ def stop_block(label: str, value: str) -> Block:
     return {"type": "actions", "block_id": STOP, "elements": [button]}
 
 
-def feedback_block(message_id: str, dify_user: str, labels: Labels) -> Block:
+def feedback_block(message_id: str, dify_user: str, labels: Labels, app: str = "default") -> Block:
     """👍/👎 for Dify's feedback API; the value carries who asked (Dify checks the user)."""
-    value = f"{message_id}|{dify_user}"
+    value = f"{message_id}|{dify_user}|{app}"  # routing: feedback goes to the app that answered
     buttons = [
         _button(FEEDBACK_LIKE, f"👍 {labels.like}", value),
         _button(FEEDBACK_DISLIKE, f"👎 {labels.dislike}", value),

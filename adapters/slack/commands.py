@@ -34,7 +34,9 @@ class DifyCommand:
         self._answers = answers
 
     def register(self, app: AsyncApp) -> None:
-        app.command(COMMAND)(self.on_command)
+        # routing: the routes file may name more slash commands, each routed to its app.
+        for name in dict.fromkeys((COMMAND, *self._answers.dispatcher.routing.commands("slack"))):
+            app.command(name)(self.on_command)
 
     async def on_command(
         self,
@@ -47,12 +49,16 @@ class DifyCommand:
         word = text.lower()
         team = team_of(command, context)
         user, channel = str(command.get("user_id")), str(command.get("channel_id"))
+        name = str(command.get("command") or COMMAND)
+        routed = self._answers.dispatcher.routing.resolve(  # routing: the route's language
+            PLATFORM, workspace=team, channel=channel, command=name
+        )
         if not text or word in ("help", "?"):
-            await ack(text=self._answers.text("slack_help"))
+            await ack(text=self._answers.text("slack_help", routed.locale))
             return
         if word in ("new", "reset"):
             await self._answers.dispatcher.reset(self._fallback_key(team, user, channel))
-            await ack(text=self._answers.text("reset"))
+            await ack(text=self._answers.text("reset", routed.locale))
             return
         await ack()
         # Bolt sends the ack when this listener returns (process_before_response): the rest,
@@ -72,13 +78,14 @@ class DifyCommand:
                 raise
             trigger = str(command.get("trigger_id") or "")
             self._answer_by_respond(
-                respond, team=team, user=user, channel=channel, text=text, trigger=trigger
-            )
+                respond, team=team, user=user, channel=channel, text=text, trigger=trigger,
+                name=str(command.get("command") or COMMAND),
+            )  # fmt: skip
             return
         event = {"type": "app_mention", "channel": channel, "ts": ts, "user": user, "text": text}
         ask = self._router.route(event, team=team, bot_user_id=bot)
-        if ask is not None:
-            await self._answers.accept(ask)
+        if ask is not None:  # routing: the command picks the app
+            await self._answers.accept(ask, command=str(command.get("command") or COMMAND))
 
     async def _show_question(self, channel: str, user: str, text: str) -> str:
         """Slash commands leave no message behind: post the question, to answer under it."""
@@ -96,6 +103,7 @@ class DifyCommand:
         channel: str,
         text: str,
         trigger: str,
+        name: str = COMMAND,
     ) -> None:
         key = self._fallback_key(team, user, channel)
         message = IncomingMessage(
@@ -107,7 +115,8 @@ class DifyCommand:
             message_id=f"{channel}:command:{trigger}",
             channel_id=channel,
         )
-        labels = self._answers.labels()
+        message = self._answers.dispatcher.routing.apply(message, command=name)  # routing: app
+        labels = self._answers.labels(message.locale)
         limit = self._answers.options.message_limit
         reply = RespondReply(respond, user=user, question=text, labels=labels, limit=limit)
         self._answers.track(self._answers.dispatcher.submit(message, reply))

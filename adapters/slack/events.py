@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.slack.files import to_attachments
 from adapters.slack.memory import TtlMap
 from adapters.slack.reply import Place
-from bot.models import ConversationKey, IncomingMessage, Scope
+from bot.models import Attachment, ConversationKey, IncomingMessage, Scope
 
 PLATFORM = "slack"
 _ANSWERED_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "bot_message"})
@@ -59,17 +60,20 @@ class Router:
         if event.get("type") == "message" and not is_dm and not self._follows(event, bot_user_id):
             return None
         text = clean_text(str(event.get("text") or ""), bot_user_id)
-        if not text or not self._seen.add_new(f"post:{channel}:{ts}", True):
+        files = to_attachments(event)  # a file alone is a question too
+        if not (text or files) or not self._seen.add_new(f"post:{channel}:{ts}", True):
             return None
         user = str(event.get("user") or event.get("bot_id") or "")
         if is_dm:
             thread = event.get("thread_ts") or (ts if self._options.dm_threads else None)
             key = ConversationKey(PLATFORM, team, Scope.USER, user)
-            return _ask(key, user, text, Place(channel, thread, team, user), message_id=ts)
+            place = Place(channel, thread, team, user)
+            return _ask(key, user, text, place, message_id=ts, files=files)
         thread = str(event.get("thread_ts") or ts)
         key, owner = self._channel_key(event, team, thread, bot_user_id)
         self.threads.set(thread_id(channel, thread), owner)
-        return _ask(key, owner, text, Place(channel, thread, team, user), message_id=ts)
+        place = Place(channel, thread, team, user)
+        return _ask(key, owner, text, place, message_id=ts, files=files)
 
     def _is_answerable(self, event: dict[str, Any], bot_user_id: str) -> bool:
         subtype = event.get("subtype")
@@ -147,7 +151,15 @@ def clean_text(text: str, bot_user_id: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _ask(key: ConversationKey, owner: str, text: str, place: Place, *, message_id: str) -> Ask:
+def _ask(
+    key: ConversationKey,
+    owner: str,
+    text: str,
+    place: Place,
+    *,
+    message_id: str,
+    files: tuple[Attachment, ...] = (),
+) -> Ask:
     place = Place(place.channel, place.thread_ts, place.team, place.user, stop_value(key))
     message = IncomingMessage(
         platform=PLATFORM,
@@ -156,6 +168,7 @@ def _ask(key: ConversationKey, owner: str, text: str, place: Place, *, message_i
         text=text,
         key=key,
         message_id=f"{place.channel}:{message_id}",
+        attachments=files,
         user_name=place.user,
         channel_id=place.channel,
         author_id=place.user,

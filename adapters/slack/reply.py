@@ -26,8 +26,10 @@ from adapters.slack.blocks import (
     stop_block,
     suggestion_blocks,
 )
+from adapters.slack.files import AnswerUploads
 from adapters.slack.native import NativeStream, StreamTarget
 from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
+from bot.answer_files import AnswerFiles
 from bot.models import Answer
 from bot.protocols import ReplyCapabilities
 from bot.text import split_text
@@ -84,6 +86,7 @@ class SlackReply:
         options: ReplyOptions,
         suggest: Suggest | None = None,
         resume: list[str] | None = None,
+        files: AnswerFiles | None = None,
     ) -> None:
         self.capabilities = ReplyCapabilities(
             can_edit=True, max_length=options.message_limit, min_interval=options.min_interval
@@ -94,6 +97,7 @@ class SlackReply:
         self._labels = labels
         self._options = options
         self._suggest = suggest
+        self._files = files
         self._limit = options.message_limit
         self._markdown = options.markdown_blocks
         self._state = _State(messages=[_Message(ts) for ts in resume or ()])
@@ -159,8 +163,11 @@ class SlackReply:
             await self._render_fitting(self._state.text, final=False)
 
     async def finish(self, text: str, answer: Answer) -> None:
-        footer = self._footer(answer)
-        await self._final(text, footer)
+        # Dify's file URLs expire in minutes: fetch first, then show the text without them.
+        files = await AnswerUploads.fetch(self._files, text, answer) if self._files else None
+        await self._final(files.text if files else text, self._footer(answer))
+        if files is not None:
+            await files.post(self._client, self._place.channel, self._place.thread_ts)
         if self._suggest is not None and answer.message_id:
             await self._offer_suggestions(answer)
 
@@ -257,7 +264,9 @@ class SlackReply:
         if sources is not None:
             blocks.append(sources)
         if self._options.feedback and answer.message_id and answer.dify_user:
-            blocks.append(feedback_block(answer.message_id, answer.dify_user, self._labels))
+            blocks.append(
+                feedback_block(answer.message_id, answer.dify_user, self._labels, answer.app)
+            )
         return blocks
 
     async def _offer_suggestions(self, answer: Answer) -> None:

@@ -95,6 +95,9 @@ def to_incoming(push: BotPush, *, text: str, per_chat: bool, locale: str) -> Inc
         Attachment(name=f"image{i}.jpg", mime_type="image/jpeg", url=url)
         for i, url in enumerate(push.images)
     )
+    if push.file_url:  # nameless: the file source names it from its first bytes
+        file = Attachment(name="file", mime_type="application/octet-stream", url=push.file_url)
+        attachments = (*attachments, file)
     return IncomingMessage(
         platform=PLATFORM,
         workspace=push.bot_id,

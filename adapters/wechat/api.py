@@ -12,13 +12,16 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
 
 from adapters.wechat.errors import WeChatAPIError
+from bot.downloads import Download, body_of, check_size, content_type
+from bot.errors import FileUnavailable
 from storage.tokens import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,42 @@ class PlatformAPI:
 
         return await self._with_token(send)
 
+    @asynccontextmanager
+    async def open_media(self, media_id: str, *, limit: int, name: str) -> AsyncIterator[Download]:
+        """``/cgi-bin/media/get`` as a stream capped at ``limit`` (errors are small JSON bodies,
+        sent as text/plain; a rejected token is refreshed once)."""
+        token = await self.tokens.get()
+        for attempt in range(2):
+            query = {"media_id": media_id, "access_token": token}
+            try:
+                async with self.http.stream("GET", "/cgi-bin/media/get", params=query) as response:
+                    kind = content_type(response)
+                    if kind not in ("application/json", "text/plain"):
+                        size = response.headers.get("content-length", "")
+                        known = int(size) if size.isdigit() else None
+                        check_size(known, limit, name=name)
+                        yield Download(name, kind, known, body_of(response, limit, name=name))
+                        return
+                    error = _media_error(response, await _read_bounded(response, 4096))
+            except httpx.HTTPError as exc:
+                raise FileUnavailable(f"media/get: {type(exc).__name__}", name=name) from exc
+            if not (error.is_token_error and attempt == 0):
+                raise FileUnavailable(f"media/get: {error}", name=name) from error
+            token = await self.tokens.refresh(token)
+
+    async def upload(self, kind: str, *, filename: str, data: bytes, mime_type: str) -> str:
+        """``/cgi-bin/media/upload?type=kind`` (OA and WeCom alike): the temporary media id."""
+
+        async def send(token: str) -> str:
+            params = {"access_token": token, "type": kind}
+            files = {"media": (filename, data, mime_type)}
+            response = await self._request(
+                "POST", "/cgi-bin/media/upload", params=params, files=files
+            )
+            return str(to_result(response, response.content).get("media_id") or "")
+
+        return await self._with_token(send)
+
     async def _with_token(self, send: Callable[[str], Awaitable[T]]) -> T:
         token = await self.tokens.get()
         try:
@@ -179,6 +218,14 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _media_error(response: httpx.Response, content: bytes) -> WeChatAPIError:
+    try:
+        to_result(response, content)
+    except WeChatAPIError as exc:
+        return exc
+    return WeChatAPIError("no media in the response", errcode=-1)
 
 
 def to_result(response: httpx.Response, content: bytes) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,12 +23,16 @@ from adapters.wechat.callback import (
     seal_xml,
 )
 from adapters.wechat.crypto import MessageCrypto
+from adapters.wechat.errors import WeChatAPIError
 from adapters.wechat.formatting import to_plain_text
+from adapters.wechat.media import MediaFiles
 from adapters.wechat.messages import Push, to_incoming, to_push
-from adapters.wechat.outbound import CustomerService
+from adapters.wechat.metering import meter
+from adapters.wechat.outbound import AnswerMedia, CustomerService
 from adapters.wechat.passive import PassiveAnswers, PassiveTiming
 from adapters.wechat.payloads import text_reply
 from adapters.wechat.questions import to_question
+from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyError
 from bot.models import Answer, IncomingMessage
@@ -49,10 +54,18 @@ class OfficialReply:
 
     capabilities = ReplyCapabilities(can_edit=False, max_length=2048, measure="utf8")
 
-    def __init__(self, answers: PassiveAnswers, answer_id: str, user_id: str) -> None:
+    def __init__(
+        self,
+        answers: PassiveAnswers,
+        answer_id: str,
+        user_id: str,
+        *,
+        images: OfficialImages | None = None,
+    ) -> None:
         self._answers = answers
         self._answer_id = answer_id
         self._user_id = user_id
+        self._images = images
 
     async def start(self) -> None:
         """Nothing to show: the passive reply or "typing" is the 5-second machinery's business."""
@@ -64,6 +77,14 @@ class OfficialReply:
         """WeChat has no status line."""
 
     async def finish(self, text: str, answer: Answer) -> None:
+        if self._images is not None:  # verified: images go as media by customer service
+            out = await AnswerMedia.prepare(
+                self._images.files, self._images.api, text, answer, kinds={"image"}
+            )
+            body = "\n".join([to_plain_text(out.text), *out.links])
+            await self._answers.complete(self._answer_id, self._user_id, body)
+            await self._images.send(self._user_id, out.media)
+            return
         plain = to_plain_text(text)
         # Files Dify produced but did not mention in the text: keep their links (never lost).
         links = [f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text]
@@ -74,6 +95,23 @@ class OfficialReply:
         await self._answers.complete(
             self._answer_id, self._user_id, f"{plain}\n\n{notice}" if plain else notice
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialImages:
+    """Answer images for a verified account: uploaded as media, sent by customer service
+    after the text (a send that fails is logged; its link was already dropped from the text)."""
+
+    files: AnswerFiles
+    api: PlatformAPI
+    service: CustomerService
+
+    async def send(self, user_id: str, media: list[tuple[str, str]]) -> None:
+        for kind, media_id in media:
+            try:
+                await self.service.send_media(user_id, kind, media_id)
+            except WeChatAPIError as exc:
+                log.warning("answer image not sent to a WeChat user: %s", exc)
 
 
 class OfficialAccountAdapter:
@@ -91,9 +129,11 @@ class OfficialAccountAdapter:
         answers: PassiveAnswers,
         api: PlatformAPI | None,
         locale: str,
+        images: OfficialImages | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dispatcher = dispatcher
+        self._images = images
         self.answers = answers
         self._token = token
         self._app_id = app_id
@@ -155,7 +195,7 @@ class OfficialAccountAdapter:
 
     async def _answer(self, push: Push, answer_id: str) -> None:
         """Turn the push into a question (transcribing voice if needed) and ask the dispatcher."""
-        reply = OfficialReply(self.answers, answer_id, push.user_id)
+        reply = OfficialReply(self.answers, answer_id, push.user_id, images=self._images)
         try:
             await self._ask(push, reply)
         except Exception:  # the answer row must not stay "running": the user is owed a reply
@@ -163,8 +203,8 @@ class OfficialAccountAdapter:
             await reply.fail("", self.dispatcher.texts.get("error", self._locale))
 
     async def _ask(self, push: Push, reply: OfficialReply) -> None:
-        user = self._incoming(push, "").dify_user
-        dify = self.dispatcher.dify
+        asked = self._incoming(push, "")
+        user, dify = asked.dify_user, self.dispatcher.dify_for(asked.key)  # routing: its app
         text, problem = await to_question(push, api=self._api, dify=dify, dify_user=user)
         if problem:
             await reply.fail("", self.dispatcher.texts.get(problem, self._locale))
@@ -175,7 +215,8 @@ class OfficialAccountAdapter:
         """``subscribe``: the Dify app's opening statement, if it comes within the window."""
         try:
             async with asyncio.timeout(self.answers.timing.window):
-                parameters = await self.dispatcher.dify.parameters()
+                app = self.dispatcher.routing.resolve(PLATFORM, workspace=self._app_id).app
+                parameters = await self.dispatcher.dify_for(app).parameters()  # routing
         except (DifyError, TimeoutError) as exc:
             log.warning("no opening statement for a new follower: %s", exc)
             return None
@@ -183,9 +224,10 @@ class OfficialAccountAdapter:
         return to_plain_text(statement)[:600] or None  # ≤ 600 characters stays under 2048 bytes
 
     def _incoming(self, push: Push, text: str) -> IncomingMessage:
-        return to_incoming(
+        message = to_incoming(
             push, platform=PLATFORM, workspace=self._app_id, text=text, locale=self._locale
         )
+        return self.dispatcher.routing.apply(message)  # routing: app and locale
 
 
 def build_official_account(core: Core, app: web.Application) -> OfficialAccountAdapter:
@@ -199,24 +241,33 @@ def build_official_account(core: Core, app: web.Application) -> OfficialAccountA
     crypto = MessageCrypto(token, key.get_secret_value(), app_id) if key else None
     api = None
     if settings.wechat_app_secret is not None:
-        http = build_http(str(settings.wechat_api_base))
+        http = meter(build_http(str(settings.wechat_api_base)), core.metrics, PLATFORM)
         fetch = partial(
             stable_token, http, app_id=app_id, secret=settings.wechat_app_secret.get_secret_value()
         )
         tokens = AccessTokens(TokenStore(core.engine), f"wechat:{app_id}", fetch)
         api = PlatformAPI(http, tokens)
+    # routing: the account's route may set the language of the bot's own texts.
+    locale = core.dispatcher.routing.resolve(PLATFORM, workspace=app_id).locale
+    locale = locale or settings.wechat_locale
     verified = settings.wechat_account_verified and api is not None
+    service = CustomerService(api) if verified and api is not None else None
     answers = PassiveAnswers(
         PendingAnswers(core.engine),
         account=f"{PLATFORM}:{app_id}",
         texts=core.dispatcher.texts,
-        locale=settings.wechat_locale,
+        locale=locale,
         timing=PassiveTiming(window=settings.wechat_reply_window),
-        service=CustomerService(api) if verified and api is not None else None,
+        service=service,
     )
+    images = None
+    if core.files is not None:
+        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
+        if service is not None and api is not None:
+            images = OfficialImages(core.files.answers, api, service)
     adapter = OfficialAccountAdapter(
         core.dispatcher, token=token, app_id=app_id, crypto=crypto, answers=answers, api=api,
-        locale=settings.wechat_locale,
+        locale=locale, images=images,
     )  # fmt: skip
     adapter.add_routes(app)
     return adapter

@@ -30,9 +30,12 @@ async def transcribe(
     push: Push, *, api: PlatformAPI, dify: DifyClient, dify_user: str
 ) -> tuple[str, str]:
     """Voice without ``Recognition``: the AMR from the media API through Dify's speech-to-text."""
-    fmt = push.voice_format or "amr"
     try:
         data, _ = await api.download("/cgi-bin/media/get", {"media_id": push.media_id})
+        fmt = voice_format(data, push.voice_format)
+        if fmt is None:
+            log.warning("voice in %s cannot be transcribed without a decoder", push.voice_format)
+            return "", "voice_failed"
         text = await dify.audio_to_text(
             data, filename=f"{push.media_id}.{fmt}", mime_type=f"audio/{fmt}", user=dify_user
         )
@@ -40,3 +43,15 @@ async def transcribe(
         log.warning("voice not transcribed: %s", exc)
         return "", "voice_failed"
     return (text, "") if text.strip() else ("", "voice_failed")
+
+
+def voice_format(data: bytes, declared: str) -> str | None:
+    """The format to name a recording for ``/audio-to-text``, by its bytes first: WeChat's
+    ``Format`` may say ``speex`` while ``media/get`` serves AMR (wechat.md §6.1), and Dify takes
+    AMR as it is. Real Speex has no decoder in Python's standard library and ffmpeg is not in
+    our image, so it is reported (None) rather than sent for a guaranteed 415."""
+    if data.startswith(b"#!AMR"):
+        return "amr"
+    if declared in ("", "amr", "speex"):
+        return None if declared == "speex" else "amr"
+    return declared

@@ -12,6 +12,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,12 @@ from adapters.wechat.callback import guarded, open_echostr, open_xml, read_body
 from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import WeChatAPIError
 from adapters.wechat.formatting import to_plain_text, to_wecom_markdown
+from adapters.wechat.media import MediaFiles
 from adapters.wechat.messages import Push, to_incoming, to_push
+from adapters.wechat.metering import meter
+from adapters.wechat.outbound import AnswerMedia
 from adapters.wechat.questions import to_question
+from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.models import Answer
@@ -105,6 +110,13 @@ class AppSender:
                     kind: {"content": part}}  # fmt: skip
             await self._post(body)
 
+    async def send_media(self, user_id: str, kind: str, media_id: str) -> None:
+        """An ``image`` or ``file`` message with uploaded temporary media."""
+        await self._limiter.acquire(user_id)
+        body = {"touser": user_id, "agentid": self.agent_id, "msgtype": kind,
+                kind: {"media_id": media_id}}  # fmt: skip
+        await self._post(body)
+
     async def _post(self, body: dict[str, object]) -> None:
         for attempt in range(3):
             try:
@@ -121,10 +133,18 @@ class WeComAppReply:
 
     capabilities = ReplyCapabilities(can_edit=False, max_length=MAX_MESSAGE, measure="utf8")
 
-    def __init__(self, sender: AppSender, user_id: str, done: Callable[[], Awaitable[None]]):
+    def __init__(
+        self,
+        sender: AppSender,
+        user_id: str,
+        done: Callable[[], Awaitable[None]],
+        *,
+        files: AnswerFiles | None = None,
+    ) -> None:
         self._sender = sender
         self._user_id = user_id
         self._done = done
+        self._files = files
 
     async def start(self) -> None:
         """WeCom apps have no typing indicator."""
@@ -136,15 +156,26 @@ class WeComAppReply:
         """No status line either."""
 
     async def finish(self, text: str, answer: Answer) -> None:
-        links = [f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text]
-        await self._deliver("\n\n".join([text, *links]))
+        try:
+            if self._files is None:
+                links = [
+                    f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text
+                ]
+                await self._sender.send(self._user_id, "\n\n".join([text, *links]))
+                return
+            # Dify's file URLs expire in minutes: fetch and upload them before anything else.
+            out = await AnswerMedia.prepare(
+                self._files, self._sender.api, text, answer, kinds={"image", "file"}
+            )
+            await self._sender.send(self._user_id, "\n\n".join([out.text, *out.links]))
+            for kind, media_id in out.media:
+                await self._sender.send_media(self._user_id, kind, media_id)
+        finally:
+            await self._done()
 
     async def fail(self, text: str, notice: str) -> None:
-        await self._deliver(f"{text}\n\n{notice}" if text else notice)
-
-    async def _deliver(self, text: str) -> None:
         try:
-            await self._sender.send(self._user_id, text)
+            await self._sender.send(self._user_id, f"{text}\n\n{notice}" if text else notice)
         finally:
             await self._done()
 
@@ -163,9 +194,11 @@ class WeComAppAdapter:
         sender: AppSender,
         store: PendingAnswers,
         locale: str,
+        files: AnswerFiles | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.store = store
+        self._files = files
         self._corp_id = corp_id
         self._crypto = crypto
         self._sender = sender
@@ -205,22 +238,22 @@ class WeComAppAdapter:
         return web.Response(text="")  # WeCom: 200 with an empty body = received, no reply
 
     async def _answer(self, push: Push, answer_id: str) -> None:
-        incoming = to_incoming(
-            push, platform=PLATFORM, workspace=self._corp_id, text="", locale=self._locale
+        incoming = self.dispatcher.routing.apply(  # routing: app and locale
+            to_incoming(
+                push, platform=PLATFORM, workspace=self._corp_id, text="", locale=self._locale
+            )
         )
 
         async def done() -> None:
             await self.store.complete(answer_id, [])
 
-        reply = WeComAppReply(self._sender, push.user_id, done)
-        api, dify = self._sender.api, self.dispatcher.dify
+        reply = WeComAppReply(self._sender, push.user_id, done, files=self._files)
+        api, dify = self._sender.api, self.dispatcher.dify_for(incoming.key)  # routing
         text, problem = await to_question(push, api=api, dify=dify, dify_user=incoming.dify_user)
         if problem:
             await reply.fail("", self.dispatcher.texts.get(problem, self._locale))
             return
-        incoming = to_incoming(
-            push, platform=PLATFORM, workspace=self._corp_id, text=text, locale=self._locale
-        )
+        incoming = replace(incoming, text=text)
         try:
             self.dispatcher.submit(incoming, reply)
         except RuntimeError:  # shutting down: say so rather than stay silent
@@ -238,7 +271,7 @@ def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
         raise ConfigError("WECOM_AGENT_ID must be the app's numeric AgentId")
     token = s.wecom_token.get_secret_value()
     crypto = MessageCrypto(token, s.wecom_encoding_aes_key.get_secret_value(), s.wecom_corp_id)
-    http = build_http(str(s.wecom_api_base))
+    http = meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM)  # metrics
     fetch = partial(
         wecom_token, http, corp_id=s.wecom_corp_id, secret=s.wecom_secret.get_secret_value()
     )
@@ -252,7 +285,11 @@ def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
     )
     adapter = WeComAppAdapter(
         core.dispatcher, corp_id=s.wecom_corp_id, crypto=crypto, sender=sender,
-        store=PendingAnswers(core.engine), locale=s.wechat_locale,
+        store=PendingAnswers(core.engine), files=core.files.answers if core.files else None,
+        locale=core.dispatcher.routing.resolve(PLATFORM, workspace=s.wecom_corp_id).locale
+        or s.wechat_locale,  # routing: the account's route may set the bot's language
     )  # fmt: skip
+    if core.files is not None:
+        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
     adapter.add_routes(app)
     return adapter

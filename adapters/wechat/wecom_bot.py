@@ -20,12 +20,20 @@ import httpx
 import orjson
 from aiohttp import web
 
-from adapters.wechat.aibot_messages import BotPush, stream_reply, to_bot_push, to_incoming
+from adapters.wechat.aibot_messages import (
+    PLATFORM,
+    BotPush,
+    stream_reply,
+    to_bot_push,
+    to_incoming,
+)
 from adapters.wechat.api import build_http, to_result
 from adapters.wechat.background import Background
 from adapters.wechat.callback import guarded, open_echostr, params, read_body
 from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import CallbackRejected, WeChatAPIError
+from adapters.wechat.media import BotMediaFiles
+from adapters.wechat.metering import meter
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyError
 from bot.models import Answer
@@ -174,7 +182,7 @@ class WeComBotAdapter:
                 return stream_reply(push.stream_id, "", finished=True)
             return stream_reply(stream.stream_id, stream.content, finished=stream.finished)
         if push.kind == "event":
-            return await self._welcome() if push.event == "enter_chat" else None
+            return await self._welcome(push.bot_id) if push.event == "enter_chat" else None
         if not push.msg_id:
             raise CallbackRejected("AI bot message without msgid", status=400)
         stream, created = await self.streams.open(
@@ -189,6 +197,7 @@ class WeComBotAdapter:
             self.streams, stream, http=self._http, window=self.stream_window, clock=self._clock
         )
         incoming = to_incoming(push, text=push.text, per_chat=self._per_chat, locale=self._locale)
+        incoming = self.dispatcher.routing.apply(incoming)  # routing: app and locale
         texts = self.dispatcher.texts
         if not incoming.text and not incoming.attachments:
             await reply.fail("", texts.get("wechat_unsupported", self._locale))
@@ -198,10 +207,11 @@ class WeComBotAdapter:
         except RuntimeError:  # shutting down: close the stream rather than leave WeCom polling
             await reply.fail("", texts.get("unavailable", self._locale))
 
-    async def _welcome(self) -> dict[str, Any] | None:
+    async def _welcome(self, bot_id: str) -> dict[str, Any] | None:
+        app = self.dispatcher.routing.resolve(PLATFORM, workspace=bot_id).app  # routing
         try:
             statement = str(
-                (await self.dispatcher.dify.parameters()).get("opening_statement") or ""
+                (await self.dispatcher.dify_for(app).parameters()).get("opening_statement") or ""
             )
         except DifyError as exc:
             log.warning("no opening statement: %s", exc)
@@ -230,9 +240,13 @@ def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
         core.dispatcher,
         crypto=crypto,
         streams=StreamStore(core.engine),
-        http=build_http(str(s.wecom_api_base)),
+        http=meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM),  # metrics
         locale=s.wechat_locale,
         per_chat=s.conversation_scope == "channel",
     )
+    if core.files is not None:
+        core.files.intake.sources[PLATFORM] = BotMediaFiles(
+            core.files.fetch, s.wecom_bot_encoding_aes_key.get_secret_value()
+        )
     adapter.add_routes(app)
     return adapter

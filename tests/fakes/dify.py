@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes import dify_events as ev
 from tests.fakes import dify_generate, dify_routes
@@ -92,6 +92,11 @@ class FakeDify:
         self.chunk_delay = chunk_delay
         # How the default answer is chunked (the captured echo app: prefix, then the query).
         self.echo: Callable[[str], list[str]] = dify_generate.echo_chunks
+        self.chaos: Callable[[RecordedRequest], Behaviour | None] | None = None
+        # Benchmarks: the whole chat answer for a query (pacing included), and a hook called
+        # just before each answer chunk is written.
+        self.compose: Callable[[str], Answer] | None = None
+        self.on_chunk: Callable[[ev.Turn, int], None] | None = None
         self.ping_interval = ping_interval
         self.upload_limit_mb = upload_limit_mb  # 0 = unlimited
         self.app_id = app_id or str(uuid.uuid4())
@@ -227,6 +232,8 @@ class FakeDify:
             script = (
                 self._scripts[recorded.path].popleft() if self._scripts[recorded.path] else None
             )
+            if script is None and generating and self.chaos is not None:
+                script = self.chaos(recorded)  # benchmarks: failures drawn at random
             if isinstance(script, Stall):
                 await wait_event(self.closing, script.seconds)
                 script = None
@@ -242,13 +249,18 @@ class FakeDify:
         form: dict[str, str] = {}
         files: dict[str, tuple[str, str, bytes]] = {}
         if request.content_type.startswith("multipart/"):
-            post = await request.post()
-            request[FILE_PARTS] = sum(isinstance(v, web.FileField) for v in post.values())
-            for key, value in post.items():
-                if isinstance(value, web.FileField):
-                    files.setdefault(key, (value.filename, value.content_type, value.file.read()))
-                else:
-                    form.setdefault(key, str(value))
+            # Read part by part into memory, as Dify does (and nothing is left open when a
+            # client aborts an upload midway).
+            request[FILE_PARTS] = 0
+            async for part in await request.multipart():
+                if not isinstance(part, BodyPartReader) or not part.name:
+                    continue
+                if part.filename is None:
+                    form.setdefault(part.name, await part.text())
+                    continue
+                request[FILE_PARTS] += 1
+                kind = part.headers.get("Content-Type", "application/octet-stream")
+                files.setdefault(part.name, (part.filename, kind, bytes(await part.read())))
         elif raw := await request.read():
             with contextlib.suppress(ValueError):
                 body = json.loads(raw)

@@ -17,7 +17,8 @@ class Answer:
     ``message_end`` / ``workflow_finished`` = only that one; ``workflow_first`` = the pre-2026
     order (``workflow_finished`` then ``message_end``). ``progress=False`` drops node events.
     ``delay`` is the pause after each chunk, so also before the closing events: a one-chunk answer
-    still takes ``delay`` to finish (``None`` = ``FakeDify.chunk_delay``).
+    still takes ``delay`` to finish (``None`` = ``FakeDify.chunk_delay``). Token pacing for
+    benchmarks: ``first_delay`` before the first chunk, ``delays[i]`` after chunk ``i`` instead.
     """
 
     chunks: list[str] = field(default_factory=lambda: ["Hello", ", world", "!"])
@@ -30,6 +31,8 @@ class Answer:
     usage: dict[str, Any] | None = None
     conversation_id: str | None = None
     progress: bool = True
+    first_delay: float = 0.0
+    delays: tuple[float, ...] = ()
 
     @property
     def text(self) -> str:

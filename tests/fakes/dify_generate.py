@@ -125,7 +125,8 @@ class GenerateRoutes:
             return error_response(404, "not_found", not_exists_message("/chat-messages"))
         if (bad_file := self._file_error(payload.files or [])) is not None:
             return bad_file
-        answer = Answer(chunks=self.fake.echo(payload.query))
+        compose = self.fake.compose
+        answer = compose(payload.query) if compose else Answer(chunks=self.fake.echo(payload.query))
         return await self._answer(request, answer, "/chat-messages", body, streaming=streaming)
 
     async def _completion(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
@@ -222,7 +223,13 @@ class GenerateRoutes:
             return blocking_response(ev.blocking_body(turn, answer.text, **meta))
 
         async def body_fn(s: SseStream) -> None:
-            gen = Generation(s, turn, progress=answer.progress, on_text=_answer_setter(message))
+            gen = Generation(
+                s,
+                turn,
+                progress=answer.progress,
+                on_text=_answer_setter(message),
+                on_chunk=self.fake.on_chunk,
+            )
             await run_answer(gen, answer, delay=delay)
 
         return await self.fake.serve_stream(request, body_fn, turn=turn)

@@ -32,6 +32,7 @@ def add_routes(app: web.Application, fake: FakeDify) -> None:
     app.router.add_get("/v1/parameters", routes.parameters)
     app.router.add_post("/v1/files/upload", routes.upload)
     app.router.add_get("/files/{file_id}/file-preview", routes.preview)
+    app.router.add_get("/files/tools/{name}", routes.tool_file)
     app.router.add_get("/v1/messages", routes.messages)
     app.router.add_get("/v1/conversations", routes.conversations)
     app.router.add_delete("/v1/conversations/{conversation_id}", routes.delete_conversation)
@@ -107,6 +108,15 @@ class ManagementRoutes:
     async def preview(self, request: web.Request) -> web.Response:
         upload = self.fake.uploads.get(request.match_info["file_id"])
         if upload is None:
+            return error_response(404, "file_not_found", "File not found.")
+        return web.Response(body=upload.data, headers={"Content-Type": upload.mime_type})
+
+    async def tool_file(self, request: web.Request) -> web.Response:
+        """``/files/tools/<id>.<ext>``: a tool's output file (``message_file`` URLs); tests put
+        its bytes in ``uploads`` under the id."""
+        file_id = request.match_info["name"].split(".", 1)[0]
+        upload = self.fake.uploads.get(file_id)
+        if upload is None or "sign" not in request.query:
             return error_response(404, "file_not_found", "File not found.")
         return web.Response(body=upload.data, headers={"Content-Type": upload.mime_type})
 

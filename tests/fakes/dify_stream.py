@@ -128,11 +128,13 @@ class Generation:
         *,
         progress: bool = True,
         on_text: Callable[[str], None] = lambda _: None,
+        on_chunk: Callable[[ev.Turn, int], None] | None = None,
     ) -> None:
         self.s = stream
         self.turn = turn
         self.progress = progress
         self.on_text = on_text
+        self.on_chunk = on_chunk  # called just before chunk ``i`` is written (benchmark timing)
         self.text = ""
         self._start_exec = ev.new_id()
 
@@ -147,18 +149,30 @@ class Generation:
         for position, thought in enumerate(thoughts or [], start=1):
             await self.s.send(ev.agent_thought(self.turn, thought, position))
 
-    async def deltas(self, chunks: list[str], delay: float) -> bool:
-        """Stream the chunks, ``delay`` apart and ``delay`` before what follows them.
+    async def deltas(
+        self,
+        chunks: list[str],
+        delay: float,
+        *,
+        delays: tuple[float, ...] = (),
+        first_delay: float = 0.0,
+    ) -> bool:
+        """Stream the chunks, ``delay`` (or ``delays[i]``) after each and so also before what
+        follows them; ``first_delay`` before the first.
 
         False when interrupted (after the stop epilogue, if it was a stop).
         """
-        for chunk in chunks:
+        if first_delay > 0 and not await self.s.pause(first_delay):
+            return await self._interrupted()
+        for index, chunk in enumerate(chunks):
             if self.s.control.reason:
                 return await self._interrupted()
+            if self.on_chunk is not None:
+                self.on_chunk(self.turn, index)
             await self.s.send(ev.text_delta(self.turn, chunk))
             self.text += chunk
             self.on_text(self.text)
-            if not await self.s.pause(delay):
+            if not await self.s.pause(delays[index] if index < len(delays) else delay):
                 return await self._interrupted()
         return True
 
@@ -257,7 +271,7 @@ def cycled(chunks: list[str], count: int) -> list[str]:
 
 async def run_answer(gen: Generation, answer: Answer, *, delay: float) -> None:
     await gen.begin(answer.agent_thoughts if gen.turn.mode == "agent-chat" else None)
-    if await gen.deltas(answer.chunks, delay):
+    if await gen.deltas(answer.chunks, delay, delays=answer.delays, first_delay=answer.first_delay):
         await gen.finish(answer)
 
 

@@ -20,8 +20,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.slack_files import SlackFiles
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.fakes.slack_store import SlackMessages
+from tests.fakes.slack_tiers import RateTiers
 
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
@@ -54,12 +56,17 @@ class FakeSlack:
         update_limit: int = 50,
         retry_after: int = 1,
         native_streaming: bool = True,
+        tiers: RateTiers | None = None,
     ) -> None:
         self.team, self.bot_user, self.bot_id = team, bot_user, bot_id
         self.clock = clock
         self.update_limit = update_limit  # chat.update per rolling minute (Tier 3)
         self.retry_after = retry_after
         self.native_streaming = native_streaming
+        self.tiers = tiers  # every method's tier (benchmarks); None: only chat.update's limit
+        self.limited: list[SlackCall] = []  # calls refused with 429 by a limit (not scripted)
+        self.on_call: Callable[[SlackCall, web.Response], None] | None = None  # benchmarks
+        self.flaky: Callable[[str], bool] | None = None  # benchmarks: 429 when it says so
         self.stream_appends_before_expiry: int | None = None  # then message_not_in_streaming_state
         self.not_member: set[str] = set()  # channels where posting gives channel_not_found
         self.max_chars = 40_000  # longer message content gets msg_too_long
@@ -67,6 +74,7 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
         self.messages = SlackMessages(self.bot_user, self.bot_id)
         self.socket = FakeSocketMode(self)
+        self.files = SlackFiles(BOT_TOKEN, lambda: self.origin)  # files.*, downloads, uploads
         self.origin = ""
         self._scripts: defaultdict[str, deque[Scripted]] = defaultdict(deque)
         self._updates: deque[float] = deque()
@@ -89,6 +97,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/link", self.socket.handle)
+        self.files.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -156,9 +165,13 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await _arguments(request)
-        self.calls.append(SlackCall(method, args, self.clock()))
+        call = SlackCall(method, args, self.clock())
+        self.calls.append(call)
         try:
-            return self._answer(method, args, request.headers.get("Authorization", ""))
+            response = self._answer(method, args, request.headers.get("Authorization", ""))
+            if self.on_call is not None:
+                self.on_call(call, response)
+            return response
         finally:
             self.notify()
 
@@ -166,11 +179,17 @@ class FakeSlack:
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if auth != f"Bearer {expected}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        if self.flaky is not None and self.flaky(method):
+            headers = {"Retry-After": str(self.retry_after)}
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers=headers
+            )
         if self._scripts[method]:
             scripted = self._scripts[method].popleft()
             body = {"ok": False, "error": scripted.error}
             return web.json_response(body, status=scripted.status, headers=scripted.headers)
-        if method == "chat.update" and not self._update_allowed():
+        if not self._allowed(method, args):
+            self.limited.append(self.calls[-1])  # this call's own record
             headers = {"Retry-After": str(self.retry_after)}
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers=headers
@@ -179,6 +198,13 @@ class FakeSlack:
         return web.json_response(
             {"ok": True, **result} if "error" not in result else {"ok": False, **result}
         )
+
+    def _allowed(self, method: str, args: dict[str, Any]) -> bool:
+        if self.tiers is not None:
+            return self.tiers.allow(
+                method, str(args.get("channel") or args.get("channel_id") or "")
+            )
+        return method != "chat.update" or self._update_allowed()
 
     def _update_allowed(self) -> bool:
         now = self.clock()
@@ -219,6 +245,8 @@ class FakeSlack:
             return self._stream(method, args)
         if method.startswith("assistant.threads."):
             return {}
+        if method.startswith("files."):
+            return self.files.handle(method, args)
         return {"error": "unknown_method"}
 
     def _sized(self, args: dict[str, Any]) -> dict[str, Any] | None:

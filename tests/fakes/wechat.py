@@ -45,6 +45,8 @@ class FakeWeChatAPI:
     corp_id: str = "ww0123456789abcdef"
     corp_secret: str = "corp-secret"
     media: dict[str, Media] = field(default_factory=dict)
+    uploaded: dict[str, Media] = field(default_factory=dict)  # media/upload, by media_id
+    media_sent: dict[str, int] = field(default_factory=dict)  # bytes media/get wrote, by id
     url: str = ""
     calls: list[Call] = field(default_factory=list)
     tokens_issued: int = 0
@@ -60,6 +62,7 @@ class FakeWeChatAPI:
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_get("/cgi-bin/media/get", self._media_get)
+        app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         for path in (
             "/cgi-bin/message/custom/send",
             "/cgi-bin/message/custom/typing",
@@ -194,7 +197,38 @@ class FakeWeChatAPI:
         if error is not None:  # WeChat sends these as text/plain
             return self._reply(error, content_type="text/plain")
         self._notify()
-        return web.Response(body=media.data, content_type=media.content_type)  # type: ignore[union-attr]
+        assert media is not None
+        # Streamed without a length, 64 KiB at a time, counting what got out before the
+        # client hung up (tests prove an oversized file is refused before it is all read).
+        response = web.StreamResponse(headers={"Content-Type": media.content_type})
+        await response.prepare(request)
+        media_id = call.query["media_id"]
+        self.media_sent[media_id] = 0
+        try:
+            for start in range(0, len(media.data), 65536):
+                await response.write(media.data[start : start + 65536])
+                self.media_sent[media_id] += len(media.data[start : start + 65536])
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        call = Call(request.method, request.path, dict(request.query), b"")
+        self.calls.append(call)
+        error = self._token_error(call)
+        if error is not None:
+            return self._reply(error)
+        post = await request.post()
+        part = post.get("media")
+        if not isinstance(part, web.FileField):
+            return self._reply({"errcode": 41005, "errmsg": "media data missing"})
+        media_id = f"up-{next(self._ids)}"
+        self.uploaded[media_id] = Media(part.file.read(), part.content_type)
+        call.ok = True
+        kind = call.query.get("type", "")
+        return self._reply({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
+                            "created_at": 1700000000})  # fmt: skip
 
     async def _aibot_response(self, request: web.Request) -> web.Response:
         call = await self._record(request)

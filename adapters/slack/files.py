@@ -1,0 +1,150 @@
+"""Slack files both ways: attachments from events, token-guarded downloads, answer files out.
+
+In: a message's ``files[]`` (``file_share`` messages and mentions alike) become attachments.
+Slack Connect sends stubs (``file_access: check_file_info``, no URLs) that ``files.info``
+completes. ``url_private_download`` needs the bot token (scope ``files:read``); the token goes
+only to Slack's own hosts (``slack.com`` and its subdomains over HTTPS, and the host of
+``SLACK_API_URL``), re-checked at every redirect hop. Without valid auth Slack answers 200 with
+an HTML login page (slack.md §5), so HTML where a file was expected is a failure, not a file.
+
+Out: Dify's answer files go up with ``files_upload_v2`` (scope ``files:write``) into the
+answer's thread; if that fails, the links stay in a short message instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.sender import slack_error
+from bot.answer_files import AnswerFiles, LinkedFile, OutFile, fallback_links, without
+from bot.downloads import Download, GuardedFetch, body_of, check_size, content_type
+from bot.errors import FileUnavailable
+from bot.models import Answer, Attachment
+
+log = logging.getLogger(__name__)
+
+_SLACK_DOMAIN = "slack.com"
+
+
+def to_attachments(event: dict[str, Any]) -> tuple[Attachment, ...]:
+    """A message's files; stubs keep just their id (``files.info`` fills in the rest)."""
+    found = []
+    for item in event.get("files") or ():
+        if not isinstance(item, dict) or not item.get("id"):
+            continue
+        size = item.get("size")
+        found.append(
+            Attachment(
+                name=str(item.get("name") or item.get("title") or item["id"]),
+                mime_type=str(item.get("mimetype") or ""),
+                size=size if isinstance(size, int) else None,
+                url=str(item.get("url_private_download") or item.get("url_private") or "") or None,
+                platform_id=str(item["id"]),
+                # Audio clips recorded in Slack (``slack_audio``) are spoken questions.
+                voice=item.get("subtype") == "slack_audio",
+            )
+        )
+    return tuple(found)
+
+
+class SlackFiles:
+    """The ``FileSource`` for Slack attachments."""
+
+    def __init__(self, client: AsyncWebClient, fetch: GuardedFetch, *, token: str, api_url: str):
+        self._client = client
+        self._fetch = fetch
+        self._auth = {"Authorization": f"Bearer {token}"}
+        api = httpx.URL(api_url)
+        self._api_host = (api.scheme, api.host, api.port)
+
+    async def describe(self, attachment: Attachment) -> Attachment:
+        return attachment if attachment.url else await self._completed(attachment)
+
+    @asynccontextmanager
+    async def open(self, attachment: Attachment, *, limit: int) -> AsyncIterator[Download]:
+        attachment = await self.describe(attachment)
+        name, url = attachment.name, attachment.url or ""
+        check_size(attachment.size, limit, name=name)
+        async with self._fetch.open(
+            url, credentials=self.credentials, limit=limit, name=name
+        ) as response:
+            served = content_type(response)
+            if served == "text/html" and not attachment.mime_type.startswith("text/html"):
+                raise FileUnavailable(f"{name}: Slack sent a login page (files:read?)", name=name)
+            size = attachment.size if "content-encoding" not in response.headers else None
+            chunks = body_of(response, limit, name=name)
+            yield Download(name, attachment.mime_type or served, size, chunks)
+
+    def credentials(self, url: httpx.URL) -> dict[str, str]:
+        """The bot token for Slack's hosts only; any other host is fetched without it."""
+        return self._auth if self.is_slack(url) else {}
+
+    def is_slack(self, url: httpx.URL) -> bool:
+        host = url.host.lower()
+        if url.scheme == "https" and (host == _SLACK_DOMAIN or host.endswith("." + _SLACK_DOMAIN)):
+            return True
+        return (url.scheme, host, url.port) == self._api_host
+
+    async def _completed(self, stub: Attachment) -> Attachment:
+        """A Slack Connect stub, completed by ``files.info``."""
+        try:
+            response = await self._client.files_info(file=stub.platform_id or "")
+        except SlackApiError as exc:
+            raise FileUnavailable(f"files.info: {slack_error(exc)}", name=stub.name) from exc
+        info = response.get("file") or {}
+        completed = to_attachments({"files": [info]})
+        if not completed or completed[0].url is None:
+            raise FileUnavailable("files.info gave no download URL", name=stub.name)
+        return completed[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerUploads:
+    """One answer's Dify files, fetched; ``text`` no longer links the ones that were."""
+
+    text: str
+    fetched: list[OutFile]
+    failed: list[LinkedFile]
+
+    @classmethod
+    async def fetch(cls, files: AnswerFiles, text: str, answer: Answer) -> AnswerUploads:
+        linked = files.find(text, answer)
+        if not linked:
+            return cls(text, [], [])
+        try:
+            fetched, failed = await files.fetch_all(linked)
+        except Exception:  # an extra: never lose the answer's text over its files
+            log.exception("answer files not fetched")
+            return cls(text, [], [])
+        stripped = without(text, [f.source for f in fetched])
+        return cls(stripped or ", ".join(f.filename for f in fetched), fetched, failed)
+
+    async def post(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
+        """``files_upload_v2`` into the thread; the links in a message if Slack refuses."""
+        links = fallback_links(self.text, self.failed)
+        if self.fetched:
+            uploads = [
+                {"file": f.data, "filename": f.filename, "title": f.filename} for f in self.fetched
+            ]
+            try:
+                await client.files_upload_v2(
+                    file_uploads=uploads, channel=channel, thread_ts=thread_ts
+                )
+            except (SlackApiError, SlackRequestError) as exc:
+                log.warning("answer files not uploaded to Slack: %s", exc)
+                links += [f"{f.filename}: {f.source.url}" for f in self.fetched]
+        if links:
+            try:
+                await client.chat_postMessage(
+                    channel=channel, thread_ts=thread_ts, text="\n".join(links)
+                )
+            except SlackApiError as exc:
+                log.warning("answer file links not posted: %s", slack_error(exc))
