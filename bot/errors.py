@@ -26,7 +26,21 @@ from __future__ import annotations
 
 
 class DifybotError(Exception):
-    """Base of every error difybot raises on purpose."""
+    """Base of every error difybot raises on purpose; all carry status, code and retry_after."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
 
 
 class ConfigError(DifybotError):
@@ -57,20 +71,6 @@ class DifyError(DifybotError):
     """Something went wrong talking to Dify."""
 
     retryable = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
 
 
 class DifyUnavailable(DifyError):

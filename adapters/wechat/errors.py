@@ -19,21 +19,8 @@ TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 
 
 class WeChatError(DifybotError):
-    """Base of the WeChat adapters' errors."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
+    """Base of the WeChat adapters' errors (``status``, ``code``, ``retry_after`` as every
+    difybot error)."""
 
 
 class CallbackRejected(WeChatError):
