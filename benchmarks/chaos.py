@@ -9,7 +9,8 @@ twice on purpose). Dify answers 502 to 10 % of requests and cuts 5 % of streams;
 answers 429 to 10 % of calls. Replica A is killed with SIGKILL after 40 % of the messages and
 restarted 3 s later. DMs are answered in threads (SLACK_DM_THREADS) so each answer maps to its
 question. Prints: messages sent, answered, duplicate answers, lost answers, forked
-conversations, and the time from the kill until every message sent before it was answered.
+conversations, the longest any message sent before the kill then waited for its answer to move
+on (resumed_s), and the time until every one of them was answered (recovered_s).
 """
 
 from __future__ import annotations
@@ -180,8 +181,8 @@ async def user_session(user: str, count: int, base: int, socket: FakeSocketMode,
 
 def verdict(run: Run, slack: FakeSlack, dify: FakeDify) -> dict[str, float]:
     answered = duplicates = lost = stuck = complete = 0
-    last_touch = touches(slack)
-    recovery = 0.0
+    last_touch, first_after = touches(slack, run.kill_at)
+    recovery = resume = 0.0
     for sent in run.sent:
         channel = f"D{sent.user[1:]}"
         replies = slack.messages.in_channel(channel, sent.ts)
@@ -196,22 +197,29 @@ def verdict(run: Run, slack: FakeSlack, dify: FakeDify) -> dict[str, float]:
         complete += any("done" in m.body for m in with_answer)
         if sent.at < run.kill_at:
             recovery = max(recovery, last_touch.get(sent.ts, 0.0) - run.kill_at)
+            if sent.ts in first_after:
+                resume = max(resume, first_after[sent.ts] - run.kill_at)
     per_user = Counter(dify.conversations.values())
     forked = sum(1 for count in per_user.values() if count > 1)
     return {"sent": len(run.sent), "answered": answered, "complete": complete,
             "duplicates": duplicates, "lost": lost, "stuck_placeholders": stuck,
-            "forked": forked, "recovery_s": recovery}  # fmt: skip
+            "forked": forked, "resumed_s": resume, "recovered_s": recovery}  # fmt: skip
 
 
-def touches(slack: FakeSlack) -> dict[str, float]:
-    """The last Web API call that changed each question's answer, keyed by question ts."""
+def touches(slack: FakeSlack, since: float) -> tuple[dict[str, float], dict[str, float]]:
+    """Per question ts: the last Web API call on its answer, and the first one after ``since``
+    (the kill): the longest wait for that first call is how long the kill stalled anyone."""
     thread_of = {m.ts: m.thread_ts for m in slack.messages.all.values()}
     last: dict[str, float] = {}
+    first_after: dict[str, float] = {}
     for call in slack.calls:
         thread = call.args.get("thread_ts") or thread_of.get(str(call.args.get("ts")))
         if thread:
-            last[str(thread)] = max(last.get(str(thread), 0.0), call.at)
-    return last
+            key = str(thread)
+            last[key] = max(last.get(key, 0.0), call.at)
+            if call.at >= since and key not in first_after:
+                first_after[key] = call.at
+    return last, first_after
 
 
 async def settle(run: Run, slack: FakeSlack, dify: FakeDify, limit: float) -> None:

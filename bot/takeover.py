@@ -16,13 +16,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRUNE_EVERY = 600  # sweeps between prunes of finished journal entries
+PRUNE_EVERY = 3600  # sweeps between prunes of finished journal entries (about an hour)
+SWEEP_EVERY = 1.0  # seconds: one indexed query; a dead replica's work resumes ~1 s after expiry
 DEDUP_WINDOW = 86_400.0  # seconds a finished message's key still drops redeliveries
 
 
 class Sweeper:
-    """Every half lease: claimable orphans (expired or released leases) are restored through
-    their adapter's restorer and answered here; finished entries older than a day are pruned."""
+    """Every second (half a lease at most): orphans (expired or released leases) are restored
+    through their adapter's restorer and answered here; day-old finished entries are pruned."""
 
     def __init__(
         self,
@@ -51,7 +52,7 @@ class Sweeper:
             except Exception:
                 log.warning("journal sweep failed", exc_info=True)
             rounds += 1
-            await self._sleep(self._journal.lease / 2)
+            await self._sleep(min(SWEEP_EVERY, self._journal.lease / 2))
 
     @staticmethod
     async def sweep_once(dispatcher: Dispatcher, journal: Journal) -> int:
