@@ -15,7 +15,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from bot.checks import Check, run_checks
-from bot.config import Settings
+from bot.config import PLATFORMS, Settings
 from storage.conversations import ConversationStore, StoredConversation
 
 FILTERS = ("platform", "workspace", "app", "user", "channel")
@@ -55,7 +55,7 @@ def to_line(check: Check) -> str:
 
 
 def add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", help="slack, wechat, wecom, wecom_bot, console")
+    parser.add_argument("--platform", help=", ".join(sorted(PLATFORMS)))
     parser.add_argument("--workspace", help="Slack team id, WeChat app id, WeCom corp or bot id")
     parser.add_argument("--app", help="the route name of the Dify app (default: every app)")
     parser.add_argument("--user", help="a platform user id (their DMs and slash commands)")

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from bot.routing import Routing
 
 Locale = Literal["en", "ja", "zh"]
+# The platforms a routes file may name (one per adapter; ``wecom_bot`` is the WeCom AI bot).
+PLATFORMS = frozenset({"slack", "wechat", "wecom", "wecom_bot", "console"})
 
 
 class Settings(BaseSettings):

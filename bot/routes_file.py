@@ -22,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from bot.config import PLATFORMS
 from bot.dify import MODES
 from bot.errors import ConfigError
-from bot.routing import CONTEXT_FIELDS, DEFAULT_APP, LOCALES, PLATFORMS, AppSpec, Route, Routing
+from bot.routing import CONTEXT_FIELDS, DEFAULT_APP, LOCALES, AppSpec, Route, Routing
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _APP_KEYS = frozenset({"api_key_env", "api_base", "mode", "locale", "inputs"})

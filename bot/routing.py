@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from bot.models import ConversationKey, IncomingMessage
 
 DEFAULT_APP = "default"
-PLATFORMS = frozenset({"slack", "wechat", "wecom", "wecom_bot", "console"})
 LOCALES = frozenset({"en", "ja", "zh"})
 # What a message can tell an app's ``inputs``: the context field names a routes file may use.
 CONTEXT_FIELDS = frozenset({"user_name", "user_id", "channel", "platform", "locale", "workspace"})

@@ -17,23 +17,6 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "reset": "Started a new conversation.",
         "denied": "Sorry, this assistant isn't available to you here.",
         "rate_limited": "You are sending messages too fast. Please wait a moment.",
-        # Slack
-        "slack_thinking": "Thinking…",
-        "slack_stop": "Stop",
-        "slack_sources": "Sources",
-        "slack_like": "Helpful",
-        "slack_dislike": "Not helpful",
-        "slack_suggested": "You could also ask:",
-        "slack_feedback_thanks": "Thanks for the feedback!",
-        "slack_nothing_to_stop": "There is no answer running to stop.",
-        "slack_help": (
-            "`/dify &lt;question&gt;` asks the assistant right here. `/dify new` starts a new"
-            " conversation. You can also message me directly, or @mention me in a channel:"
-            " I answer in a thread and keep following it, no mention needed."
-        ),
-        "wechat_pending": "Your answer is on its way. Send any message to get it.",
-        "wechat_more": "(More to come: send any message for the rest.)",
-        "wechat_unsupported": "Sorry, this kind of message isn't supported yet. Please send text.",
         "voice_failed": "Sorry, I couldn't make out that voice message. Please type it instead.",
         # attachments
         "file_only_query": "Please take a look at the attached file.",
@@ -57,24 +40,6 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "reset": "新しい会話を始めました。",
         "denied": "申し訳ありません。ここではこのアシスタントをご利用いただけません。",
         "rate_limited": "メッセージの送信が速すぎます。少し待ってからお試しください。",
-        # Slack
-        "slack_thinking": "考え中…",
-        "slack_stop": "停止",
-        "slack_sources": "出典",
-        "slack_like": "役に立った",
-        "slack_dislike": "役に立たなかった",
-        "slack_suggested": "こんな質問もできます:",
-        "slack_feedback_thanks": "フィードバックありがとうございます！",
-        "slack_nothing_to_stop": "停止できる回答はありません。",
-        "slack_help": (
-            "`/dify &lt;質問&gt;` でこの場所でアシスタントに質問できます。"
-            "`/dify new` で新しい会話を始めます。"
-            "DM で直接話しかけるか、チャンネルで @メンション してください。"
-            "スレッドで回答し、以後はメンションなしでそのスレッドに答えます。"
-        ),
-        "wechat_pending": "回答を作成中です。何かメッセージを送ると受け取れます。",
-        "wechat_more": "(続きがあります。何かメッセージを送ると続きを表示します)",
-        "wechat_unsupported": "この種類のメッセージには未対応です。テキストで送ってください。",
         "voice_failed": "音声メッセージを認識できませんでした。テキストで送ってください。",
         "file_only_query": "添付ファイルを確認してください。",
         "files_disabled": "このアシスタントはファイルを受け付けません。テキストでどうぞ。",
@@ -97,22 +62,6 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "reset": "已开始新的对话。",
         "denied": "抱歉，您无法在此使用该助手。",
         "rate_limited": "您发送消息太快了，请稍等片刻再试。",
-        # Slack
-        "slack_thinking": "思考中…",
-        "slack_stop": "停止",
-        "slack_sources": "来源",
-        "slack_like": "有帮助",
-        "slack_dislike": "没帮助",
-        "slack_suggested": "你还可以问：",
-        "slack_feedback_thanks": "感谢你的反馈！",
-        "slack_nothing_to_stop": "当前没有正在进行的回答。",
-        "slack_help": (
-            "`/dify &lt;问题&gt;` 在这里向助手提问。`/dify new` 开始新的对话。"
-            "也可以直接私信我，或在频道中 @提及 我：我会在话题中回答，之后无需再提及。"
-        ),
-        "wechat_pending": "回答正在生成中，发送任意消息即可获取。",
-        "wechat_more": "（未完待续，发送任意消息查看后续内容）",
-        "wechat_unsupported": "暂不支持这种消息类型，请发送文字。",
         "voice_failed": "抱歉，没能识别这条语音，请改用文字。",
         "file_only_query": "请查看附件。",
         "files_disabled": "抱歉，该助手不接收文件，请用文字提问。",
@@ -126,16 +75,27 @@ BUILT_IN: dict[str, dict[str, str]] = {
 }
 
 
+Table = Mapping[str, Mapping[str, str]]  # locale -> key -> text
+
+
 class Texts:
-    """Looks up a text by key for a locale: override, then the locale, then English."""
+    """Looks up a text by key for a locale: override, then the locale, then English.
+
+    Adapters ``add`` their own texts (Slack's button labels, WeChat's "send any message"), so
+    the core's table names no platform."""
 
     def __init__(self, default_locale: str = "en", overrides: Mapping[str, str] | None = None):
         self.default_locale = default_locale if default_locale in BUILT_IN else "en"
         self._overrides = dict(overrides or {})
+        self._tables = {lang: dict(table) for lang, table in BUILT_IN.items()}
+
+    def add(self, table: Table) -> None:
+        for lang, texts in table.items():
+            self._tables.setdefault(lang, {}).update(texts)
 
     def get(self, key: str, locale: str | None = None) -> str:
         if key in self._overrides:
             return self._overrides[key]
         lang = (locale or self.default_locale).split("-")[0].split("_")[0].lower()
-        table = BUILT_IN.get(lang) or BUILT_IN[self.default_locale]
-        return table.get(key) or BUILT_IN["en"][key]
+        table = self._tables.get(lang) or self._tables[self.default_locale]
+        return table.get(key) or self._tables["en"][key]

@@ -26,8 +26,9 @@ from adapters.slack.listeners import EventListeners
 from adapters.slack.memory import TtlMap
 from adapters.slack.metering import MeteredRateLimitRetryHandler, MeteredWebClient
 from adapters.slack.people import People
+from adapters.slack.places import ReplyOptions
 from adapters.slack.profile import AppProfile
-from adapters.slack.reply import ReplyOptions
+from adapters.slack.texts import TEXTS as SLACK_TEXTS
 from bot.answer_files import FileServices
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
@@ -127,6 +128,7 @@ def build_slack(
 ) -> SlackAdapter:
     """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set.
     With ``files``, attachments are taken in and answer files re-posted."""
+    dispatcher.texts.add(SLACK_TEXTS)
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
     base_url = str(settings.slack_api_url)

@@ -15,8 +15,9 @@ from adapters.slack.budget import Budgets
 from adapters.slack.events import Ask
 from adapters.slack.memory import TtlMap
 from adapters.slack.people import People
+from adapters.slack.places import Place, ReplyOptions
 from adapters.slack.profile import AppProfile
-from adapters.slack.reply import Place, ReplyOptions, SlackReply
+from adapters.slack.reply import SlackReply
 from adapters.slack.sender import SlackSender
 from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher

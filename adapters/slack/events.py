@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.slack.files import to_attachments
 from adapters.slack.memory import TtlMap
-from adapters.slack.reply import Place
+from adapters.slack.places import Place
 from bot.models import Attachment, ConversationKey, IncomingMessage, Scope
 
 PLATFORM = "slack"

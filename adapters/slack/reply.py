@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -28,6 +27,7 @@ from adapters.slack.blocks import (
 )
 from adapters.slack.files import AnswerUploads
 from adapters.slack.native import NativeStream, StreamTarget
+from adapters.slack.places import Place, PostedMessage, ReplyOptions, ShownState
 from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
 from bot.answer_files import AnswerFiles
 from bot.models import Answer
@@ -39,39 +39,6 @@ log = logging.getLogger(__name__)
 Suggest = Callable[[Answer], Awaitable[list[str]]]
 SaveState = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_LIMIT = 2_000
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """Where an answer goes and who asked: ``thread_ts`` None means top level (a plain DM)."""
-
-    channel: str
-    thread_ts: str | None
-    team: str
-    user: str
-    stop_value: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyOptions:
-    native_streaming: bool = True
-    markdown_blocks: bool = True
-    feedback: bool = True
-    message_limit: int = 12_000  # markdown blocks hold 12,000 characters per message
-    min_interval: float = 1.0
-
-
-@dataclass(slots=True)
-class _Message:
-    ts: str
-    shown: str = ""
-
-
-@dataclass(slots=True)
-class _State:
-    messages: list[_Message] = field(default_factory=list)
-    status: str = ""
-    text: str = ""
 
 
 class SlackReply:
@@ -100,7 +67,7 @@ class SlackReply:
         self._files = files
         self._limit = options.message_limit
         self._markdown = options.markdown_blocks
-        self._state = _State(messages=[_Message(ts) for ts in resume or ()])
+        self._state = ShownState(messages=[PostedMessage(ts) for ts in resume or ()])
         self._stream: NativeStream | None = None
         self._save: SaveState | None = None
         self._saved: list[str] = list(resume or ())
@@ -133,7 +100,7 @@ class SlackReply:
                 await stream.open()
                 self._stream = stream
                 if stream.ts:
-                    self._state.messages.append(_Message(stream.ts))
+                    self._state.messages.append(PostedMessage(stream.ts))
                     await self._save_state()
                 return
             except SlackApiError as exc:
@@ -144,7 +111,7 @@ class SlackReply:
             ts = await self._sender.post(
                 place.channel, place.thread_ts, blocks, self._labels.thinking
             )
-            self._state.messages.append(_Message(ts))
+            self._state.messages.append(PostedMessage(ts))
             await self._save_state()
 
     async def update(self, text: str) -> None:
@@ -229,14 +196,14 @@ class SlackReply:
         try:
             if index >= len(messages):
                 ts = await sender.post(place.channel, self._thread(index), blocks, text)
-                messages.append(_Message(ts, shown))
+                messages.append(PostedMessage(ts, shown))
                 await self._save_state()
             elif final:
                 ts = messages[index].ts
                 new = await sender.edit_final(
                     place.channel, ts, blocks, text, thread_ts=self._thread(index)
                 )
-                messages[index] = _Message(new, shown)
+                messages[index] = PostedMessage(new, shown)
             elif await sender.edit_interim(place.channel, messages[index].ts, blocks, text):
                 messages[index].shown = shown
         except BadBlocks:
@@ -304,4 +271,4 @@ class SlackReply:
 
     def _adopt(self, stream: NativeStream) -> None:
         if stream.ts and not self._state.messages:
-            self._state.messages.append(_Message(stream.ts))
+            self._state.messages.append(PostedMessage(stream.ts))

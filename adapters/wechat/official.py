@@ -32,6 +32,7 @@ from adapters.wechat.outbound import AnswerMedia, CustomerService
 from adapters.wechat.passive import PassiveAnswers, PassiveTiming
 from adapters.wechat.payloads import text_reply
 from adapters.wechat.questions import to_question
+from adapters.wechat.texts import TEXTS as WECHAT_TEXTS
 from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyError
@@ -232,6 +233,7 @@ class OfficialAccountAdapter:
 
 def build_official_account(core: Core, app: web.Application) -> OfficialAccountAdapter:
     """The adapter from the settings, its routes added to ``app``."""
+    core.dispatcher.texts.add(WECHAT_TEXTS)
     settings = core.settings
     if settings.wechat_token is None or not settings.wechat_app_id:
         raise ConfigError("WECHAT_TOKEN and WECHAT_APP_ID are both needed for the Official Account")

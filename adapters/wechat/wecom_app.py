@@ -29,6 +29,7 @@ from adapters.wechat.messages import Push, to_incoming, to_push
 from adapters.wechat.metering import meter
 from adapters.wechat.outbound import AnswerMedia
 from adapters.wechat.questions import to_question
+from adapters.wechat.texts import TEXTS as WECHAT_TEXTS
 from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
@@ -262,6 +263,7 @@ class WeComAppAdapter:
 
 def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
     """The adapter from the settings, its routes added to ``app``."""
+    core.dispatcher.texts.add(WECHAT_TEXTS)
     s = core.settings
     if not (s.wecom_corp_id and s.wecom_agent_id and s.wecom_secret and s.wecom_token):
         raise ConfigError("WECOM_CORP_ID, WECOM_AGENT_ID, WECOM_SECRET and WECOM_TOKEN are needed")

@@ -34,6 +34,7 @@ from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import CallbackRejected, WeChatAPIError
 from adapters.wechat.media import BotMediaFiles
 from adapters.wechat.metering import meter
+from adapters.wechat.texts import TEXTS as WECHAT_TEXTS
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyError
 from bot.models import Answer
@@ -228,6 +229,7 @@ def _json(body: bytes) -> Any:
 
 def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
     """The adapter from the settings, its routes added to ``app``."""
+    core.dispatcher.texts.add(WECHAT_TEXTS)
     s = core.settings
     if s.wecom_bot_token is None or s.wecom_bot_encoding_aes_key is None:
         raise ConfigError("WECOM_BOT_TOKEN and WECOM_BOT_ENCODING_AES_KEY are both needed")
