@@ -31,6 +31,7 @@ from storage.conversations import ConversationStore
 from storage.db import create_engine, ping
 from storage.journal import Journal
 from storage.migrate import ensure_schema
+from storage.threads import FollowedThreads
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,10 @@ def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
     if core.settings.slack_bot_token is not None:
         from adapters.slack import build_slack
 
-        adapters.append(build_slack(core.settings, core.dispatcher, app, files=core.files))
+        threads = FollowedThreads(core.engine)
+        adapters.append(
+            build_slack(core.settings, core.dispatcher, app, files=core.files, threads=threads)
+        )
     if core.settings.wechat_token is not None:
         from adapters.wechat.official import build_official_account
 

@@ -144,3 +144,15 @@ inbound_messages = Table(
     Index("ix_inbound_messages_status_lease", "status", "lease_until"),
     Index("ix_inbound_messages_created_at", "created_at"),
 )
+
+
+# Threads a chat adapter follows (answered in without a new mention), shared by every replica:
+# a follow-up may reach any of them. The owner is the Dify user the thread's conversation uses.
+followed_threads = Table(
+    "followed_threads",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_followed_threads_expires_at", "expires_at"),
+)

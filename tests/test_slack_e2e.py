@@ -107,3 +107,22 @@ async def test_dm_threads_setting_answers_under_the_question(tmp_path: Path) -> 
         await bot.event(dm("threaded", ts="1700000005.000005"))
         await bot.answered()
         assert bot.slack.calls_to("chat.startStream")[0]["thread_ts"] == "1700000005.000005"
+
+
+async def test_a_thread_followed_on_one_replica_is_followed_on_another(tmp_path: Path) -> None:
+    """Socket Mode spreads events over every replica: a follow-up may reach one that never
+    saw the mention. Followed threads are shared through the database."""
+    async with slack_bot(tmp_path) as first:
+        await first.event(mention("start here", ts=MENTION_TS))
+        await first.answered()
+    async with slack_bot(tmp_path) as second:  # the same database, a fresh process's memory
+        await second.event(thread_reply("and then?", ts="1700000300.000300", thread_ts=MENTION_TS))
+        await second.event(thread_reply("ignored", ts="1700000301.000301", thread_ts="1699.1"))
+        await second.event(dm("done", ts="1700000302.000302"))
+        await second.answered(2)
+        asked = [r.json for r in second.dify.requests_to("/chat-messages")]
+        # (This fake Dify never saw the first replica's conversation: asked again, fresh.)
+        assert {a["query"] for a in asked} == {"and then?", "done"}
+        # The thread's conversation keeps the Dify user of whoever started it.
+        assert all(a["user"] == "slack:T0001:U111" for a in asked if a["query"] == "and then?")
+        assert second.slack.messages.in_channel("C111", MENTION_TS)  # answered in the thread

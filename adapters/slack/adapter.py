@@ -32,6 +32,7 @@ from adapters.slack.texts import TEXTS as SLACK_TEXTS
 from bot.answer_files import FileServices
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
+from storage.threads import FollowedThreads
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def build_slack(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     files: FileServices | None = None,
+    threads: FollowedThreads | None = None,
 ) -> SlackAdapter:
     """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set.
     With ``files``, attachments are taken in and answer files re-posted."""
@@ -158,6 +160,8 @@ def build_slack(
         sleep=sleep,
         files=files.answers if files is not None else None,
         people=_people(settings, bolt_client, clock),  # routing: askers' locales
+        threads=threads,
+        thread_ttl=settings.slack_thread_memory_hours * 3600,
     )
     if files is not None:
         files.intake.sources["slack"] = SlackFiles(

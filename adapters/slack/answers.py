@@ -22,7 +22,8 @@ from adapters.slack.sender import SlackSender
 from bot.answer_files import AnswerFiles
 from bot.dispatcher import Dispatcher
 from bot.errors import DifyError
-from bot.models import Answer, IncomingMessage
+from bot.models import Answer, IncomingMessage, Scope
+from storage.threads import FollowedThreads
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class SlackAnswers:
     # routing: which slash command started a thread (72 h, this process only).
     thread_commands: TtlMap[str, str] = field(default_factory=lambda: TtlMap(72 * 3600.0))
     people: People | None = None  # SLACK_USER_LOOKUP: askers' names and locales
+    threads: FollowedThreads | None = None  # followed threads, shared by every replica
+    thread_ttl: float = 72 * 3600.0
 
     def labels(self, locale: str | None = None) -> Labels:
         texts = self.dispatcher.texts
@@ -69,6 +72,10 @@ class SlackAnswers:
         """Record the message in the journal (before bolt acks the event) and answer it once;
         None for a redelivery some replica already took."""
         message = await self._routed(ask, command)
+        if self.threads is not None and message.key.scope is Scope.THREAD:
+            # Another replica may get the next reply in this thread: tell them all we follow it.
+            key = f"{message.workspace}/{message.key.scope_id}"
+            await self.threads.follow(key, message.user_id, ttl=self.thread_ttl)
         task = await self.dispatcher.accept(
             message, self.reply(ask.place, message.locale), where=place_to_record(ask.place)
         )

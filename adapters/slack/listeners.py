@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.answers import SlackAnswers
 from adapters.slack.blocks import body_blocks, fallback_text, suggestion_blocks
-from adapters.slack.events import Router
+from adapters.slack.events import Router, thread_id
 from adapters.slack.memory import TtlMap
 from adapters.slack.sender import slack_error
 
@@ -43,14 +43,29 @@ class EventListeners:
     async def on_message(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        team = team_of(body, context)
+        await self._recall_thread(event, team)
         ask = self._router.route(
             event,
-            team=team_of(body, context),
+            team=team,
             bot_user_id=str(context.bot_user_id or ""),
             event_id=str(body.get("event_id") or ""),
         )
         if ask is not None:
             await self._answers.accept(ask)
+
+    async def _recall_thread(self, event: dict[str, Any], team: str) -> None:
+        """A reply in a channel thread this replica does not know: another replica may follow it
+        (Socket Mode spreads events over every replica's connection; HTTP mode balances them)."""
+        threads = self._answers.threads
+        channel, thread = str(event.get("channel") or ""), event.get("thread_ts")
+        if threads is None or not thread or thread == event.get("ts") or channel.startswith("D"):
+            return
+        local = thread_id(channel, str(thread))
+        if self._router.threads.get(local) is None:
+            owner = await threads.owner(f"{team}/{local}")
+            if owner is not None:
+                self._router.threads.set(local, owner)
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         """Dify's opening statement, once, when someone first opens the bot's DM."""
