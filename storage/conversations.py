@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, RowMapping, and_, delete, func, or_, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.models import ConversationKey, Scope
+from storage.db import insert_for
 from storage.tables import conversations
 
 
@@ -84,7 +84,7 @@ class ConversationStore:
         }
         # INSERT .. ON CONFLICT is one atomic statement on both backends, so two replicas writing
         # the same key at once both succeed; a SELECT-then-INSERT would race on the primary key.
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = insert_for(self._engine)
         statement = insert(conversations).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[conversations.c.key],

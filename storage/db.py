@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, event, make_url, text
+from sqlalchemy import URL, Table, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -112,6 +116,12 @@ def set_sqlite_pragmas(dbapi_connection: DBAPIConnection, record: ConnectionPool
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+def insert_for(engine: AsyncEngine) -> Callable[[Table], PgInsert | SqliteInsert]:
+    """The dialect's INSERT (PostgreSQL's or SQLite's), which has ``on_conflict_do_*``: upserts
+    are one atomic statement on both backends, so replicas writing one key never race."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 async def init_db(engine: AsyncEngine) -> None:

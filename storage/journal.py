@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, delete, exists, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
+from storage.db import insert_for
 from storage.tables import inbound_messages as t
 
 OPEN = ("pending", "running")
@@ -77,7 +77,7 @@ class Journal:
             "created_at": now,
             "updated_at": now,
         }
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = insert_for(self._engine)
         statement = insert(t).values(values)
         statement = statement.on_conflict_do_nothing(index_elements=[t.c.message_key])
         async with self._engine.begin() as conn:

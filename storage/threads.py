@@ -7,9 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import insert_for
 from storage.tables import followed_threads as t
 
 PRUNE_EVERY = 500  # follows between deletions of expired rows
@@ -26,7 +26,7 @@ class FollowedThreads:
 
     async def follow(self, key: str, owner: str, *, ttl: float) -> None:
         expires = self._now() + timedelta(seconds=ttl)
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = insert_for(self._engine)
         statement = insert(t).values(key=key, owner=owner, expires_at=expires)
         statement = statement.on_conflict_do_update(
             index_elements=[t.c.key], set_={"expires_at": statement.excluded.expires_at}

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import insert_for
 from storage.tables import access_tokens
 
 
@@ -53,7 +53,7 @@ class TokenStore:
             "expires_at": datetime.fromtimestamp(expires_at, UTC),
             "updated_at": datetime.fromtimestamp(self._clock(), UTC),
         }
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = insert_for(self._engine)
         statement = insert(access_tokens).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=[access_tokens.c.name],

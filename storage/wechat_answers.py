@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import insert_for
 from storage.tables import wechat_answers as table
 
 
@@ -59,7 +59,7 @@ class PendingAnswers:
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
         self._clock = clock
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert_for(engine)
 
     async def arrive(self, account: str, msg_id: str, user_id: str) -> PendingAnswer:
         """Record one delivery of ``msg_id``; ``deliveries == 1`` means this is the first."""

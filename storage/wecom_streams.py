@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import RowMapping, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import insert_for
 from storage.tables import wecom_streams
 
 
@@ -51,7 +51,7 @@ class StreamStore:
             "created_at": now,
             "updated_at": now,
         }
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = insert_for(self._engine)
         statement = insert(wecom_streams).values(values).on_conflict_do_nothing()
         async with self._engine.begin() as conn:
             created = (await conn.execute(statement)).rowcount == 1
