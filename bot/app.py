@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
@@ -32,6 +32,9 @@ from storage.db import create_engine, ping
 from storage.journal import Journal
 from storage.migrate import ensure_schema
 from storage.threads import FollowedThreads
+
+if TYPE_CHECKING:
+    from bot.checks import Probe
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +239,22 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return configured
+
+
+def platform_probes(settings: Settings) -> list[Probe]:
+    """``difybot check``'s probes for each configured platform, imported only when configured,
+    like the adapters (this module is where the core meets the platforms)."""
+    probes: list[Probe] = []
+    if settings.slack_bot_token is not None:
+        from adapters.slack.check import check_slack
+
+        probes.append(("Slack", lambda: check_slack(settings)))
+    if settings.wechat_token is not None:
+        from adapters.wechat.check import check_official_account
+
+        probes.append(("WeChat", lambda: check_official_account(settings)))
+    if settings.wecom_token is not None:
+        from adapters.wechat.check import check_wecom_app
+
+        probes.append(("WeCom", lambda: check_wecom_app(settings)))
+    return probes

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.app import platform_probes
 from bot.apps import build_apps, query_inputs
 from bot.config import Settings, load_routes
 from bot.dify import DifyClient
@@ -133,21 +134,3 @@ async def check_database(url: str) -> Check:
             "database", False, f"{shown} is at {current or 'no schema'}, needs {head}", fix
         )
     return Check("database", True, f"{shown} reachable, schema at {head}")
-
-
-def platform_probes(settings: Settings) -> list[Probe]:
-    """Each configured platform's checks (imported only when configured, like the adapters)."""
-    probes: list[Probe] = []
-    if settings.slack_bot_token is not None:
-        from adapters.slack.check import check_slack
-
-        probes.append(("Slack", lambda: check_slack(settings)))
-    if settings.wechat_token is not None:
-        from adapters.wechat.check import check_official_account
-
-        probes.append(("WeChat", lambda: check_official_account(settings)))
-    if settings.wecom_token is not None:
-        from adapters.wechat.check import check_wecom_app
-
-        probes.append(("WeCom", lambda: check_wecom_app(settings)))
-    return probes

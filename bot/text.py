@@ -23,11 +23,6 @@ def utf8_length(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def measure_for(name: str) -> Measure:
-    """``chars`` (Slack, terminal) or ``utf8`` (WeChat counts bytes)."""
-    return utf8_length if name == "utf8" else len
-
-
 def split_text(text: str, limit: int, *, measure: Measure = len) -> list[str]:
     """Parts of ``text`` each within ``limit``; code fences cut in two are closed and reopened."""
     if limit < 16:
