@@ -17,6 +17,8 @@ from bot.logs import quiet_libraries
 from storage.conversations import ConversationStore
 from storage.db import create_engine, init_db
 from storage.tables import metadata
+from tests.fakes.dify import FakeDify
+from tests.fakes.wechat import FakeWeChatAPI
 
 # CI sets this; when set, the PostgreSQL run must happen (an unreachable server fails the tests).
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -53,6 +55,20 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await conn.run_sync(metadata.drop_all)
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+async def dify() -> AsyncIterator[FakeDify]:
+    """A fake Dify with default behaviour (echo app, Chatflow mode) on a loopback port."""
+    async with FakeDify() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeWeChatAPI]:
+    """The fake WeChat/WeCom API."""
+    async with FakeWeChatAPI() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.wechat.crypto import to_aes_key
@@ -30,18 +28,6 @@ USER = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20
 PNG = b"\x89PNG\r\n\x1a\n" + b"chart" * 100
 SEND = "/cgi-bin/message/send"
-
-
-@pytest.fixture
-async def dify() -> AsyncIterator[FakeDify]:
-    async with FakeDify() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI() as fake:
-        yield fake
 
 
 def official(url: str, api: FakeWeChatAPI) -> OfficialAccountServer:

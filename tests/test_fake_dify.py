@@ -110,12 +110,6 @@ def key_sets(events: list[Event]) -> dict[str, set[frozenset[str]]]:
     return found
 
 
-@pytest.fixture
-async def dify() -> AsyncIterator[FakeDify]:
-    async with FakeDify() as fake:
-        yield fake
-
-
 # ---- streams faithful to the captures ------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,6 @@ from tests.fakes.wechat_push import OfficialAccountServer
 
 USER = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
 PENDING = "回答正在生成中，发送任意消息即可获取。"
-
-
-@pytest.fixture
-async def dify() -> AsyncIterator[FakeDify]:
-    async with FakeDify() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI() as fake:
-        yield fake
 
 
 def wechat(running: Running, api: FakeWeChatAPI, **kwargs: object) -> OfficialAccountServer:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from adapters.wechat.wecom_app import MemberLimiter
 from tests.fakes.dify import FakeDify
@@ -15,18 +12,6 @@ from tests.fakes.wechat_app import AES_KEY, TOKEN, Running, difybot, wecom_setti
 from tests.fakes.wecom_push import WeComServer
 
 SEND = "/cgi-bin/message/send"
-
-
-@pytest.fixture
-async def dify() -> AsyncIterator[FakeDify]:
-    async with FakeDify() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI() as fake:
-        yield fake
 
 
 def wecom(running: Running, api: FakeWeChatAPI) -> WeComServer:

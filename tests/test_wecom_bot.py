@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,18 +15,6 @@ from tests.fakes.wechat import FakeWeChatAPI
 from tests.fakes.wechat_app import BOT_AES_KEY, Running, difybot, wecom_settings
 from tests.fakes.wechat_crypto import sign
 from tests.fakes.wecom_push import AIBotServer
-
-
-@pytest.fixture
-async def dify() -> AsyncIterator[FakeDify]:
-    async with FakeDify() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeWeChatAPI]:
-    async with FakeWeChatAPI() as fake:
-        yield fake
 
 
 def bot(running: Running) -> AIBotServer:
