@@ -125,15 +125,18 @@ class AnswerRun:
         if self._on_conversation is not None:
             await self._on_conversation(self)
 
+    def _text_arrived(self) -> None:
+        self.chunks += 1
+        if self.first_text_at is None:
+            self.first_text_at = self._clock()
+
     def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
         reply = self.reply
-        if isinstance(event, TextDelta | TextReplace) and self.first_text_at is None:
-            self.first_text_at = self._clock()
-        if isinstance(event, TextDelta):
-            self.chunks += 1
+        if isinstance(event, TextDelta):  # by far the most frequent event: tested first
+            self._text_arrived()
             reply.add(event.text)
         elif isinstance(event, TextReplace):
-            self.chunks += 1
+            self._text_arrived()
             reply.replace(event.text)
         elif isinstance(event, AgentThought):
             reply.set_status(f"🔧 {event.tool}…" if event.tool and not event.observation else "")
