@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from bot.dispatcher import Dispatcher
+from bot.errors import DifyError
 from bot.models import Answer, ConversationKey, IncomingMessage, Scope
 from bot.protocols import ReplyCapabilities
 
@@ -97,6 +98,7 @@ class ConsoleChat:
     async def run(self, lines: AsyncIterator[str]) -> None:
         if self._tty:
             self._out.write(f"Chatting with your Dify app. {_COMMANDS_HELP}\n")
+            await self._greet()
         while True:
             self._prompt()
             line = await anext(lines, None)
@@ -110,6 +112,21 @@ class ConsoleChat:
                 self._out.write(self._dispatcher.texts.get("reset") + "\n")
             elif question:
                 await self.ask(question)
+
+    async def _greet(self) -> None:
+        """The app's opening statement and starter questions, as Dify's own web chat shows
+        them; a slow or unreachable Dify must not hold up the prompt."""
+        try:
+            async with asyncio.timeout(5):
+                parameters = await self._dispatcher.dify_for(self.key).parameters()
+        except (DifyError, TimeoutError):
+            return
+        opening = str(parameters.get("opening_statement") or "").strip()
+        starters = [str(q) for q in parameters.get("suggested_questions") or () if q]
+        if opening:
+            self._out.write(f"\n{opening}\n")
+        for question in starters:
+            self._out.write(f"  • {question}\n")
 
     async def ask(self, question: str) -> None:
         message = IncomingMessage(
