@@ -129,6 +129,20 @@ async def test_status_line_shows_while_running_not_in_the_final(
     assert message.action_ids() == []  # no Dify message id: no feedback buttons, no Stop
 
 
+async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, clock: Clock) -> None:
+    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    await reply.start()
+    await reply.update("Looking")
+    await reply.status("🔧 web_search…")
+    edits = len(slack.calls_to("chat.update"))
+    await reply.status("")  # the core clears it just before the final answer
+    assert len(slack.calls_to("chat.update")) == edits  # chat.update is rate-limited
+    await reply.finish("Found it", ANSWER)
+    (message,) = slack.messages.in_channel("D111")
+    assert len(slack.calls_to("chat.update")) == edits + 1
+    assert "web_search" not in message.context() and message.body == "Found it"
+
+
 async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, clock: Clock) -> None:
     reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
     await reply.start()

@@ -126,8 +126,10 @@ class SlackReply:
         self._state.status = text
         if self._stream is not None:
             await self._set_status(text)
-        elif self._state.messages:
+        elif self._state.messages and text:
             await self._render_fitting(self._state.text, final=False)
+        # A cleared status costs no edit of its own (chat.update is rate-limited): the next
+        # text edit, or the final answer that comes right after, shows the message without it.
 
     async def finish(self, text: str, answer: Answer) -> None:
         # Dify's file URLs expire in minutes: fetch first, then show the text without them.
