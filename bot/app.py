@@ -32,6 +32,7 @@ from storage.db import create_engine, ping
 from storage.journal import Journal
 from storage.migrate import ensure_schema
 from storage.threads import FollowedThreads
+from storage.units import dispose
 
 if TYPE_CHECKING:
     from bot.checks import Probe
@@ -59,7 +60,7 @@ class Core:
         await (self.apps.aclose() if self.apps is not None else self.http.aclose())
         if self.files is not None:
             await self.files.fetch.aclose()
-        await self.engine.dispose()
+        await dispose(self.engine)
 
 
 async def build_core(
@@ -85,7 +86,7 @@ async def build_core(
         await prepare_apps(apps, routing)
     except BaseException:
         await apps.aclose()
-        await engine.dispose()
+        await dispose(engine)
         raise
     store = ConversationStore(engine, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts)

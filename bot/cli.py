@@ -104,6 +104,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 async def _database(args: argparse.Namespace, url: str) -> int:
     from storage.db import create_engine
     from storage.migrate import current_revision, head_revision, upgrade
+    from storage.units import dispose
 
     engine = create_engine(url)
     try:
@@ -118,7 +119,7 @@ async def _database(args: argparse.Namespace, url: str) -> int:
         print(f"database: {current or 'empty'}, this version: {head}")
         return 0 if current == head else 1
     finally:
-        await engine.dispose()
+        await dispose(engine)
 
 
 async def _conversations(args: argparse.Namespace, engine: AsyncEngine) -> int:

@@ -8,12 +8,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, RowMapping, and_, delete, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.models import ConversationKey, Scope
 from storage.db import insert_for
 from storage.tables import conversations
+from storage.units import units_for
+
+GET = select(conversations.c.conversation_id, conversations.c.updated_at).where(
+    conversations.c.key == bindparam("key")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +62,25 @@ class ConversationStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
+        self._units = units_for(engine)
         self._idle_expiry = idle_expiry
         self._clock = clock
+        # INSERT .. ON CONFLICT is one atomic statement on both backends, so two replicas writing
+        # the same key at once both succeed; a SELECT-then-INSERT would race on the primary key.
+        insert = insert_for(engine)(conversations)
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[conversations.c.key],
+            set_={
+                "conversation_id": insert.excluded.conversation_id,
+                "dify_user": insert.excluded.dify_user,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
 
     async def get(self, key: ConversationKey) -> str | None:
         """The conversation id to continue, or None (none stored, or idle for too long)."""
-        query = select(conversations.c.conversation_id, conversations.c.updated_at).where(
-            conversations.c.key == key.as_str()
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+        params = {"key": key.as_str()}
+        row = await self._units.run(lambda conn: conn.execute(GET, params).mappings().first())
         if row is None:
             return None
         if not self._is_expired(row["updated_at"]):
@@ -82,20 +106,7 @@ class ConversationStore:
             "created_at": now,
             "updated_at": now,
         }
-        # INSERT .. ON CONFLICT is one atomic statement on both backends, so two replicas writing
-        # the same key at once both succeed; a SELECT-then-INSERT would race on the primary key.
-        insert = insert_for(self._engine)
-        statement = insert(conversations).values(values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[conversations.c.key],
-            set_={
-                "conversation_id": statement.excluded.conversation_id,
-                "dify_user": statement.excluded.dify_user,
-                "updated_at": statement.excluded.updated_at,
-            },
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(statement)
+        await self._units.run(lambda conn: conn.execute(self._upsert, values).rowcount)
 
     async def delete(self, key: ConversationKey) -> bool:
         """Forget ``key``; True if it was stored."""
@@ -155,9 +166,8 @@ class ConversationStore:
         )
 
     async def _delete(self, *conditions: ColumnElement[bool]) -> int:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(delete(conversations).where(*conditions))
-        return result.rowcount
+        statement = delete(conversations).where(*conditions)
+        return await self._units.run(lambda conn: conn.execute(statement).rowcount)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

@@ -18,12 +18,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
 from storage.db import insert_for
 from storage.tables import inbound_messages as t
+from storage.units import units_for
 
 OPEN = ("pending", "running")
 
@@ -42,6 +53,54 @@ class JournalEntry:
     attempts: int
 
 
+_older = aliased(t)
+_OPEN_BEFORE = exists().where(  # an older message of the same conversation is still open
+    _older.c.conversation_key == t.c.conversation_key,
+    _older.c.id < t.c.id,
+    _older.c.status.in_(OPEN),
+)
+# Built once: the hot statements only take parameters (building one costs more than running it).
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+CLAIM = (
+    update(t)
+    .where(
+        t.c.id.in_(_IDS),
+        t.c.status.in_(OPEN),
+        or_(t.c.owner == bindparam("me"), t.c.owner.is_(None), t.c.lease_until < bindparam("now")),
+        ~_OPEN_BEFORE,
+    )
+    .values(
+        status="running",
+        owner=bindparam("me"),
+        lease_until=bindparam("until"),
+        attempts=t.c.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(t.c.id)
+)
+RENEW = (
+    update(t)
+    .where(t.c.id.in_(_IDS), t.c.owner == bindparam("me"), t.c.status.in_(OPEN))
+    .values(lease_until=bindparam("until"), updated_at=bindparam("now"))
+    .returning(t.c.id)
+)
+NOT_OURS = select(t.c.id).where(
+    t.c.id.in_(_IDS), or_(~t.c.status.in_(OPEN), t.c.owner != bindparam("me"))
+)
+FINISH = (
+    update(t)
+    .where(t.c.id == bindparam("entry"), t.c.owner == bindparam("me"))
+    .values(status=bindparam("outcome"), lease_until=None, updated_at=bindparam("now"))
+)
+RELEASE = (
+    update(t)
+    .where(t.c.id == bindparam("entry"), t.c.owner == bindparam("me"), t.c.status.in_(OPEN))
+    .values(status="pending", owner=None, lease_until=None, updated_at=bindparam("now"))
+)
+SAVE_STATE = update(t).where(t.c.id == bindparam("entry")).values(reply_state=bindparam("state"))
+KNOWN = select(t.c.id).where(t.c.message_key == bindparam("key"))
+
+
 class Journal:
     """``clock`` returns Unix seconds; ``lease`` is how long a replica may stay silent."""
 
@@ -49,8 +108,13 @@ class Journal:
         self, engine: AsyncEngine, *, lease: float = 30.0, clock: Callable[[], float] = time.time
     ) -> None:
         self._engine = engine
+        self._units = units_for(engine)
         self.lease = lease
         self._clock = clock
+        insert = insert_for(engine)(t)
+        self._record = insert.on_conflict_do_nothing(index_elements=[t.c.message_key]).returning(
+            t.c.id
+        )
 
     async def record(
         self,
@@ -77,15 +141,14 @@ class Journal:
             "created_at": now,
             "updated_at": now,
         }
-        insert = insert_for(self._engine)
-        statement = insert(t).values(values)
-        statement = statement.on_conflict_do_nothing(index_elements=[t.c.message_key])
-        async with self._engine.begin() as conn:
-            inserted = (await conn.execute(statement.returning(t.c.id))).scalar()
+
+        def record(conn: Connection) -> tuple[int, bool]:
+            inserted = conn.execute(self._record, values).scalar()
             if inserted is not None:
                 return int(inserted), True
-            known = await conn.execute(select(t.c.id).where(t.c.message_key == message_key))
-            return int(known.scalar_one()), False
+            return int(conn.execute(KNOWN, {"key": message_key}).scalar_one()), False
+
+        return await self._units.run(record)
 
     async def claim(self, entry_id: int, owner: str) -> bool:
         """Take (or keep) the lease, if the row is open, its lease is ours or expired, and no
@@ -94,34 +157,7 @@ class Journal:
 
     async def claim_many(self, entry_ids: Iterable[int], owner: str) -> set[int]:
         """``claim`` for many rows in one statement; the ids now running under ``owner``."""
-        ids = list(entry_ids)
-        if not ids:
-            return set()
-        now = self._now()
-        older = aliased(t)
-        blocked = exists().where(
-            older.c.conversation_key == t.c.conversation_key,
-            older.c.id < t.c.id,
-            older.c.status.in_(OPEN),
-        )
-        statement = (
-            update(t)
-            .where(
-                t.c.id.in_(ids),
-                t.c.status.in_(OPEN),
-                or_(t.c.owner == owner, t.c.owner.is_(None), t.c.lease_until < now),
-                ~blocked,
-            )
-            .values(
-                status="running",
-                owner=owner,
-                lease_until=now + timedelta(seconds=self.lease),
-                attempts=t.c.attempts + 1,
-                updated_at=now,
-            )
-            .returning(t.c.id)
-        )
-        return await self._ids(statement)
+        return await self._ids(CLAIM, entry_ids, owner)
 
     async def renew(self, entry_id: int, owner: str) -> bool:
         """Extend our lease (running or waiting); False if the row is no longer ours."""
@@ -129,54 +165,29 @@ class Journal:
 
     async def renew_many(self, entry_ids: Iterable[int], owner: str) -> set[int]:
         """Extend our leases in one statement; the ids that are still ours."""
-        ids = list(entry_ids)
-        if not ids:
-            return set()
-        now = self._now()
-        statement = (
-            update(t)
-            .where(t.c.id.in_(ids), t.c.owner == owner, t.c.status.in_(OPEN))
-            .values(lease_until=now + timedelta(seconds=self.lease), updated_at=now)
-            .returning(t.c.id)
-        )
-        return await self._ids(statement)
+        return await self._ids(RENEW, entry_ids, owner)
 
     async def not_ours(self, entry_ids: Iterable[int], owner: str) -> set[int]:
         """Of these ids, the ones finished or taken by another replica."""
-        ids = list(entry_ids)
-        if not ids:
-            return set()
-        query = select(t.c.id).where(
-            t.c.id.in_(ids), or_(~t.c.status.in_(OPEN), t.c.owner != owner)
-        )
-        async with self._engine.connect() as conn:
-            return {int(i) for i in (await conn.execute(query)).scalars()}
+        return await self._ids(NOT_OURS, entry_ids, owner)
 
     async def finish(self, entry_id: int, owner: str, *, failed: bool = False) -> None:
-        statement = (
-            update(t)
-            .where(t.c.id == entry_id, t.c.owner == owner)
-            .values(status="failed" if failed else "done", lease_until=None, updated_at=self._now())
-        )
-        await self._changed(statement)
+        outcome = "failed" if failed else "done"
+        params = {"entry": entry_id, "me": owner, "outcome": outcome, "now": self._now()}
+        await self._units.run(lambda conn: conn.execute(FINISH, params).rowcount)
 
     async def release(self, entry_id: int, owner: str) -> None:
         """Give the message back (shutdown): another replica may take it at once."""
-        now = self._now()
-        statement = (
-            update(t)
-            .where(t.c.id == entry_id, t.c.owner == owner, t.c.status.in_(OPEN))
-            .values(status="pending", owner=None, lease_until=None, updated_at=now)
-        )
-        await self._changed(statement)
+        params = {"entry": entry_id, "me": owner, "now": self._now()}
+        await self._units.run(lambda conn: conn.execute(RELEASE, params).rowcount)
 
     async def save_reply_state(self, entry_id: int, state: dict[str, Any]) -> None:
-        statement = update(t).where(t.c.id == entry_id).values(reply_state=_dump(state))
-        await self._changed(statement)
+        params = {"entry": entry_id, "state": _dump(state)}
+        await self._units.run(lambda conn: conn.execute(SAVE_STATE, params).rowcount)
 
     async def get(self, entry_id: int) -> JournalEntry | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(t).where(t.c.id == entry_id))).mappings().first()
+        query = select(t).where(t.c.id == entry_id)
+        row = await self._units.run(lambda conn: conn.execute(query).mappings().first())
         return None if row is None else _entry(row)
 
     async def orphans(self, *, limit: int = 100) -> list[JournalEntry]:
@@ -188,24 +199,24 @@ class Journal:
             .order_by(t.c.id)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
+        rows = await self._units.run(lambda conn: conn.execute(query).mappings().all())
         return [_entry(row) for row in rows]
 
     async def prune(self, *, older_than: float) -> int:
         """Forget finished messages older than ``older_than`` seconds (the dedup window)."""
         cutoff = datetime.fromtimestamp(self._clock() - older_than, UTC)
         statement = delete(t).where(and_(~t.c.status.in_(OPEN), t.c.updated_at < cutoff))
-        async with self._engine.begin() as conn:
-            return (await conn.execute(statement)).rowcount
+        return await self._units.run(lambda conn: conn.execute(statement).rowcount)
 
-    async def _ids(self, statement: Any) -> set[int]:
-        async with self._engine.begin() as conn:
-            return {int(i) for i in (await conn.execute(statement)).scalars()}
-
-    async def _changed(self, statement: Any) -> bool:
-        async with self._engine.begin() as conn:
-            return bool((await conn.execute(statement)).rowcount)
+    async def _ids(self, statement: Any, entry_ids: Iterable[int], owner: str) -> set[int]:
+        ids = list(entry_ids)
+        if not ids:
+            return set()
+        now = self._now()
+        params = {"ids": ids, "me": owner, "now": now, "until": now + timedelta(seconds=self.lease)}
+        return await self._units.run(
+            lambda conn: {int(i) for i in conn.execute(statement, params).scalars()}
+        )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

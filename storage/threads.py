@@ -6,13 +6,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import insert_for
 from storage.tables import followed_threads as t
+from storage.units import units_for
 
 PRUNE_EVERY = 500  # follows between deletions of expired rows
+OWNER = select(t.c.owner).where(t.c.key == bindparam("key"), t.c.expires_at > bindparam("now"))
 
 
 class FollowedThreads:
@@ -20,32 +22,29 @@ class FollowedThreads:
     who the thread's conversation belongs to, or None when nobody follows it (any more)."""
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
-        self._engine = engine
+        self._units = units_for(engine)
         self._clock = clock
         self._follows = 0
+        insert = insert_for(engine)(t)
+        self._follow = insert.on_conflict_do_update(
+            index_elements=[t.c.key], set_={"expires_at": insert.excluded.expires_at}
+        )  # the first owner stays: one Dify user per thread conversation
 
     async def follow(self, key: str, owner: str, *, ttl: float) -> None:
-        expires = self._now() + timedelta(seconds=ttl)
-        insert = insert_for(self._engine)
-        statement = insert(t).values(key=key, owner=owner, expires_at=expires)
-        statement = statement.on_conflict_do_update(
-            index_elements=[t.c.key], set_={"expires_at": statement.excluded.expires_at}
-        )  # the first owner stays: one Dify user per thread conversation
-        async with self._engine.begin() as conn:
-            await conn.execute(statement)
+        values = {"key": key, "owner": owner, "expires_at": self._now() + timedelta(seconds=ttl)}
+        await self._units.run(lambda conn: conn.execute(self._follow, values).rowcount)
         self._follows += 1
         if self._follows % PRUNE_EVERY == 0:  # no task of its own: tidy up now and then
             await self.prune()
 
     async def owner(self, key: str) -> str | None:
-        query = select(t.c.owner).where(t.c.key == key, t.c.expires_at > self._now())
-        async with self._engine.connect() as conn:
-            value = (await conn.execute(query)).scalar()
+        params = {"key": key, "now": self._now()}
+        value = await self._units.run(lambda conn: conn.execute(OWNER, params).scalar())
         return None if value is None else str(value)
 
     async def prune(self) -> int:
-        async with self._engine.begin() as conn:
-            return (await conn.execute(delete(t).where(t.c.expires_at <= self._now()))).rowcount
+        statement = delete(t).where(t.c.expires_at <= self._now())
+        return await self._units.run(lambda conn: conn.execute(statement).rowcount)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

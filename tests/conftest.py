@@ -17,6 +17,7 @@ from bot.logs import quiet_libraries
 from storage.conversations import ConversationStore
 from storage.db import create_engine, init_db
 from storage.tables import metadata
+from storage.units import dispose
 from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 
@@ -54,7 +55,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         async with db.begin() as conn:
             await conn.run_sync(metadata.drop_all)
     finally:
-        await db.dispose()
+        await dispose(db)
 
 
 @pytest.fixture
