@@ -94,7 +94,9 @@ class Tracker:
         c.shown, c.last_text = newest + 1, at
 
     def result(self, *, elapsed: float, limited: list[str]) -> dict[str, Any]:
-        gaps = [_longest_gap(c) for c in self.conversations.values() if c.final is not None]
+        ended = [c for c in self.conversations.values() if c.final is not None]
+        gaps = [_longest_gap(c) for c in ended]
+        late = sorted(c.final - c.written[-1] for c in ended if c.final is not None)
         firsts = [c.visible[0] - c.asked for c in self.conversations.values() if c.visible]
         limited_by_method: dict[str, int] = {}
         for method in limited:
@@ -109,6 +111,9 @@ class Tracker:
             "refused": self.refused,
             "limited": limited_by_method,
             "longest_gap": max(gaps, default=math.nan),
+            "gap_p50": sorted(gaps)[len(gaps) // 2] if gaps else math.nan,
+            "final_late_p50": late[len(late) // 2] if late else math.nan,
+            "final_late_max": late[-1] if late else math.nan,
             "first_visible_max": max(firsts, default=math.nan),
         }
 

@@ -43,6 +43,9 @@ def main() -> None:
         "http_429": sum(limited.values()),
         "http_429_by_method": limited,
         "longest_gap_s": raw["longest_gap"],
+        "median_longest_gap_s": raw["gap_p50"],
+        "final_after_last_chunk_p50_s": raw["final_late_p50"],
+        "final_after_last_chunk_max_s": raw["final_late_max"],
         "first_visible_max_s": raw["first_visible_max"],
         "finals": raw["completed"],
         "slack_calls": raw["calls"],
@@ -56,7 +59,11 @@ def main() -> None:
           " real time\n")  # fmt: skip
     print(f"{'HTTP 429 received':36} {row['http_429']:>8}   {limited or ''}")
     print(f"{'longest gap between visible updates':36} {row['longest_gap_s']:>8.1f} s")
+    print(f"{'  median over the replies':36} {row['median_longest_gap_s']:>8.1f} s")
     print(f"{'longest wait for the first sign':36} {row['first_visible_max_s']:>8.1f} s")
+    late = f"{row['final_after_last_chunk_p50_s']:.1f} s median, "
+    late += f"{row['final_after_last_chunk_max_s']:.1f} s at most"
+    print(f"{'final shown after the last chunk':36} {late:>8}")
     print(f"{'finals delivered':36} {row['finals']:>8} / {args.replies}")
     print(f"{'Slack calls (refused)':36} {row['slack_calls']:>8} ({row['refused_calls']})")
     print(f"{'until the last final':36} {row['elapsed_s']:>8.1f} s")

@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Labels
-from adapters.slack.budget import EditBudget
+from adapters.slack.budget import WorkspaceBudget
 from adapters.slack.places import Place, ReplyOptions
 from adapters.slack.reply import SlackReply
 from adapters.slack.sender import SlackSender
@@ -50,7 +50,7 @@ async def slack(clock: Clock) -> AsyncIterator[FakeSlack]:
 def _reply(
     slack: FakeSlack,
     clock: Clock,
-    budget: EditBudget,
+    budget: WorkspaceBudget,
     *,
     channel: str = "D111",
     thread: str | None = None,
@@ -66,7 +66,7 @@ def _reply(
 async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    budget = EditBudget(8, clock=clock)
+    budget = WorkspaceBudget(8, clock=clock)
     replies = [_reply(slack, clock, budget, channel=f"D{i}") for i in range(3)]
     for reply in replies:
         await reply.start()
@@ -85,27 +85,38 @@ async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
         assert message.body.strip() == text.strip()
 
 
-async def test_429_pauses_interim_edits_and_the_final_waits_retry_after(
+async def test_429_pauses_interim_edits_and_a_long_pause_sends_the_final_anew(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
     await reply.start()
-    slack.rate_limit("chat.update", times=2, retry_after=30)
+    slack.rate_limit("chat.update", times=1, retry_after=30)
     for step in range(10):
         await reply.update("x" * (step + 1))
         clock.now += 1
     assert len(slack.calls_to("chat.update")) == 1  # the rest were skipped, not queued
     await reply.finish("final text", ANSWER)
-    assert len(slack.calls_to("chat.update")) == 3
-    assert [round(s) for s in clock.slept] == [20, 30]
+    assert clock.slept == []  # not 20 s more of waiting: posted anew, the stale one deleted
+    assert slack.methods()[-2:] == ["chat.postMessage", "chat.delete"]
     (message,) = slack.messages.in_channel("D111")
     assert message.body == "final text"
+
+
+async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, clock: Clock) -> None:
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    await reply.start()
+    slack.rate_limit("chat.update", times=2, retry_after=3)
+    await reply.finish("final text", ANSWER)
+    assert len(slack.calls_to("chat.update")) == 3
+    assert [round(s) for s in clock.slept] == [3, 3]
+    (message,) = slack.messages.in_channel("D111")
+    assert message.body == "final text" and "chat.delete" not in slack.methods()
 
 
 async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
     await reply.start()
     await reply.update("half")
     slack.fail("chat.update", "cant_update_message")
@@ -118,7 +129,7 @@ async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
 async def test_status_line_shows_while_running_not_in_the_final(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
     await reply.start()
     await reply.update("Looking")
     await reply.status("🔧 web_search…")
@@ -130,7 +141,7 @@ async def test_status_line_shows_while_running_not_in_the_final(
 
 
 async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, clock: Clock) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
     await reply.start()
     await reply.update("Looking")
     await reply.status("🔧 web_search…")
@@ -144,7 +155,7 @@ async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, cl
 
 
 async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, clock: Clock) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
     await reply.start()
     slack.fail("chat.update", "invalid_blocks")
     await reply.finish("**bold** answer", ANSWER)
@@ -155,7 +166,7 @@ async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, cl
 async def test_native_stream_replaced_text_moves_to_chat_update(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock), channel="C1", thread="1.1")
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock), channel="C1", thread="1.1")
     await reply.start()
     await reply.update("draft answer")
     await reply.update("moderated")  # Dify replaced the answer: a stream cannot take words back
@@ -168,7 +179,7 @@ async def test_native_stream_replaced_text_moves_to_chat_update(
 async def test_rate_limited_append_is_sent_with_the_next_one(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, EditBudget(1_000, clock=clock), channel="C1", thread="1.1")
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock), channel="C1", thread="1.1")
     await reply.start()
     slack.rate_limit("chat.appendStream")
     await reply.update("one ")

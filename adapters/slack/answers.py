@@ -56,7 +56,8 @@ class SlackAnswers:
         return self.dispatcher.texts.get(key, locale)
 
     def sender(self, team: str) -> SlackSender:
-        return SlackSender(self.client, self.budgets.for_team(team), sleep=self.sleep)
+        budget = self.budgets.for_team(team)
+        return SlackSender(self.client, budget, sleep=self.sleep, later=self.later)
 
     def reply(self, place: Place, locale: str | None = None) -> SlackReply:
         return SlackReply(

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
-from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Block
-from adapters.slack.sender import retry_after, slack_error
+from adapters.slack.sender import SlackSender, retry_after, slack_error
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +33,35 @@ class StreamTarget:
 class NativeStream:
     """Appends what is new in the whole text; refuses (returns False) what it cannot show."""
 
-    def __init__(self, client: AsyncWebClient, target: StreamTarget, *, limit: int) -> None:
-        self._client = client
+    def __init__(self, sender: SlackSender, target: StreamTarget, *, limit: int) -> None:
+        self._sender = sender
+        self._budget = sender.budget
         self._target = target
         self._limit = min(limit, MARKDOWN_LIMIT)
         self._stream: AsyncChatStream | None = None
         self._given = ""  # text handed to the helper (sent, or buffered after a 429)
+        self._holding = False  # a chat.stopStream slot of the workspace's budget is ours
         self.dead = False
 
     @property
     def ts(self) -> str | None:
         return self._stream.ts if self._stream is not None else None
 
-    async def open(self) -> None:
-        """Start the stream now (the sign of life); raises SlackApiError if Slack refuses."""
-        t = self._target
-        self._stream = await self._client.chat_stream(
+    async def open(self) -> bool:
+        """Start the stream now (the sign of life); False when the workspace cannot afford one
+        more stream now; raises SlackApiError if Slack refuses."""
+        if not self._budget.open_stream():
+            return False
+        self._holding = True
+        try:
+            await self._start(self._target)
+        except BaseException:
+            self._let_go(stopping=False)
+            raise
+        return True
+
+    async def _start(self, t: StreamTarget) -> None:
+        self._stream = await self._sender.client.chat_stream(
             channel=t.channel,
             thread_ts=t.thread_ts,
             recipient_team_id=t.team,
@@ -65,13 +77,14 @@ class NativeStream:
         if len(text) > self._limit:
             return True  # the rest arrives in follow-up messages at the end
         delta = text[len(self._given) :]
-        if not delta:
-            return True
+        if not delta or not self._budget.interim("chat.appendStream", self._sender):
+            return True  # not now: the next append carries this part too
         try:
             self._given = text
             await self._stream.append(markdown_text=delta)
         except SlackApiError as exc:
-            if retry_after(exc) is not None:
+            if (pause := retry_after(exc)) is not None:
+                self._budget.block("chat.appendStream", pause)
                 return True  # the helper keeps the text buffered; the next append sends it
             self._died(exc)
             return False
@@ -83,6 +96,7 @@ class NativeStream:
         if self._stream is None or self.dead:
             return False
         whole = text.startswith(self._given) and len(text) <= self._limit
+        self._let_go(stopping=True)
         try:
             if whole:
                 await self._stream.stop(markdown_text=text[len(self._given) :], blocks=blocks)
@@ -92,6 +106,12 @@ class NativeStream:
             self._died(exc)
         return False
 
+    def _let_go(self, *, stopping: bool) -> None:
+        if self._holding:
+            self._holding = False
+            self._budget.end_stream(stopping=stopping)
+
     def _died(self, exc: SlackApiError) -> None:
+        self._let_go(stopping=False)
         self.dead = True
         log.info("native stream ended by Slack (%s); continuing with chat.update", slack_error(exc))

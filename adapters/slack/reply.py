@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 Suggest = Callable[[Answer], Awaitable[list[str]]]
 SaveState = Callable[[dict[str, Any]], Awaitable[None]]
 _MIN_LIMIT = 2_000
+STATUS = "assistant.threads.setStatus"
 
 
 class SlackReply:
@@ -95,14 +96,14 @@ class SlackReply:
             await self._set_status(self._labels.thinking)
         if place.thread_ts and self._options.native_streaming:
             target = StreamTarget(place.channel, place.thread_ts, place.team, place.user)
-            stream = NativeStream(self._client, target, limit=self._limit)
+            stream = NativeStream(self._sender, target, limit=self._limit)
             try:
-                await stream.open()
-                self._stream = stream
-                if stream.ts:
-                    self._state.messages.append(PostedMessage(stream.ts))
-                    await self._save_state()
-                return
+                if await stream.open():  # else no stream fits the workspace's budget now
+                    self._stream = stream
+                    if stream.ts:
+                        self._state.messages.append(PostedMessage(stream.ts))
+                        await self._save_state()
+                    return
             except SlackApiError as exc:
                 log.info("native streaming unavailable (%s); editing a message", slack_error(exc))
                 self._adopt(stream)
@@ -146,6 +147,12 @@ class SlackReply:
     # ---- rendering ------------------------------------------------------------------------
 
     async def _final(self, text: str, footer: list[Block]) -> None:
+        try:
+            await self._deliver(text, footer)
+        finally:
+            self._sender.done()
+
+    async def _deliver(self, text: str, footer: list[Block]) -> None:
         if self._stream is not None:
             stream, self._stream = self._stream, None
             if await stream.close(text, footer):
@@ -187,12 +194,11 @@ class SlackReply:
             shown = json.dumps(blocks, ensure_ascii=False)
             if index < len(messages) and messages[index].shown == shown:
                 continue
-            await self._show(
-                index, blocks, fallback_text(part) or self._labels.thinking, final, shown
-            )
+            fallback = fallback_text(part) or self._labels.thinking
+            await self._show(index, blocks, fallback, final, shown, alone=len(parts) == 1)
 
     async def _show(
-        self, index: int, blocks: list[Block], text: str, final: bool, shown: str
+        self, index: int, blocks: list[Block], text: str, final: bool, shown: str, *, alone: bool
     ) -> None:
         messages, place, sender = self._state.messages, self._place, self._sender
         try:
@@ -203,7 +209,12 @@ class SlackReply:
             elif final:
                 ts = messages[index].ts
                 new = await sender.edit_final(
-                    place.channel, ts, blocks, text, thread_ts=self._thread(index)
+                    place.channel,
+                    ts,
+                    blocks,
+                    text,
+                    thread_ts=self._thread(index),
+                    alone=alone and len(messages) == 1,
                 )
                 messages[index] = PostedMessage(new, shown)
             elif await sender.edit_interim(place.channel, messages[index].ts, blocks, text):
@@ -254,7 +265,8 @@ class SlackReply:
 
     async def _set_status(self, text: str) -> None:
         """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best effort)."""
-        if not self._place.thread_ts:
+        channel = self._place.channel
+        if not self._place.thread_ts or not self._sender.budget.try_now(STATUS, channel):
             return
         try:
             await self._client.assistant_threads_setStatus(

@@ -1,4 +1,4 @@
-"""Posting and editing one message with Slack's limits: budgeted edits, 429s, final delivery.
+"""Posting and editing one reply's messages within Slack's limits: budgets, 429s, final delivery.
 
 Errors (``slack_sdk.errors.SlackApiError`` at the edge) come out as:
 - ``TooLong``: ``msg_too_long`` — the caller splits smaller and renders again;
@@ -11,17 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Block
-from adapters.slack.budget import EditBudget
+from adapters.slack.budget import WorkspaceBudget
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+Later = Callable[[Coroutine[Any, Any, None]], object]  # runs work after the answer, tracked
+POST = "chat.postMessage"
+# Seconds a final edit may wait for a chat.update slot before the answer is posted anew instead
+# (and the old message deleted): 100 replies ending together in one workspace would otherwise
+# wait up to two minutes for Tier 3's ~50 edits per minute.
+FINAL_EDIT_WAIT = 5.0
 
 
 class TooLong(Exception):
@@ -50,29 +57,40 @@ def retry_after(exc: SlackApiError) -> float | None:
 
 
 class SlackSender:
-    """Sends one reply's messages. Interim edits never wait on a 429 and are never queued; the
-    final edit waits out Retry-After (bounded), and is posted fresh if editing keeps failing."""
+    """Sends one reply's messages within the workspace's budgets. Interim edits never wait and
+    are never queued; posts and the final edit wait for their slot (and out a 429's
+    Retry-After), and the final is posted fresh if editing keeps failing."""
 
     def __init__(
         self,
         client: AsyncWebClient,
-        budget: EditBudget,
+        budget: WorkspaceBudget,
         *,
         sleep: Sleep = asyncio.sleep,
-        max_interim_wait: float = 3.0,
+        later: Later | None = None,
         final_attempts: int = 3,
     ) -> None:
         self.client = client
         self.budget = budget
         self._sleep = sleep
-        self._max_interim_wait = max_interim_wait
+        self._later = later
         self._final_attempts = final_attempts
+
+    async def slot(self, method: str, channel: str = "") -> None:
+        """Until a ``method`` call (in ``channel``) fits the workspace's budget; it is taken."""
+        while (wait := self.budget.wait(method, channel)) > 0:
+            await self._sleep(wait)
+
+    def done(self) -> None:
+        """The reply has ended: its share of interim calls goes to the others."""
+        self.budget.done(self)
 
     async def post(
         self, channel: str, thread_ts: str | None, blocks: list[Block], text: str
     ) -> str:
         """A new message; its ``ts``. chat.postMessage is ~1/s per channel: honour a 429."""
         for attempt in range(self._final_attempts):
+            await self.slot("chat.postMessage", channel)
             try:
                 response = await self.client.chat_postMessage(
                     channel=channel, thread_ts=thread_ts, blocks=blocks, text=text
@@ -82,22 +100,19 @@ class SlackSender:
                 wait = retry_after(exc)
                 if wait is None or attempt == self._final_attempts - 1:
                     raise _translated(exc) from exc
-                await self._sleep(wait)
+                await self._sleep(wait)  # per channel: other channels' posts need not wait
         raise AssertionError("unreachable")
 
     async def edit_interim(self, channel: str, ts: str, blocks: list[Block], text: str) -> bool:
         """An interim edit within the workspace budget; False when skipped or refused."""
-        wait = self.budget.reserve(self._max_interim_wait)
-        if wait is None:
+        if not self.budget.interim("chat.update", self):
             return False
-        if wait > 0:
-            await self._sleep(wait)
         try:
             await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
         except SlackApiError as exc:
             pause = retry_after(exc)
             if pause is not None:
-                self.budget.block(pause)
+                self.budget.block("chat.update", pause)
                 log.info("chat.update rate limited; interim edits paused %.0f s", pause)
                 return False
             translated = _translated(exc)
@@ -108,13 +123,22 @@ class SlackSender:
         return True
 
     async def edit_final(
-        self, channel: str, ts: str, blocks: list[Block], text: str, *, thread_ts: str | None
+        self,
+        channel: str,
+        ts: str,
+        blocks: list[Block],
+        text: str,
+        *,
+        thread_ts: str | None,
+        alone: bool = False,
     ) -> str:
-        """The final content of message ``ts``; returns the ts that now shows it."""
+        """The final content of message ``ts``; returns the ts that now shows it. An ``alone``
+        message (the whole answer) is posted anew when the workspace's chat.update budget
+        would hold it back for long and a post can go sooner."""
         for _ in range(self._final_attempts):
-            if (blocked := self.budget.blocked_for()) > 0:
-                await self._sleep(blocked)
-            self.budget.charge()
+            if alone and self._edit_held_back(channel):
+                break
+            await self.slot("chat.update")
             try:
                 await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
                 return ts
@@ -126,13 +150,25 @@ class SlackSender:
                         raise translated from exc
                     log.warning("final edit refused (%s); posting anew", slack_error(exc))
                     break
-                self.budget.block(pause)
+                self.budget.block("chat.update", pause)
         fresh = await self.post(channel, thread_ts, blocks, text)
-        await self._forget(channel, ts)
+        forget = self._forget(channel, ts)
+        if self._later is None:
+            await forget
+        else:  # it may wait for a chat.delete slot: the answer need not wait with it
+            self._later(forget)
         return fresh
+
+    def _edit_held_back(self, channel: str) -> bool:
+        edit = self.budget.wait("chat.update", take=False)
+        if edit <= FINAL_EDIT_WAIT or self.budget.wait(POST, channel, take=False) >= edit:
+            return False
+        log.info("chat.update budget spent for %.0f s: the final answer is posted anew", edit)
+        return True
 
     async def _forget(self, channel: str, ts: str) -> None:
         """The stale message would show a half answer and a Stop button: try to delete it."""
+        await self.slot("chat.delete")
         try:
             await self.client.chat_delete(channel=channel, ts=ts)
         except SlackApiError as exc:
