@@ -6,8 +6,8 @@ Per N, a fresh difybot process (Socket Mode, SQLite in a temp folder, STREAM_EDI
 Slack's default) gets N DMs, each from its own user, arriving evenly at ``--rate`` per second, so
 that all N answers stream at once at the peak. Each answer: 0.3-0.8 s to the first token, two
 bursts of 30 chunks ~50 ms apart, a 2.2 s tool pause between them. The fakes run in their own
-process; see ``load_track`` for what counts as overhead. The chat.update budget is lifted here
-(its own benchmark is ``slack_budget``). Then ``--short`` one-chunk conversations, ``--window``
+process; see ``load_track`` for what counts as overhead. Slack's budgets are lifted here (their
+own benchmark is ``slack_budget``). Then ``--short`` one-chunk conversations, ``--window``
 at a time, for conversations per second. Writes ``benchmarks/results/streaming_load.json``.
 """
 
@@ -25,6 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
     "STREAM_EDIT_INTERVAL": "1.0",  # Slack's default (ReplyOptions.min_interval)
     "SLACK_UPDATE_BUDGET_PER_MINUTE": "1000000",
+    "SLACK_BUDGET_SCALE": "10000",  # 500 DMs in 2.5 s would exceed Slack's posts per minute
     "LOG_LEVEL": "INFO",
 }
 STREAM_SHAPE = {"ttft": [0.3, 0.8], "bursts": 2, "chunks": 30, "gap": [0.03, 0.07], "pause": 2.2}

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     slack_dm_threads: bool = False  # answer DMs in a thread under the question
     slack_allow_bots: bool = False  # answer other bots' messages too
     slack_update_budget_per_minute: int = Field(45, ge=1)  # chat.update per workspace (Tier 3)
+    slack_budget_scale: float = Field(1.0, gt=0)  # times every other per-workspace Slack budget
     slack_thread_memory_hours: float = Field(72.0, gt=0)  # how long a followed thread is kept
     slack_feedback_buttons: bool = True  # 👍/👎 under answers (Dify message feedback)
     slack_user_lookup: bool = False  # users.info per asker (needs users:read): name, locale

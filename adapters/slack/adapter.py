@@ -154,7 +154,11 @@ def build_slack(
     answers = SlackAnswers(
         dispatcher=dispatcher,
         client=MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics),
-        budgets=Budgets(settings.slack_update_budget_per_minute, clock=clock),
+        budgets=Budgets(
+            settings.slack_update_budget_per_minute,
+            scale=settings.slack_budget_scale,
+            clock=clock,
+        ),
         profile=AppProfile(dispatcher.dify, clock=clock),
         options=_reply_options(settings),
         sleep=sleep,

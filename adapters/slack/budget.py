@@ -26,7 +26,8 @@ Clock = Callable[[], float]
 MINUTE = 60.0
 FINAL_RESERVE = 0.2  # of a window, kept for final calls: interim calls use the rest
 # Per minute, 90 % of each tier's floor: Slack's "50+" is a floor, and the margin absorbs clock
-# skew between our window and Slack's. chat.update has its own setting (SLACK_UPDATE_BUDGET_...).
+# skew between our window and Slack's. chat.update has its own setting (SLACK_UPDATE_BUDGET_...);
+# SLACK_BUDGET_SCALE multiplies these (a workspace where Slack allows more; load benchmarks).
 LIMITS = {
     "chat.startStream": 18,
     "chat.stopStream": 18,
@@ -118,11 +119,13 @@ class Shares:
 class WorkspaceBudget:
     """The windows of one workspace. Sync and clock-driven: callers sleep for the waits."""
 
-    def __init__(self, update_per_minute: int, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, update_per_minute: int, *, scale: float = 1.0, clock: Clock = time.monotonic
+    ) -> None:
         self._clock = clock
-        self.update = Window(update_per_minute, clock)
-        self.windows = {method: Window(limit, clock) for method, limit in LIMITS.items()}
-        self.windows["chat.update"] = self.update
+        self._scale = scale
+        self.windows = {method: Window(round(n * scale), clock) for method, n in LIMITS.items()}
+        self.windows["chat.update"] = Window(update_per_minute, clock)
         self._channels: dict[tuple[str, str], Window] = {}
         self._interim = {
             method: Shares(self.windows[method], clock)
@@ -196,20 +199,25 @@ class WorkspaceBudget:
         if window is None:
             if len(self._channels) > 10_000:  # forget channels quiet for a minute
                 self._channels = {k: w for k, w in self._channels.items() if w.free() < w.limit}
-            window = self._channels[method, channel] = Window(CHANNEL_LIMITS[method], self._clock)
+            limit = round(CHANNEL_LIMITS[method] * self._scale)
+            window = self._channels[method, channel] = Window(limit, self._clock)
         return window
 
 
 class Budgets:
     """One ``WorkspaceBudget`` per workspace (team id), created on first use."""
 
-    def __init__(self, update_per_minute: int, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, update_per_minute: int, *, scale: float = 1.0, clock: Clock = time.monotonic
+    ) -> None:
         self._per_minute = update_per_minute
+        self._scale = scale
         self._clock = clock
         self._budgets: dict[str, WorkspaceBudget] = {}
 
     def for_team(self, team: str) -> WorkspaceBudget:
         budget = self._budgets.get(team)
         if budget is None:
-            budget = self._budgets[team] = WorkspaceBudget(self._per_minute, clock=self._clock)
+            budget = WorkspaceBudget(self._per_minute, scale=self._scale, clock=self._clock)
+            self._budgets[team] = budget
         return budget
