@@ -113,6 +113,9 @@ class ProgressiveReply:
         self._schedule()
 
     async def _send(self) -> None:
+        if self._closed:  # the answer ended before this edit began: the final carries its text
+            self._edit = None
+            return
         try:
             self._last_edit = self._clock()
             if self._status != self._shown_status:

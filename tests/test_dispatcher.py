@@ -73,6 +73,7 @@ async def ask(rig: Rig, text: str, **kwargs: str) -> RecordingReply:
 
 
 async def test_answer_streams_and_the_conversation_is_kept(rig: Rig) -> None:
+    rig.dify.enqueue("/chat-messages", Answer(chunks=["echo: ", "hello"], delay=0.05))
     first = await ask(rig, "hello")
     assert first.calls[0] == ("start", "")
     assert first.final == ("finish", "echo: hello")

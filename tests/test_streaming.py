@@ -132,3 +132,15 @@ async def test_close_cancels_pending_timer() -> None:
     await p.close()
     await clock.advance(5)
     assert reply.of("update") == ["x"]
+
+
+async def test_an_answer_that_ends_at_once_gets_no_interim_edit() -> None:
+    """A short answer arrives with its end in one network read: the edit it scheduled would be
+    overwritten by the final within milliseconds, so it is not sent (it costs a rate-limited
+    call on platforms like Slack)."""
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("Short answer.")
+    await p.finish(Answer())
+    assert reply.of("update") == []
+    assert reply.final == ("finish", "Short answer.")
