@@ -46,6 +46,7 @@ class Tracker:
         self.interval = interval
         self.conversations: dict[int, Conversation] = {}
         self.overhead: list[float] = []
+        self.overhead_by_kind: dict[str, list[float]] = {}
         self.lag: list[float] = []
         self.calls = 0
         self.refused = 0
@@ -91,6 +92,8 @@ class Tracker:
         resumed = newest == c.shown and written - c.last_text >= self.interval + MARGIN
         if c.shown == 0 or final or resumed:
             self.overhead.append(at - written)
+            kind = "first" if c.shown == 0 else "final" if final else "resumed"
+            self.overhead_by_kind.setdefault(kind, []).append(at - written)
         c.shown, c.last_text = newest + 1, at
 
     def result(self, *, elapsed: float, limited: list[str]) -> dict[str, Any]:
@@ -106,6 +109,7 @@ class Tracker:
             "completed": self.finals,
             "elapsed": elapsed,
             "overhead": self.overhead,
+            "overhead_by_kind": self.overhead_by_kind,
             "lag": self.lag,
             "calls": self.calls,
             "refused": self.refused,

@@ -43,6 +43,10 @@ def percentile(values: list[float], q: float) -> float:
 def summarize(name: str, n: int, raw: dict[str, Any]) -> dict[str, Any]:
     completed = raw["completed"] or 1
     overhead, lag = raw.pop("overhead"), raw.pop("lag")
+    by_kind = {
+        kind: {"p50_ms": percentile(v, 50) * 1000, "p99_ms": percentile(v, 99) * 1000, "n": len(v)}
+        for kind, v in raw.pop("overhead_by_kind").items()
+    }
     return {
         "name": name,
         "n": n,
@@ -51,6 +55,7 @@ def summarize(name: str, n: int, raw: dict[str, Any]) -> dict[str, Any]:
         "overhead_p50_ms": percentile(overhead, 50) * 1000,
         "overhead_p99_ms": percentile(overhead, 99) * 1000,
         "overhead_samples": len(overhead),
+        "overhead_by_kind": by_kind,  # first text, text after a pause, the final answer
         "lag_p50_ms": percentile(lag, 50) * 1000,
         "lag_p99_ms": percentile(lag, 99) * 1000,
         "conversations_per_s": raw["completed"] / raw["elapsed"] if raw["elapsed"] else 0.0,

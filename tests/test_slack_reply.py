@@ -188,3 +188,15 @@ async def test_rate_limited_append_is_sent_with_the_next_one(
     (message,) = slack.messages.in_channel("C1", "1.1")
     assert message.body == "one two three"
     assert "dify_feedback_like" in message.action_ids()
+
+
+async def test_interim_edits_escape_the_fallback_text_and_the_final_converts_it(
+    slack: FakeSlack, clock: Clock
+) -> None:
+    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    await reply.start()
+    await reply.update("**bold** <!here>")
+    await reply.finish("**bold** <!here> done", ANSWER)
+    interim, final = (args["text"] for args in slack.calls_to("chat.update"))
+    assert interim == "**bold** &lt;!here&gt;"  # never a live @here, even for a moment
+    assert final == "*bold* &lt;!here&gt; done"

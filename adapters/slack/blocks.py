@@ -63,6 +63,13 @@ def fallback_text(markdown: str) -> str:
     return text if len(text) <= FALLBACK_LIMIT else text[: FALLBACK_LIMIT - 1] + "…"
 
 
+def interim_text(markdown: str) -> str:
+    """``text`` beside an interim edit: an edit notifies nobody and the final one sets the real
+    fallback, so the Markdown is only escaped, not converted (a parse per edit, under load)."""
+    text = escape(markdown.strip())
+    return text if len(text) <= FALLBACK_LIMIT else text[: FALLBACK_LIMIT - 1] + "…"
+
+
 def status_block(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{escape(text)}_"}]}
 

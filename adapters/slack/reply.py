@@ -20,6 +20,7 @@ from adapters.slack.blocks import (
     body_blocks,
     fallback_text,
     feedback_block,
+    interim_text,
     sources_block,
     status_block,
     stop_block,
@@ -194,7 +195,7 @@ class SlackReply:
             shown = json.dumps(blocks, ensure_ascii=False)
             if index < len(messages) and messages[index].shown == shown:
                 continue
-            fallback = fallback_text(part) or self._labels.thinking
+            fallback = (fallback_text if final else interim_text)(part) or self._labels.thinking
             await self._show(index, blocks, fallback, final, shown, alone=len(parts) == 1)
 
     async def _show(
