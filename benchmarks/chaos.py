@@ -107,7 +107,7 @@ def replica_env(dify: FakeDify, slack: FakeSlack, database: str) -> dict[str, st
         DIFY_API_BASE=dify.base_url, DIFY_API_KEY=dify.api_key, SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=slack.url, DATABASE_URL=database,
         HOST="127.0.0.1", PORT="0", JOURNAL_LEASE_SECONDS=str(LEASE), RATE_LIMIT_PER_MINUTE="0",
-        SLACK_DM_THREADS="true", SLACK_UPDATE_BUDGET_PER_MINUTE="100000",
+        SLACK_DM_THREADS="true", SLACK_UPDATE_BUDGET_PER_MINUTE="100000", SLACK_BUDGET_SCALE="1000",
         STREAM_EDIT_INTERVAL="0.5", SHUTDOWN_TIMEOUT="2", LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
     )  # fmt: skip
