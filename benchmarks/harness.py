@@ -73,6 +73,7 @@ def run_scenario(
         fakes = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.load_fakes", json.dumps(spec)],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -94,10 +95,13 @@ def run_scenario(
             result["cpu"] = _cpu(process) - cpu_start
             result["wall"] = time.perf_counter() - wall_start
             result["peak_rss_mb"] = _peak_rss_kb(process.pid) / 1024
+            _stop(bot)  # before the fakes go: difybot would log their vanishing as an error
             result["errors"] = _count_errors(folder / "difybot.log", log)
             return result
         finally:
             _stop(bot)
+            if fakes.stdin is not None:
+                fakes.stdin.close()  # the fakes' cue to exit
             _stop(fakes)
             _keep_log(folder / "difybot.log", log)
 

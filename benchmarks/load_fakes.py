@@ -3,7 +3,8 @@
     python -m benchmarks.load_fakes '<scenario JSON>'
 
 Prints one JSON line with the fakes' URLs, waits for difybot's Socket Mode connection, prints
-``{"event": "start"}``, runs the scenario, prints ``{"event": "result", ...}`` and exits. The
+``{"event": "start"}``, runs the scenario, prints ``{"event": "result", ...}``, and exits when its
+stdin closes. The
 fakes share this process, so chunk write times (FakeDify) and Web API arrival times (FakeSlack)
 are read from one clock (``time.perf_counter``).
 """
@@ -149,6 +150,9 @@ async def run(spec: dict[str, Any]) -> None:
         result = tracker.result(elapsed=elapsed, limited=[c.method for c in slack.limited])
         result["peak_streams"] = peak
         print(json.dumps({"event": "result", **result}), flush=True)
+        # Keep the fakes up until the harness has stopped difybot (it closes our stdin): a
+        # Socket Mode connection that vanished under a running difybot is logged as an error.
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await dify.close()
 
 
