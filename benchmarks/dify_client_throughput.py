@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import venv
-from collections.abc import Callable
 from pathlib import Path
+
+from benchmarks.harness import pinned
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -47,16 +47,6 @@ def python_for(script: str) -> str:
         pip = [str(python), "-m", "pip", "install", "-q", PEERS[script]]
         subprocess.run(pip, check=True)
     return str(python)
-
-
-def pinned(cpu: int) -> Callable[[], None] | None:
-    """Run a process on one CPU. The server and the client on separate CPUs, always: on the same
-    one they take turns, every read gets one frame, and a client's cost nearly doubles (seen as
-    runs of 85k vs 153k events/CPU-s for the same code, depending on where the OS put them)."""
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
-        return None
-    chosen = sorted(os.sched_getaffinity(0))[cpu]
-    return lambda: os.sched_setaffinity(0, {chosen})
 
 
 def start_server(events: int) -> tuple[subprocess.Popen[str], str]:
