@@ -20,6 +20,7 @@ from bot.metrics import Metrics
 from bot.models import ConversationKey, IncomingMessage, to_record
 from bot.observe import report_answer
 from bot.ordering import ConversationQueues
+from bot.pace import LoadGauge
 from bot.policy import Gate, refuse
 from bot.preparing import Prepare, Unanswerable, as_is
 from bot.protocols import Reply, Restorer
@@ -85,6 +86,7 @@ class Dispatcher:
         self._running: dict[str, _Running] = {}
         self._sweeper: Sweeper | None = None
         self._leases = LeaseKeeper(journal, self.replica, sleep=sleep) if journal else None
+        self.load = LoadGauge()  # measured from ``start``: interim edits thin out under load
         self._closing = False
 
     def dify_for(self, key: ConversationKey | str) -> DifyClient:
@@ -197,7 +199,11 @@ class Dispatcher:
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)  # this task's log records carry it (each answer has its task)
         progressive = ProgressiveReply(
-            reply, interval=self._edit_interval, clock=self._clock, sleep=self._sleep
+            reply,
+            interval=self._edit_interval,
+            clock=self._clock,
+            sleep=self._sleep,
+            stretch=self.load.stretch,
         )
         run = AnswerRun(
             self.dify_for(message.key),
@@ -236,7 +242,9 @@ class Dispatcher:
     # ---- takeover ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the sweeper that finishes messages whose replica died (with a journal only)."""
+        """Measure the load, and run the sweeper that finishes messages whose replica died
+        (with a journal only)."""
+        self.load.start()
         if self._sweeper is None and self.journal is not None:
             self._sweeper = Sweeper(self, self.journal, sleep=self._sleep)
 
@@ -280,6 +288,7 @@ class Dispatcher:
         """Stop taking messages; let answers finish for up to ``grace`` s, then cancel them
         (journaled ones are released so another replica takes them over at once)."""
         self._closing = True
+        await self.load.stop()
         if self._sweeper is not None:
             await self._sweeper.stop()
         tasks = set(self._tasks)

@@ -33,8 +33,10 @@ class ProgressiveReply:
         interval: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        stretch: Callable[[], float] | None = None,
     ) -> None:
         self._reply = reply
+        self._stretch = stretch  # bot.pace.LoadGauge.stretch: longer intervals under load
         caps = reply.capabilities
         self._editable = caps.can_edit
         self._interval = caps.min_interval if interval is None else interval
@@ -102,8 +104,9 @@ class ProgressiveReply:
 
     def _due_at(self) -> float:
         if self._last_edit is None:
-            return float("-inf")
-        return self._last_edit + self._interval
+            return float("-inf")  # the first text goes at once, whatever the load
+        stretch = self._stretch() if self._stretch is not None else 1.0
+        return self._last_edit + self._interval * stretch
 
     async def _after(self, due: float) -> None:
         wait = due - self._clock()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bot.models import Answer
+from bot.pace import MAX_STRETCH, LoadGauge
 from bot.protocols import ReplyCapabilities
 from bot.streaming import ProgressiveReply
 from tests.fakes.replies import ManualClock, RecordingReply
@@ -144,3 +146,49 @@ async def test_an_answer_that_ends_at_once_gets_no_interim_edit() -> None:
     await p.finish(Answer())
     assert reply.of("update") == []
     assert reply.final == ("finish", "Short answer.")
+
+
+async def test_under_load_the_interval_stretches_but_the_first_text_goes_at_once() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = ProgressiveReply(reply, interval=1.0, clock=clock, sleep=clock.sleep, stretch=lambda: 3.0)
+    p.add("a")
+    await settle()
+    assert reply.of("update") == ["a"]  # the first words are never held back
+    p.add("b")
+    await clock.advance(2.9)
+    assert reply.of("update") == ["a"]
+    await clock.advance(0.1)
+    assert reply.of("update") == ["a", "ab"]
+    await p.finish(Answer())
+    assert reply.final == ("finish", "ab")
+
+
+def test_the_load_gauge_stretches_with_event_loop_lag() -> None:
+    gauge = LoadGauge()
+    assert gauge.stretch() == 1.0
+    for _ in range(30):
+        gauge.observe(0.001)  # on time: nothing to shed
+    assert gauge.stretch() == 1.0
+    for _ in range(30):
+        gauge.observe(0.025)  # 25 ms late: one more interval
+    assert 1.9 < gauge.stretch() < 2.1
+    gauge.observe(5.0)  # one long stall moves it, bounded
+    assert gauge.stretch() == MAX_STRETCH
+    for _ in range(40):
+        gauge.observe(0.0)
+    assert gauge.stretch() == 1.0
+
+
+async def test_the_load_gauge_measures_a_blocked_loop() -> None:
+    gauge = LoadGauge()
+    gauge.start()
+    try:
+        await asyncio.sleep(0.06)
+        for _ in range(3):
+            busy_until = time.perf_counter() + 0.08  # CPU work holds the loop
+            while time.perf_counter() < busy_until:
+                pass
+            await asyncio.sleep(0.06)
+        assert gauge.lag > 0.01 and gauge.stretch() > 1.0
+    finally:
+        await gauge.stop()
