@@ -87,6 +87,7 @@ class Shares:
         self._clock = clock
         self._asked: dict[Hashable, float] = {}
         self._granted: dict[Hashable, float] = {}
+        self._pruned = -math.inf
 
     def grant(self, reply: Hashable, *, keep: int) -> bool:
         now = self._clock()
@@ -110,9 +111,10 @@ class Shares:
         self._granted.pop(reply, None)
 
     def _competing(self, now: float) -> int:
-        stale = [key for key, at in self._asked.items() if at < now - ACTIVE]
-        for key in stale:
-            self.forget(key)
+        if now - self._pruned >= 1.0:  # not on every call: that is every reply, every edit
+            self._pruned = now
+            for key in [key for key, at in self._asked.items() if at < now - ACTIVE]:
+                self.forget(key)
         return max(len(self._asked), 1)
 
 
