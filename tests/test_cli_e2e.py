@@ -14,6 +14,8 @@ import httpx
 
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.slack_payloads import dm
 
 REPO = Path(__file__).resolve().parent.parent
 PLATFORM_PREFIXES = ("DIFY_", "SLACK_", "WECHAT_", "WECOM_", "DATABASE_", "BOT_", "HOST", "PORT")
@@ -127,3 +129,37 @@ async def serving_port(proc: Process) -> int:
         seen.append(line)
         if match := re.search(r"serving on [\d.]+:(\d+); adapters on: none", line):
             return int(match.group(1))
+
+
+async def test_sigterm_lets_the_answer_being_streamed_finish_in_slack(tmp_path: Path) -> None:
+    """SIGTERM stops taking messages, but an answer already streaming still reaches Slack in
+    full within SHUTDOWN_TIMEOUT (the Web API client must outlive the answers, not the intake)."""
+    words = [f"w{i} " for i in range(8)]
+    async with FakeDify() as dify, FakeSlack() as slack:
+        dify.enqueue("/chat-messages", Answer(chunks=words, delay=0.2))
+        env = clean_env(
+            tmp_path,
+            DIFY_API_KEY=dify.api_key,
+            DIFY_API_BASE=dify.base_url,
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_APP_TOKEN=APP_TOKEN,
+            SLACK_API_URL=slack.url,
+            SHUTDOWN_TIMEOUT="10",
+            HOST="127.0.0.1",
+            PORT="0",
+        )
+        proc = await difybot("serve", env=env, cwd=tmp_path)
+        assert proc.stderr is not None
+        try:
+            await slack.until(lambda: bool(slack.socket.sockets), 30, "Socket Mode")
+            await slack.socket.send("events_api", dm("long question", ts="1700000000.000100"))
+            await dify.wait_for("/chat-messages", 1)
+            proc.send_signal(signal.SIGTERM)  # mid-answer
+            await asyncio.wait_for(proc.wait(), 20)
+            assert proc.returncode == 0
+            (message,) = slack.messages.in_channel("D111")
+            assert message.body.strip() == "".join(words).strip()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
