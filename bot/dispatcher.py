@@ -77,7 +77,6 @@ class Dispatcher:
         self.prepare = prepare
         self.replica = replica or uuid.uuid4().hex[:16]
         self.restorers: dict[str, Restorer] = {}
-        self._edit_interval = edit_interval
         self._clock = clock
         self._sleep = sleep
         self._queues = ConversationQueues()
@@ -87,6 +86,13 @@ class Dispatcher:
         self._sweeper: Sweeper | None = None
         self._leases = LeaseKeeper(journal, self.replica, sleep=sleep) if journal else None
         self.load = LoadGauge()  # measured from ``start``: interim edits thin out under load
+        self._progressive = functools.partial(
+            ProgressiveReply,
+            interval=edit_interval,
+            clock=clock,
+            sleep=sleep,
+            stretch=self.load.stretch,
+        )
         self._closing = False
 
     def dify_for(self, key: ConversationKey | str) -> DifyClient:
@@ -100,13 +106,10 @@ class Dispatcher:
     async def accept(
         self, message: IncomingMessage, reply: Reply, *, where: dict[str, Any]
     ) -> asyncio.Task[None] | None:
-        """Take a platform message: record it (await this before acking the platform), then
-        answer it once; the answer's task, or None when the message was already taken (a
-        redelivery, here or on another replica).
-
-        ``where`` is the adapter's JSON-safe description of where the answer goes; with it, the
-        adapter's restorer (``restorers[platform]``) rebuilds the reply on another replica.
-        """
+        """Record a platform message (await this before acking the platform), then answer it
+        once: the answer's task, or None for a redelivery (seen here or on another replica).
+        ``where``, JSON-safe, lets the adapter's ``restorers[platform]`` rebuild the reply on
+        another replica."""
         if self._closing:
             raise RuntimeError("dispatcher is shutting down")
         if self.journal is None:
@@ -198,13 +201,7 @@ class Dispatcher:
     ) -> Outcome:
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)  # this task's log records carry it (each answer has its task)
-        progressive = ProgressiveReply(
-            reply,
-            interval=self._edit_interval,
-            clock=self._clock,
-            sleep=self._sleep,
-            stretch=self.load.stretch,
-        )
+        progressive = self._progressive(reply)
         run = AnswerRun(
             self.dify_for(message.key),
             message,
