@@ -23,6 +23,7 @@ from bot.filetypes import MB
 from bot.inputs import with_inputs
 from bot.intake import Intake
 from bot.metrics import Metrics
+from bot.pace import settle_startup_objects
 from bot.policy import Allowlist, Gate, RateLimiter
 from bot.protocols import Adapter
 from bot.routing import Routing
@@ -214,6 +215,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
     for adapter in core.adapters:
         await adapter.start()
     core.dispatcher.start()  # finish messages left by replicas that died (or by our last run)
+    settle_startup_objects()
     port = _bound_port(runner, settings.port)
     names = ", ".join(a.name for a in core.adapters) or "none (set platform credentials)"
     log.info("difybot serving on %s:%d; adapters on: %s", settings.host, port, names)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from bot.models import Answer
-from bot.pace import MAX_STRETCH, LoadGauge
+from bot.pace import GC_THRESHOLDS, MAX_STRETCH, LoadGauge, settle_startup_objects
 from bot.protocols import ReplyCapabilities
 from bot.streaming import ProgressiveReply
 from tests.fakes.replies import ManualClock, RecordingReply
@@ -192,3 +193,14 @@ async def test_the_load_gauge_measures_a_blocked_loop() -> None:
         assert gauge.lag > 0.01 and gauge.stretch() > 1.0
     finally:
         await gauge.stop()
+
+
+def test_startup_objects_are_frozen_out_of_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_startup_objects()
+        assert gc.get_freeze_count() > 1000  # every module and class loaded so far
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
