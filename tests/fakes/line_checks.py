@@ -3,14 +3,15 @@ error bodies it answers with (reference: #error-responses, #message-objects, #qu
 
 LINE answers a request body that breaks a rule with 400 and
 ``{"message": "The request body has N error(s)", "details": [{"message", "property"}]}``; nothing
-in that request is sent (and a reply token stays unused). Lengths are counted in UTF-16 code units,
-the stricter of the two plausible readings of "5000 characters" (LINE's servers are Java), so an
-adapter that fits the fake fits LINE.
+in that request is sent (and a reply token stays unused). Text is counted in UTF-16 code units
+(🍎 is two), but action labels, ``displayText`` and message-action ``text`` in grapheme clusters
+(docs: messaging-api/text-character-count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_MESSAGES = 5  # per reply / push call
@@ -37,6 +38,26 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def grapheme_len(text: str) -> int:
+    """Grapheme clusters, near enough for labels: combining marks, variation selectors, skin
+    tones and ZWJ sequences join the character before; two regional indicators make one flag."""
+    count, joined, flag_half = 0, False, False
+    for char in text:
+        point = ord(char)
+        extends = (
+            unicodedata.combining(char) > 0
+            or 0xFE00 <= point <= 0xFE0F
+            or 0x1F3FB <= point <= 0x1F3FF
+            or point == 0x200D
+        )
+        regional = 0x1F1E6 <= point <= 0x1F1FF
+        if not (extends or joined or (regional and flag_half)):
+            count += 1
+        joined = point == 0x200D
+        flag_half = regional and not flag_half
+    return count
+
+
 def error(message: str, details: Details | None = None) -> dict[str, Any]:
     """LINE's error body: ``details`` is left out when it would be empty."""
     return {"message": message, **({"details": details} if details else {})}
@@ -60,12 +81,19 @@ def _detail(prop: str, message: str) -> dict[str, str]:
     return {"message": message, "property": prop}
 
 
-def _length(prop: str, value: object, maximum: int, *, required: bool = True) -> Details:
+def _length(
+    prop: str,
+    value: object,
+    maximum: int,
+    *,
+    required: bool = True,
+    count: Callable[[str], int] = utf16_len,
+) -> Details:
     if value is None or value == "":
         return [_detail(prop, "May not be empty")] if required else []
     if not isinstance(value, str):
         return [_detail(prop, "Must be a string")]
-    if utf16_len(value) > maximum:
+    if count(value) > maximum:
         return [_detail(prop, f"Length must be between 0 and {maximum}")]
     return []
 
@@ -117,12 +145,14 @@ def _check_action(prop: str, action: object) -> Details:
         allowed = ", ".join(ACTION_TYPES)
         return [_detail(f"{prop}.type", f"Must be one of the following values: [{allowed}]")]
     # A quick-reply button shows its action's label: required, 20 characters at most.
-    details = _length(f"{prop}.label", action.get("label"), MAX_QUICK_REPLY_LABEL)
+    shown = grapheme_len
+    details = _length(f"{prop}.label", action.get("label"), MAX_QUICK_REPLY_LABEL, count=shown)
     if action["type"] == "postback":
         details += _length(f"{prop}.data", action.get("data"), MAX_POSTBACK_DATA)
         details += _length(
-            f"{prop}.displayText", action.get("displayText"), MAX_ACTION_TEXT, required=False
-        )
+            f"{prop}.displayText", action.get("displayText"), MAX_ACTION_TEXT, required=False,
+            count=shown,
+        )  # fmt: skip
     elif action["type"] == "message":
-        details += _length(f"{prop}.text", action.get("text"), MAX_ACTION_TEXT)
+        details += _length(f"{prop}.text", action.get("text"), MAX_ACTION_TEXT, count=shown)
     return details
