@@ -98,8 +98,10 @@ SECRET_PATTERNS = [
         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         "oa-secret",
         "corp-secret",
+        "8c5b2a1f9d3e4c7b6a5f4e3d2c1b0a99",  # the fake LINE channel's secret
+        "line-long-lived-channel-access-token",
     )
-] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b")]
+] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b"), re.compile(r"line-stateless-[\w-]+")]
 
 
 class SecretScan(logging.Handler):
