@@ -98,8 +98,9 @@ SECRET_PATTERNS = [
         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         "oa-secret",
         "corp-secret",
+        "dingtalk-test-secret-0123456789abcdefghijklmnopqrstuv",  # tests/fakes/dingtalk.py
     )
-] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b")]
+] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b"), re.compile(r"\bdt-token-\d+-[0-9a-f]{12}\b")]
 
 
 class SecretScan(logging.Handler):

@@ -56,6 +56,7 @@ class StreamGateway:
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)  # frames pushed, by messageId
     opened: int = 0  # connections/open calls that got a ticket
     refused_tickets: int = 0
+    accepting: bool = True  # False: connections/open answers 503 (a gateway outage)
     _tickets: dict[str, Ticket] = field(default_factory=dict)
 
     @property
@@ -65,6 +66,8 @@ class StreamGateway:
     # ---- HTTP: register a connection ------------------------------------------------------
 
     def open(self, body: dict[str, Any]) -> web.Response:
+        if not self.accepting:
+            return openapi_error(503, "ServiceUnavailable", "服务暂时不可用")
         if (body.get("clientId"), body.get("clientSecret")) != (
             self.fake.client_id,
             self.fake.client_secret,
