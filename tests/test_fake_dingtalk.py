@@ -248,6 +248,13 @@ async def test_card_create_then_deliver_to_a_single_chat_and_fail(
     deliver = fake.calls_to("/v1.0/card/instances/deliver")[0].json
     assert deliver["openSpaceId"] == f"dtv1.card//IM_ROBOT.{ALICE.staff_id}"
 
+    await asyncio.to_thread(
+        replier.put_card_data,
+        track,
+        {"title": "Dify"},
+        cardUpdateOptions={"updateCardDataByKey": True},
+    )
+    assert card.data == {"content": "", "flowStatus": "1", "title": "Dify"}  # merged by key
     await asyncio.to_thread(replier.streaming, track, "content", "half", False, False, False)
     await asyncio.to_thread(replier.streaming, track, "content", " an answer", True, False, False)
     assert card.data["content"] == "half an answer"  # isFull false appends

@@ -8,7 +8,8 @@ messages that @ the robot arrive, its name cut out of the text, leaving the lead
 
 HTTP mode signs with headers ``timestamp`` (ms) and ``sign`` = base64(HMAC-SHA256(key = app
 secret, message = timestamp + "\\n" + app secret)); a receiver refuses a timestamp more than an
-hour off. DingTalk re-sends with a fresh timestamp, same body and ``msgId`` (``resign``).
+hour off. A duplicate (a retry after a timeout, a replica's second look) carries the same body
+and ``msgId`` with a fresh timestamp: call ``webhook_request`` again with the same payload.
 """
 
 from __future__ import annotations
