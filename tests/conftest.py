@@ -100,8 +100,13 @@ SECRET_PATTERNS = [
         "corp-secret",
         "8c5b2a1f9d3e4c7b6a5f4e3d2c1b0a99",  # the fake LINE channel's secret
         "line-long-lived-channel-access-token",
+        "dingtalk-test-secret-0123456789abcdefghijklmnopqrstuv",  # tests/fakes/dingtalk.py
     )
-] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b"), re.compile(r"line-stateless-[\w-]+")]
+] + [
+    re.compile(r"\b(?:wechat|wecom)-token-\d+\b"),
+    re.compile(r"line-stateless-[\w-]+"),
+    re.compile(r"\bdt-token-\d+-[0-9a-f]{12}\b"),
+]
 
 
 class SecretScan(logging.Handler):
