@@ -97,7 +97,7 @@ class FeishuCallbacks:
     ) -> dict[str, Any]:
         """``im.message.receive_v1`` for a message a person posted (FakeFeishu.user_message)."""
         person = sender or Person(message.sender_id)
-        body = {"message_id": message.message_id, "root_id": message.root_id,
+        body: dict[str, Any] = {"message_id": message.message_id, "root_id": message.root_id,
                 "parent_id": message.parent_id, "create_time": str(message.create_time),
                 "update_time": str(message.update_time), "chat_id": message.chat_id,
                 "thread_id": message.thread_id, "chat_type": message.chat_type,

@@ -46,8 +46,8 @@ def encode(frame: Frame) -> bytes:
         out += _key(number, 0) + _varint(value)
     for number, value in ((3, frame.service), (4, frame.method)):
         out += _key(number, 0) + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int32: negatives as 64-bit
-    for name, value in frame.headers:
-        header = _bytes_field(1, name.encode()) + _bytes_field(2, value.encode())
+    for name, text in frame.headers:
+        header = _bytes_field(1, name.encode()) + _bytes_field(2, text.encode())
         out += _bytes_field(5, header)
     if frame.payload_encoding:
         out += _bytes_field(6, frame.payload_encoding.encode())

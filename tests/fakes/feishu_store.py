@@ -238,7 +238,9 @@ class FeishuMessages:
 
     # ---- helpers ------------------------------------------------------------------------------
 
-    def _send(self, body: dict[str, Any], *, chat_id: str, chat_type: str, **thread: str) -> Any:
+    def _send(
+        self, body: dict[str, Any], *, chat_id: str, chat_type: str, **thread: str
+    ) -> FeishuMessage:
         msg_type = str(body.get("msg_type") or "")
         raw = body.get("content")
         content = _parse_content(raw, msg_type)
