@@ -426,12 +426,12 @@ async def test_upload_send_and_download_files(feishu: FakeFeishu) -> None:
 async def test_reactions_as_a_sign_of_life(feishu: FakeFeishu) -> None:
     client = sdk(feishu)
     question = group_question(feishu)
-    emoji = Emoji.builder().emoji_type("OnIt").build()
+    emoji = Emoji.builder().emoji_type("Typing").build()
     body = CreateMessageReactionRequestBody.builder().reaction_type(emoji).build()
     request = CreateMessageReactionRequest.builder().message_id(question.message_id)
     added = await call(client.im.v1.message_reaction.create, request.request_body(body).build())
-    assert added.success() and added.data.reaction_type.emoji_type == "OnIt"
-    assert list(feishu.messages.messages[question.message_id].reactions.values()) == ["OnIt"]
+    assert added.success() and added.data.reaction_type.emoji_type == "Typing"
+    assert list(feishu.messages.messages[question.message_id].reactions.values()) == ["Typing"]
     remove = DeleteMessageReactionRequest.builder().message_id(question.message_id)
     removed = await call(client.im.v1.message_reaction.delete,
                          remove.reaction_id(added.data.reaction_id).build())  # fmt: skip
