@@ -37,6 +37,7 @@ from tests.fakes.feishu_cards import CardKit
 from tests.fakes.feishu_im import FeishuIM, json_body, ok, read_multipart
 from tests.fakes.feishu_store import FeishuError, FeishuMessage, FeishuMessages, Media, text_of
 from tests.fakes.feishu_ws import FakeLongConnection
+from tests.fakes.waiters import Waiters
 
 APP_ID = "cli_a5f0fa3e1c38d00e"
 APP_SECRET = "fake-feishu-app-secret-0123456789"
@@ -112,7 +113,7 @@ class FakeFeishu:
         self.origin = ""
         self._scripts: defaultdict[str, deque[Scripted]] = defaultdict(deque)
         self._windows: defaultdict[str, deque[float]] = defaultdict(deque)
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._waiters = Waiters("FakeFeishu")
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -217,22 +218,10 @@ class FakeFeishu:
         timeout: float = 5.0,  # noqa: ASYNC109 (part of the fake's contract)
         what: str = "",
     ) -> None:
-        if predicate():
-            return
-        entry = (predicate, asyncio.get_running_loop().create_future())
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1]
-        except TimeoutError:
-            raise TimeoutError(f"FakeFeishu: no {what or 'condition'} within {timeout} s") from None
-        finally:
-            self._waiters.remove(entry)
+        await self._waiters.until(predicate, timeout, what)
 
     def notify(self) -> None:
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
+        self._waiters.notify()
 
     # ---- what people see ----------------------------------------------------------------------
 
