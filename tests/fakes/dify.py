@@ -250,17 +250,24 @@ class FakeDify:
         *,
         status: str | None = None,
         held: bool | None = None,
+        subscribed: int | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 (part of the fake's contract)
     ) -> Run:
-        """The ``count``-th run once it exists (and has ``status`` / is ``held``, if given)."""
+        """The ``count``-th run once it exists (and has ``status``, is ``held``, has
+        ``subscribed`` live event streams, if given)."""
 
         def ready() -> bool:
             if len(self.engine.runs) < count:
                 return False
             run = self.runs[count - 1]
-            return (status is None or run.status == status) and (held is None or run.held == held)
+            return (
+                (status is None or run.status == status)
+                and (held is None or run.held == held)
+                and (subscribed is None or len(run.subscribers) >= subscribed)
+            )
 
-        await self._until(ready, timeout, f"run #{count} status={status} held={held}")
+        what = f"run #{count} status={status} held={held} subscribed={subscribed}"
+        await self._until(ready, timeout, what)
         return self.runs[count - 1]
 
     def end_user_id(self, user: str) -> str:

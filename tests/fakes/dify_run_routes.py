@@ -148,6 +148,7 @@ class RunRoutes:
         await s.open()
         await s.ping()  # 1.14.1 pings first and only then subscribes: a small window is lost
         queue = run.subscribe()
+        self.fake.notify()
         try:
             if snapshot:
                 answer = run.text if self.fake.snapshot_live else run.saved
