@@ -247,6 +247,24 @@ async def test_run_events_request_and_the_resumed_run() -> None:
     assert end.workflow_run_id == RUN_ID
 
 
+async def test_run_events_count_pings_and_a_broken_stream_is_a_cut() -> None:
+    head = raw("hitl_chatflow_events_across_submit.sse.raw")[:1500]
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield head[: head.rindex(b"\n\n") + 2]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+    recorder = Recorder(stream_response(broken()))
+    client = client_for(recorder)
+    seen: list[AnswerEvent] = []
+    with pytest.raises(DifyStreamCut):
+        async with client.run_events(RUN_ID, user="hitl-user-a") as stream:
+            async for event in stream:
+                seen.append(event)
+    assert stream.pings == 1 and seen[0] == Progress("workflow", "resumed")
+    assert stream.workflow_run_id == RUN_ID and len(recorder.requests) == 1
+
+
 async def test_run_events_give_the_whole_answer_when_text_was_missed() -> None:
     """Events published before the subscription are lost; the run's outputs are not."""
     recorder = Recorder(stream_response(raw("hitl_chatflow_events_across_submit.sse.raw")))
