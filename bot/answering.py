@@ -144,8 +144,9 @@ class AnswerRun:
             reply.set_status(_progress_status(event))
         elif isinstance(event, FileOut):
             self._files_out.append(event)
-        else:
+        elif isinstance(event, AnswerEnd):
             return event
+        # Reasoning and Human Input events: shown once forms are answered here (issue 17).
         return None
 
     async def _conclude(self, end: AnswerEnd | None) -> Outcome:

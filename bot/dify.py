@@ -12,9 +12,18 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
+from bot.dify_events import to_form
 from bot.dify_http import MAX_ERROR_BODY, retrying, to_http_error, to_transport_error
-from bot.dify_stream import AnswerStream
-from bot.errors import ConversationNotFound, DifyError, DifyProtocolError
+from bot.dify_stream import AnswerStream, Follow
+from bot.errors import (
+    ConversationNotFound,
+    DifyError,
+    DifyHTTPError,
+    DifyProtocolError,
+    FormNotFound,
+    RunNotFound,
+)
+from bot.models import FormRequest
 from bot.multipart import FilePart, to_multipart
 
 CHAT_MODES = frozenset({"chat", "agent-chat", "advanced-chat", "agent"})
@@ -133,6 +142,73 @@ class DifyClient:
         else:
             path = f"chat-messages/{task_id}/stop"
         await self._json("POST", path, json={"user": user})
+
+    # ---- Human Input forms and a run's events (Dify 1.14+, Chatflow and Workflow apps) ------
+
+    async def form(self, token: str) -> FormRequest:
+        """The form as it stands (``GET /form/human_input/{token}``). The body names no ids:
+        only ``token`` and the form itself are filled in. Raises FormAlreadySubmitted,
+        FormExpired or FormNotFound when it can no longer be answered."""
+        body = await self._form_call("GET", token)
+        return to_form(body, token=token)
+
+    async def submit_form(
+        self, token: str, *, inputs: dict[str, Any], action: str, user: str
+    ) -> None:
+        """Answer a form; Dify then resumes the run in the background (it does not wait).
+
+        ``user`` should be the run's: Dify accepts anyone's submit, but only the run's user may
+        follow its events. Never retried: after a 5xx Dify may have taken it, and a retry would
+        then look like someone else's submit (412). FormInvalid leaves the form open.
+        """
+        body = {"inputs": dict(inputs), "action": action, "user": user}
+        await self._form_call("POST", token, json=body, retry=False)
+
+    async def _form_call(self, method: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await self._json(method, f"form/human_input/{token}", **kwargs)
+        except DifyHTTPError as exc:
+            if exc.status == 404:
+                raise FormNotFound(exc.message, status=404, code=exc.code) from exc
+            raise
+
+    @asynccontextmanager
+    async def run_events(
+        self,
+        run_id: str,
+        *,
+        user: str,
+        snapshot: bool = False,
+        continue_on_pause: bool = False,
+        shown: str = "",
+    ) -> AsyncIterator[AnswerStream]:
+        """Follow a run (``GET /workflow/{run_id}/events``): the same typed stream as
+        ``stream()``, for a run resumed after a form or reattached after a cut.
+
+        Dify relays only what the run publishes after this subscribes. ``snapshot`` first
+        replays the run so far (its stored answer as a ``TextReplace``, its nodes, and a paused
+        run's forms, then the end if paused). ``shown`` is the text the caller already shows, so
+        a stale snapshot never rewinds it (see ``Follow``). ``continue_on_pause``: a pause does
+        not end the stream. Raises RunNotFound for another user's or an unknown run.
+        """
+        params = {"user": user}
+        if snapshot:
+            params["include_state_snapshot"] = "true"
+        if continue_on_pause:
+            params["continue_on_pause"] = "true"
+        try:
+            response = await self._open("GET", f"workflow/{run_id}/events", params=params)
+        except DifyHTTPError as exc:
+            if exc.status == 404:
+                raise RunNotFound(exc.message, status=404, code=exc.code) from exc
+            raise
+        try:
+            follow = Follow(known=shown, keep_open=continue_on_pause)
+            stream = AnswerStream(self, response, follow=follow)
+            stream.workflow_run_id = run_id
+            yield stream
+        finally:
+            await response.aclose()
 
     # ---- app and conversation endpoints ---------------------------------------------------
 

@@ -18,10 +18,19 @@ from bot.errors import (
     DifyQuotaExceeded,
     DifyRateLimited,
     DifyUnavailable,
+    FormAlreadySubmitted,
+    FormExpired,
+    FormInvalid,
 )
 
 MAX_ERROR_BODY = 64 * 1024
 _UNAVAILABLE = {502, 503, 504}
+# Human Input form errors (Dify 1.14.1, dify-captures/hitl_err_form_*): codes no other route uses.
+_FORM_ERRORS: dict[str, type[DifyHTTPError]] = {
+    "human_input_form_submitted": FormAlreadySubmitted,
+    "human_input_form_expired": FormExpired,
+    "invalid_form_data": FormInvalid,
+}
 
 
 def to_http_error(status: int, body: bytes, headers: httpx.Headers) -> DifyError:
@@ -38,6 +47,8 @@ def to_http_error(status: int, body: bytes, headers: httpx.Headers) -> DifyError
         return DifyRateLimited(text, **kwargs)
     if status == 429 or code == "provider_quota_exceeded":
         return DifyQuotaExceeded(text, **kwargs)
+    if code in _FORM_ERRORS:
+        return _FORM_ERRORS[code](text, **kwargs)
     if (status == 404 and "conversation" in message.lower()) or code == "conversation_completed":
         return ConversationNotFound(text, **kwargs)
     if status in (401, 403):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ import orjson
 
 from bot.dify_events import to_event
 from bot.errors import ConversationNotFound, DifyProtocolError, DifyStreamCut
-from bot.models import AnswerEnd, AnswerEvent, TextDelta, TextReplace
+from bot.models import AnswerEnd, AnswerEvent, FormRequest, TextDelta, TextReplace
 from bot.sse import Frame, iter_frames
 
 if TYPE_CHECKING:
@@ -21,24 +22,46 @@ if TYPE_CHECKING:
 # After the closing event Dify may still send tts_message_end or workflow_finished; reading them
 # lets the connection go back to the pool, but never for longer than this.
 DRAIN_SECONDS = 2.0
+# The ids a stream names, by app mode: tracking stops once all are known.
+_IDS = {
+    "advanced-chat": ("task_id", "conversation_id", "message_id", "workflow_run_id"),
+    "workflow": ("task_id", "workflow_run_id"),
+}
+_CHAT_IDS = ("task_id", "conversation_id", "message_id")
 
 
 class AnswerStream:
-    """Iterate to get events; ``task_id``/``conversation_id``/``message_id`` fill in as they come.
+    """Iterate to get events; ``task_id``/``conversation_id``/``message_id`` and
+    ``workflow_run_id`` fill in as they come.
 
-    The stream ends at the first closing event (``message_end`` or ``workflow_finished``), or when
-    the connection closes. A broken connection raises DifyStreamCut.
+    The stream ends at the first closing event (``message_end`` or ``workflow_finished``, or
+    ``workflow_paused``: a run waiting for a person), or when the connection closes. A paused end
+    carries the forms (``FormRequest``) and ends at once: Dify's body goes on for another second
+    with nothing in it. A broken connection raises DifyStreamCut.
+
+    ``follow`` (``DifyClient.run_events``) reads a run's event stream instead: see ``Follow``.
     """
 
     def __init__(
-        self, client: DifyClient, response: httpx.Response, request: AnswerRequest
+        self,
+        client: DifyClient,
+        response: httpx.Response,
+        request: AnswerRequest | None = None,
+        *,
+        follow: Follow | None = None,
     ) -> None:
         self._client = client
         self._response = response
         self._request = request
+        self._follow = follow
+        self._ids = _IDS.get(client.mode, _CHAT_IDS)
         self.task_id = ""
         self.conversation_id = ""
         self.message_id = ""
+        # Newer Dify names the run in a header, so it is known even if the socket drops before
+        # workflow_started; 1.14.1 does not send it (hitl_chatflow_pause.meta.json).
+        self.workflow_run_id = response.headers.get("x-workflow-run-id", "")
+        self.forms: dict[str, FormRequest] = {}  # human_input_required seen, by form id
         self.pings = 0
         self.texts = 0
 
@@ -46,11 +69,11 @@ class AnswerStream:
         return self._events()
 
     async def _events(self) -> AsyncGenerator[AnswerEvent, None]:
-        mode, origin = self._client.mode, self._client.origin
+        mode, origin, follow = self._client.mode, self._client.origin, self._follow
         tracking = True
         batches = iter_frames(self._response.aiter_bytes())
         try:
-            if self._request.conversation_id:
+            if self._request is not None and self._request.conversation_id:
                 first = await self._first_data(batches)
                 batches = _chain(first, batches)
             async for batch in batches:
@@ -71,16 +94,42 @@ class AnswerStream:
                         continue
                     if isinstance(event, TextDelta | TextReplace):
                         self.texts += 1
+                        if follow is not None and not follow.shows(event, payload):
+                            continue
                     elif isinstance(event, AnswerEnd):
-                        self._check_stale(event, payload)
-                        yield event
-                        await self._drain()
-                        return
+                        closing, done = self._closing(event, payload)
+                        for item in closing:
+                            yield item
+                        if done:
+                            # A paused run's body trails on for ~1 s with nothing in it, and
+                            # a followed run's may never end (continue_on_pause): close those.
+                            if follow is None and not event.paused:
+                                await self._drain()
+                            return
+                        continue
+                    elif isinstance(event, FormRequest):
+                        self.forms[event.form_id or event.token] = event
                     yield event
+            if follow is not None and follow.held is not None:
+                yield follow.held  # the body ended after message_end, before workflow_finished
         except httpx.TransportError as exc:
             raise DifyStreamCut(f"stream broken: {type(exc).__name__}", code="stream_cut") from exc
         finally:
             await batches.aclose()
+
+    def _closing(self, end: AnswerEnd, payload: dict[str, Any]) -> tuple[list[AnswerEvent], bool]:
+        """What a closing event yields, and whether the stream ends with it."""
+        self._check_stale(end, payload)
+        forms = end.forms
+        if end.paused:  # the forms as human_input_required described them, display_in_ui too
+            forms = tuple(self.forms.get(f.form_id, f) for f in forms) or tuple(self.forms.values())
+        end = dataclasses.replace(
+            end, workflow_run_id=end.workflow_run_id or self.workflow_run_id, forms=forms
+        )
+        if self._follow is None:
+            return [end], True
+        chatflow = self._client.mode == "advanced-chat"
+        return self._follow.closing(end, payload, chatflow=chatflow)
 
     async def _first_data(self, batches: AsyncGenerator[list[Frame], None]) -> list[Frame]:
         """Frames up to the first data frame; if that takes too long, check the conversation.
@@ -113,22 +162,25 @@ class AnswerStream:
                 return seen
 
     async def _conversation_exists(self) -> bool:
-        conversation_id = self._request.conversation_id or ""
-        return await self._client.conversation_exists(conversation_id, user=self._request.user)
+        request = self._request
+        if request is None or not request.conversation_id:
+            return True
+        return await self._client.conversation_exists(request.conversation_id, user=request.user)
 
     def _track(self, payload: dict[str, Any]) -> bool:
-        """Remember the ids as they appear; False once all three are known."""
-        for name in ("task_id", "conversation_id", "message_id"):
+        """Remember the ids as they appear; False once all the mode's ids are known."""
+        for name in self._ids:
             value = payload.get(name)
             if value and isinstance(value, str) and not getattr(self, name):
                 setattr(self, name, value)
-        return not (self.task_id and self.conversation_id and self.message_id)
+        return not all(getattr(self, name) for name in self._ids)
 
     def _check_stale(self, end: AnswerEnd, payload: dict[str, Any]) -> None:
         """A Chatflow run for a stale conversation fails at once, without conversation ids
         (dify-api.md §6.3): report it as ConversationNotFound so the caller retries fresh."""
         if (
             end.status == "failed"
+            and self._request is not None
             and self._request.conversation_id
             and not payload.get("conversation_id")
             and not self.texts
@@ -140,6 +192,60 @@ class AnswerStream:
             async with asyncio.timeout(DRAIN_SECONDS):
                 async for _ in self._response.aiter_bytes():
                     pass
+
+
+class Follow:
+    """How ``run_events`` reads a run's stream so a caller can continue the reply it shows.
+
+    ``known`` is the text the caller already shows. The run's end is ``workflow_finished`` (a
+    ``message_end`` before it is held and merged in), or ``workflow_paused`` unless
+    ``keep_open`` (``continue_on_pause``): then the paused end is yielded and the stream goes on.
+    A Chatflow's finished answer is also yielded as a ``TextReplace`` of ``outputs.answer`` when
+    it differs from what was shown: the events published before the subscription are lost, and
+    a run that had already finished sends nothing but that one event.
+    """
+
+    def __init__(self, *, known: str = "", keep_open: bool = False) -> None:
+        self.known = known
+        self.keep_open = keep_open
+        self.held: AnswerEnd | None = None
+
+    def shows(self, event: TextDelta | TextReplace, payload: dict[str, Any]) -> bool:
+        """False for a snapshot's stale answer: it replays the message row, which Dify writes
+        only at pauses and at the end (``reason: ""``), so mid-run it lags what is shown."""
+        if isinstance(event, TextDelta):
+            self.known += event.text
+            return True
+        if payload.get("reason") == "" and not event.text.startswith(self.known):
+            return False
+        self.known = event.text
+        return True
+
+    def closing(
+        self, end: AnswerEnd, payload: dict[str, Any], *, chatflow: bool
+    ) -> tuple[list[AnswerEvent], bool]:
+        if payload.get("event") == "message_end":
+            self.held = end  # workflow_finished follows at once, with the status and outputs
+            return [], False
+        if end.paused:
+            return [end], not self.keep_open
+        held, self.held = self.held, None
+        if held is not None:
+            end = dataclasses.replace(
+                end,
+                message_id=end.message_id or held.message_id,
+                conversation_id=end.conversation_id or held.conversation_id,
+                usage=held.usage,
+                retriever_resources=held.retriever_resources,
+                files=end.files or held.files,
+            )
+        answer = end.outputs.get("answer")
+        if not chatflow or not isinstance(answer, str) or answer == self.known:
+            return [end], True
+        if end.status != "succeeded" and not answer.startswith(self.known):
+            return [end], True  # never rewind a stopped or failed answer
+        self.known = answer
+        return [TextReplace(answer), end], True
 
 
 async def _next(batches: AsyncIterator[list[Frame]]) -> list[Frame] | None:

@@ -16,7 +16,15 @@
             ├── DifyAuthError            401 / 403: bad key, app disabled
             ├── ConversationNotFound     404 "Conversation Not Exists", conversation_completed, or a
             │                            stream that proves the stored conversation is gone
-            └── DifyStreamError          an in-stream ``error`` event (HTTP was already 200)
+            ├── DifyStreamError          an in-stream ``error`` event (HTTP was already 200)
+            ├── RunNotFound              404 on /workflow/{id}/events: unknown run, another
+            │                            user's or app's (Dify says "Workflow run not found")
+            └── FormError                a Human Input form cannot take this submission
+                ├── FormNotFound         404: unknown token, another app's form
+                ├── FormAlreadySubmitted 412 human_input_form_submitted: a submit already won
+                ├── FormExpired          412 human_input_form_expired
+                └── FormInvalid          400 invalid_form_data: the form stays open; ``message``
+                                         is Dify's reason ("Missing required inputs: note")
 
 Every Dify error carries ``status``, ``code`` and ``retry_after`` (seconds, or None) so callers can
 decide without parsing messages.
@@ -111,3 +119,27 @@ class ConversationNotFound(DifyHTTPError):
 
 class DifyStreamError(DifyHTTPError):
     """Dify reported an error inside a stream that had already started."""
+
+
+class RunNotFound(DifyHTTPError):
+    """Dify knows no such workflow run for this app and user (the events endpoint's 404)."""
+
+
+class FormError(DifyHTTPError):
+    """A Human Input form cannot take this submission."""
+
+
+class FormNotFound(FormError):
+    """No form with this token for this app (or it was not delivered to the WebApp)."""
+
+
+class FormAlreadySubmitted(FormError):
+    """Someone's submit already won: forms are one-shot, whoever submits first."""
+
+
+class FormExpired(FormError):
+    """The form's expiration time has passed (or it timed out)."""
+
+
+class FormInvalid(FormError):
+    """Dify refused the values or the action; the form stays open for another try."""

@@ -129,11 +129,118 @@ class FileOut:
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerEnd:
-    """The answer is final (``message_end`` or ``workflow_finished``, whichever came first).
+class Reasoning:
+    """Separated reasoning of an LLM node (``reasoning_chunk``): a delta beside the answer,
+    never part of it; ``final`` closes one node's reasoning (its text may be empty)."""
 
-    ``status`` is ``succeeded``, ``stopped`` (user stop) or ``failed`` (Chatflow run failed; no
-    ``error`` event follows on Dify 1.13.2).
+    text: str
+    final: bool = False
+    node_id: str = ""
+
+
+# ---- Human Input forms (Dify 1.14+, Chatflow and Workflow apps) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    """One input of a Human Input form, named by its ``output_variable_name``.
+
+    ``type`` is ``paragraph`` (multi-line text), ``select`` (one of ``options``), ``file`` or
+    ``file-list`` (at most ``max_files``, 0 = no limit) taking file mappings; an unknown type is
+    kept as Dify sent it. ``default`` is the constant default or the one Dify resolved.
+    """
+
+    name: str
+    type: str
+    default: str = ""
+    options: tuple[str, ...] = ()
+    file_types: tuple[str, ...] = ()
+    file_extensions: tuple[str, ...] = ()
+    upload_methods: tuple[str, ...] = ()
+    max_files: int = 0
+
+    @property
+    def is_file(self) -> bool:
+        return self.type in ("file", "file-list")
+
+
+@dataclass(frozen=True, slots=True)
+class FormAction:
+    """A button of a form; ``style`` is ``primary``, ``default``, ``accent`` or ``ghost``."""
+
+    id: str
+    title: str
+    style: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class FormRequest:
+    """A Human Input node waits for a person (``human_input_required``).
+
+    ``token`` answers it through ``/form/human_input/{token}``; it is empty when the node is
+    delivered only by e-mail or in the console, and then the Service API cannot answer it.
+    ``content`` is Markdown with the run's variables filled in and ``{{#$output.<field>#}}``
+    marking where each field's value goes (``text()`` shows it without them). ``expires_at`` is
+    Unix seconds. ``workflow_run_id`` is the run to follow once it is answered.
+    """
+
+    token: str
+    form_id: str
+    node_id: str
+    node_title: str
+    content: str
+    fields: tuple[FormField, ...] = ()
+    actions: tuple[FormAction, ...] = ()
+    expires_at: int | None = None
+    workflow_run_id: str = ""
+    display_in_ui: bool = True
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.token)
+
+    def is_expired(self, now: float) -> bool:
+        """Dify refuses a form from its expiry second on (``expiration_time <= now``)."""
+        return self.expires_at is not None and self.expires_at <= now
+
+    def text(self, blank: str = "") -> str:
+        """The content with each field placeholder replaced by ``blank``."""
+        text = self.content
+        for item in self.fields:
+            text = text.replace("{{#$output." + item.name + "#}}", blank)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class FormFilled:
+    """A form was answered and the run resumed (``human_input_form_filled``).
+    ``content`` is the form text with the submitted values in place."""
+
+    node_id: str
+    node_title: str
+    action_id: str
+    action_text: str
+    content: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FormTimedOut:
+    """Nobody answered in time; the run resumed down the node's timeout branch."""
+
+    node_id: str
+    node_title: str
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEnd:
+    """The answer is final (``message_end`` or ``workflow_finished``, whichever came first), or
+    the run paused for a person (``workflow_paused``).
+
+    ``status`` is ``succeeded``, ``stopped`` (user stop), ``failed`` (Chatflow run failed; no
+    ``error`` event follows on Dify 1.13.2) or ``paused``: then ``forms`` are the forms it waits
+    for and the answer continues, in the same message, on ``DifyClient.run_events`` of
+    ``workflow_run_id`` once one is submitted.
     """
 
     message_id: str = ""
@@ -144,9 +251,26 @@ class AnswerEnd:
     retriever_resources: tuple[dict[str, Any], ...] = ()
     files: tuple[FileOut, ...] = ()
     outputs: dict[str, Any] = field(default_factory=dict)
+    workflow_run_id: str = ""
+    forms: tuple[FormRequest, ...] = ()
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
 
 
-AnswerEvent = TextDelta | TextReplace | AgentThought | Progress | FileOut | AnswerEnd
+AnswerEvent = (
+    TextDelta
+    | TextReplace
+    | AgentThought
+    | Progress
+    | FileOut
+    | Reasoning
+    | FormRequest
+    | FormFilled
+    | FormTimedOut
+    | AnswerEnd
+)
 
 
 @dataclass(frozen=True, slots=True)

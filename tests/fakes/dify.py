@@ -3,6 +3,11 @@
 Defaults behave like a real server hosting an "echo" app (answer = ``"echo: " + query``), with
 real conversation state; ``enqueue(path, *behaviours)`` scripts the next answers on a path.
 Wire details (JSON flavours, headers, pings, error texts) follow tests/fixtures/dify/.
+
+Runs that pause for a person or outlive their client follow the 1.14.1 captures: a
+``HumanFlow`` (``FakeDify(flow=...)`` or enqueued) pauses at Human Input nodes, answered through
+``/form/human_input/{token}`` and followed on ``/workflow/{run_id}/events``; a ``CutRun`` drops
+the connection while its run goes on (dify_runs, dify_run_routes).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -18,14 +24,17 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from tests.fakes import dify_events as ev
-from tests.fakes import dify_generate, dify_routes
+from tests.fakes import dify_generate, dify_routes, dify_run_routes
 from tests.fakes.dify_behaviours import (
     TURN_BEHAVIOURS,
     Answer,
     Behaviour,
     Cut,
+    CutRun,
     FailedRun,
     HttpError,
+    HumanFlow,
+    HumanInput,
     Replay,
     ReplayHTTP,
     SilentPing,
@@ -33,6 +42,8 @@ from tests.fakes.dify_behaviours import (
     StreamError,
 )
 from tests.fakes.dify_generate import GENERATE_PATHS
+from tests.fakes.dify_run_state import Form, Run
+from tests.fakes.dify_runs import RunEngine
 from tests.fakes.dify_state import (
     FILE_PARTS,
     RECORDED,
@@ -55,12 +66,17 @@ __all__ = [
     "Answer",
     "Behaviour",
     "Cut",
+    "CutRun",
     "FailedRun",
     "FakeDify",
+    "Form",
     "HttpError",
+    "HumanFlow",
+    "HumanInput",
     "RecordedRequest",
     "Replay",
     "ReplayHTTP",
+    "Run",
     "SilentPing",
     "Stall",
     "StreamError",
@@ -84,6 +100,11 @@ class FakeDify:
         ping_interval: float = 10.0,
         upload_limit_mb: float = 0.0,
         app_id: str | None = None,
+        flow: HumanFlow | None = None,
+        close_delay: float = 0.0,
+        resume_delay: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        version: str = "1.13.2",
     ) -> None:
         self.mode = mode
         self.api_key = api_key
@@ -100,6 +121,22 @@ class FakeDify:
         self.ping_interval = ping_interval
         self.upload_limit_mb = upload_limit_mb  # 0 = unlimited
         self.app_id = app_id or str(uuid.uuid4())
+        # Runs (1.14.1): ``flow`` makes every Chatflow/Workflow message pause at Human Input
+        # nodes. A paused or finished stream's body ends ``close_delay`` after its last event
+        # (about 1 s on a real server; 0 keeps tests fast); a submitted form's run resumes
+        # ``resume_delay`` later (35-80 ms on 1.14.1). ``clock`` decides form expiry.
+        self.flow = flow
+        self.close_delay = close_delay
+        self.resume_delay = resume_delay
+        self.hold_resumes = False  # True: a resumed run waits for ``release(run_id)`` to start
+        self.clock = clock
+        self.version = version
+        self.idle_timeout = 300.0  # an events stream with nothing to say closes after this
+        # The snapshot's message_replace is the message row's answer, which Dify writes at a
+        # pause and at the end; True replays the live answer instead.
+        self.snapshot_live = False
+        self.other_keys: set[str] = set()  # keys of other apps: valid, but own no forms or runs
+        self.engine = RunEngine(self)
         self.tenant_id = str(uuid.uuid4())
         default_parameters = "workflow_parameters" if mode == "workflow" else "parameters"
         self.parameters: dict[str, Any] = (
@@ -132,6 +169,7 @@ class FakeDify:
         app.on_response_prepare.append(self._add_headers)
         dify_generate.add_routes(app, self)
         dify_routes.add_routes(app, self)
+        dify_run_routes.add_routes(app, self)
         # handler_cancellation: a client disconnect cancels the handler, so idle streams notice.
         self._runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
@@ -146,6 +184,7 @@ class FakeDify:
         self.closing.set()
         for control in list(self._controls):
             control.interrupt("close")
+        await self.engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -182,6 +221,54 @@ class FakeDify:
             if isinstance(behaviour, TURN_BEHAVIOURS) and path not in GENERATE_PATHS:
                 raise ValueError(f"{type(behaviour).__name__} needs a generate route, not {path}")
         self._scripts[path].extend(behaviours)
+
+    # ---- runs, forms (1.14.1) ----------------------------------------------------------------
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every workflow run the engine started, oldest first."""
+        return list(self.engine.runs.values())
+
+    def run(self, run_id: str) -> Run:
+        return self.engine.runs[run_id]
+
+    def form(self, token: str) -> Form:
+        return self.engine.forms[token]
+
+    def release(self, run_id: str) -> None:
+        """Let a run held by ``CutRun(until="release")`` or ``HumanInput.hold_after`` go on."""
+        self.engine.release(self.engine.runs[run_id])
+
+    def expire_forms(self) -> list[Form]:
+        """Celery beat's timeout check: waiting forms past expiry (per ``clock``) time out and
+        their runs resume down the timeout branch."""
+        return self.engine.expire_due()
+
+    async def wait_run(
+        self,
+        count: int = 1,
+        *,
+        status: str | None = None,
+        held: bool | None = None,
+        subscribed: int | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 (part of the fake's contract)
+    ) -> Run:
+        """The ``count``-th run once it exists (and has ``status``, is ``held``, has
+        ``subscribed`` live event streams, if given)."""
+
+        def ready() -> bool:
+            if len(self.engine.runs) < count:
+                return False
+            run = self.runs[count - 1]
+            return (
+                (status is None or run.status == status)
+                and (held is None or run.held == held)
+                and (subscribed is None or len(run.subscribers) >= subscribed)
+            )
+
+        what = f"run #{count} status={status} held={held} subscribed={subscribed}"
+        await self._until(ready, timeout, what)
+        return self.runs[count - 1]
 
     def end_user_id(self, user: str) -> str:
         """Dify's EndUser id for a ``user`` string: stable per app, like the real table row."""
@@ -280,7 +367,7 @@ class FakeDify:
             message = "Authorization header must be provided and start with 'Bearer'"
         elif header.split(None, 1)[0].lower() != "bearer":
             message = "Authorization scheme must be 'Bearer'"
-        elif header.split(None, 1)[1] != self.api_key:
+        elif header.split(None, 1)[1] not in {self.api_key, *self.other_keys}:
             message = "Access token is invalid"
         else:
             return None
@@ -289,7 +376,7 @@ class FakeDify:
 
     async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         for name, value in DIFY_HEADERS.items():
-            response.headers.setdefault(name, value)
+            response.headers.setdefault(name, self.version if name == "X-Version" else value)
         response.headers["Server"] = DIFY_HEADERS["Server"]  # aiohttp has set its own by now
 
     # ---- streams ----------------------------------------------------------------------------

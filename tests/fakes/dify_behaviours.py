@@ -33,6 +33,11 @@ class Answer:
     progress: bool = True
     first_delay: float = 0.0
     delays: tuple[float, ...] = ()
+    # Newer events: ``reasoning`` deltas stream as ``reasoning_chunk`` before the answer (an LLM
+    # node with separated reasoning); ``tts`` audio chunks follow the text chunks as
+    # ``tts_message``, and ``tts_message_end`` trails the closing events.
+    reasoning: tuple[str, ...] = ()
+    tts: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -113,8 +118,140 @@ class Stall:
     seconds: float
 
 
+def paragraph(name: str, *, default: str = "", selector: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A paragraph input as 1.14.1 sends it (``default`` constant, or a variable ``selector``)."""
+    kind = "variable" if selector else "constant"
+    source = {"type": kind, "selector": list(selector), "value": "" if selector else default}
+    return {"type": "paragraph", "output_variable_name": name, "default": source}
+
+
+def select(name: str, options: tuple[str, ...]) -> dict[str, Any]:
+    source = {"type": "constant", "selector": [], "value": list(options)}
+    return {"type": "select", "output_variable_name": name, "option_source": source}
+
+
+def file_input(
+    name: str,
+    *,
+    types: tuple[str, ...] = ("document",),
+    extensions: tuple[str, ...] = (),
+    methods: tuple[str, ...] = ("local_file", "remote_url"),
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """A ``file`` input, or a ``file-list`` one when ``limit`` (``number_limits``) is given."""
+    item: dict[str, Any] = {
+        "type": "file" if limit is None else "file-list",
+        "output_variable_name": name,
+        "allowed_file_types": list(types),
+        "allowed_file_extensions": list(extensions),
+        "allowed_file_upload_methods": list(methods),
+    }
+    if limit is not None:
+        item["number_limits"] = limit
+    return item
+
+
+APPROVE = {"id": "approve", "title": "Approve", "button_style": "primary"}
+REJECT = {"id": "reject", "title": "Reject", "button_style": "default"}
+
+
+@dataclass(frozen=True)
+class HumanInput:
+    """A Human Input node (WebApp delivery) and the text its branch streams once answered.
+
+    Defaults are the captured node ``human`` of apps A and B (dify-captures README, "Human
+    input"). ``content`` and ``after`` are templates: ``{{#sys.query#}}``, ``{{#start.<input>#}}``,
+    ``{{#<node>.<output>#}}`` (``__action_id``, ``__action_value``, an input's name) are
+    substituted; ``{{#$output.<input>#}}`` stays in the form until it is submitted. ``timeout``
+    is in seconds (Dify only offers hours and days; tests want less). ``webapp=False`` is an
+    Email/Console-only node: its form has no token and the Service API cannot answer it.
+    ``on_timeout`` is what the node's timeout branch streams. ``hold_after``: after that many
+    chunks of ``after`` the resumed run waits until ``FakeDify.release(run_id)``.
+    """
+
+    node_id: str = "human"
+    title: str = "Review"
+    content: str = "Please review: {{#sys.query#}}\n\nNote: {{#$output.note#}}"
+    inputs: tuple[dict[str, Any], ...] = (paragraph("note"),)
+    actions: tuple[dict[str, Any], ...] = (APPROVE, REJECT)
+    timeout: float = 3600.0
+    webapp: bool = True
+    display_in_ui: bool = True
+    after: tuple[str, ...] = (
+        "after form: action=",
+        "{{#human.__action_id#}}",
+        " note=",
+        "{{#human.note#}}",
+    )
+    on_timeout: tuple[str, ...] = ("timed out",)
+    hold_after: int | None = None
+
+
+@dataclass(frozen=True)
+class HumanFlow:
+    """A Chatflow or Workflow run that pauses at each Human Input node in ``steps``.
+
+    The run streams ``before`` (Chatflow: Answer1 ``before form: {{#sys.query#}}``), then pauses
+    at the first node: ``human_input_required``, ``workflow_paused``, and the HTTP body ends
+    ``FakeDify.close_delay`` later. A submit resumes it in the background (after
+    ``FakeDify.resume_delay``): ``GET /workflow/{run_id}/events`` shows the rest. ``outputs`` are
+    a Workflow app's End outputs (templates); its ``after`` chunks stream as ``text_chunk``.
+    Set as ``FakeDify(flow=...)`` for every message, or ``enqueue`` it for one.
+    """
+
+    before: tuple[str, ...] = ("before form: ", "{{#sys.query#}}")
+    steps: tuple[HumanInput, ...] = (HumanInput(),)
+    outputs: tuple[tuple[str, str], ...] = (
+        ("action", "{{#human.__action_id#}}"),
+        ("note", "{{#human.note#}}"),
+        ("query", "{{#sys.query#}}"),
+    )
+
+    @classmethod
+    def captured_workflow(cls) -> HumanFlow:
+        """App B: Start(query) -> Human Input -> End(action, note, query), streamed by the End."""
+        content = "Please review: {{#start.query#}}\n\nNote: {{#$output.note#}}"
+        after = ("{{#human.__action_id#}}", "\n", "{{#human.note#}}", "\n", "{{#start.query#}}")
+        outputs = (
+            ("action", "{{#human.__action_id#}}"),
+            ("note", "{{#human.note#}}"),
+            ("query", "{{#start.query#}}"),
+        )
+        node = HumanInput(content=content, after=after)
+        return cls(before=(), steps=(node,), outputs=outputs)
+
+
+RunWait = Literal["reattach", "release", "none"]
+
+
+@dataclass(frozen=True)
+class CutRun:
+    """A Chatflow answer whose connection drops after ``after`` chunks while its run goes on.
+
+    Dify runs a Chatflow in a worker and relays it, so a dropped client leaves the run going; a
+    client reattaches with ``GET /workflow/{run_id}/events?include_state_snapshot=true``.
+    ``until``: the run then waits for that reattach (``reattach``), for
+    ``FakeDify.release(run_id)`` (``release``), or goes straight on (``none``, the real race).
+    ``chunks``: the whole answer (None = the echo chunks of the query).
+    """
+
+    after: int = 1
+    chunks: tuple[str, ...] | None = None
+    until: RunWait = "reattach"
+
+
 Behaviour = (
-    Answer | HttpError | SilentPing | Cut | StreamError | FailedRun | Replay | ReplayHTTP | Stall
+    Answer
+    | HttpError
+    | SilentPing
+    | Cut
+    | StreamError
+    | FailedRun
+    | Replay
+    | ReplayHTTP
+    | Stall
+    | HumanFlow
+    | CutRun
 )
 # Behaviours that need a generation turn (ids, conversation): only on the generate routes.
-TURN_BEHAVIOURS = (Answer, Cut, StreamError, FailedRun)
+TURN_BEHAVIOURS = (Answer, Cut, StreamError, FailedRun, HumanFlow, CutRun)

@@ -9,7 +9,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from tests.fakes import dify_events as ev
-from tests.fakes.dify_behaviours import Answer, Behaviour, Cut, FailedRun, StreamError
+from tests.fakes.dify_behaviours import (
+    Answer,
+    Behaviour,
+    Cut,
+    CutRun,
+    FailedRun,
+    HumanFlow,
+    StreamError,
+)
 from tests.fakes.dify_payloads import (
     ChatRequestPayload,
     CompletionRequestPayload,
@@ -18,6 +26,7 @@ from tests.fakes.dify_payloads import (
     missing_input,
     validation_message,
 )
+from tests.fakes.dify_run_routes import serve_generation
 from tests.fakes.dify_state import (
     RECORDED,
     SCRIPT,
@@ -45,7 +54,7 @@ from tests.fakes.dify_wire import (
 if TYPE_CHECKING:
     from tests.fakes.dify import FakeDify
 
-CHAT_MODES = frozenset({"chat", "agent-chat", "advanced-chat"})
+CHAT_MODES = frozenset({"chat", "agent-chat", "advanced-chat", "agent"})
 GENERATE_PATHS = frozenset({"/chat-messages", "/completion-messages", "/workflows/run"})
 ROUTE_MODES = {"/completion-messages": "completion", "/workflows/run": "workflow"}
 MODE_ERRORS = {
@@ -115,6 +124,8 @@ class GenerateRoutes:
         streaming = payload.response_mode == "streaming"
         if self.fake.mode == "agent-chat" and not streaming:
             return invalid_param("Agent Chat App does not support blocking mode")
+        if self.fake.mode == "agent" and not streaming:  # New Agent: bad_request (text a guess)
+            return error_response(400, "bad_request", "Agent App does not support blocking mode")
         if (busy := self._busy()) is not None:
             return busy
         user, cid = str(body["user"]), payload.conversation_id
@@ -125,6 +136,8 @@ class GenerateRoutes:
             return error_response(404, "not_found", not_exists_message("/chat-messages"))
         if (bad_file := self._file_error(payload.files or [])) is not None:
             return bad_file
+        if self.fake.flow is not None and self.fake.mode == "advanced-chat":
+            return await self._run(request, self.fake.flow, "/chat-messages", body, streaming)
         compose = self.fake.compose
         answer = compose(payload.query) if compose else Answer(chunks=self.fake.echo(payload.query))
         return await self._answer(request, answer, "/chat-messages", body, streaming=streaming)
@@ -152,11 +165,13 @@ class GenerateRoutes:
             return invalid_param(missing)
         if (busy := self._busy()) is not None:
             return busy
+        streaming = payload.response_mode == "streaming"
+        if self.fake.flow is not None:
+            return await self._run(request, self.fake.flow, "/workflows/run", body, streaming)
         variables = [name for name, _ in form_variables(self.fake.parameters)]
         variable = "query" if "query" in variables or not variables else variables[0]
         # Like the captured workflow app (Start -> End text = query): the input, as one chunk.
         answer = Answer(chunks=[str(payload.inputs.get(variable, ""))])
-        streaming = payload.response_mode == "streaming"
         return await self._answer(request, answer, "/workflows/run", body, streaming=streaming)
 
     def _busy(self) -> web.Response | None:
@@ -185,6 +200,8 @@ class GenerateRoutes:
         streaming = body.get("response_mode") == "streaming"
         if isinstance(script, Answer):
             return await self._answer(request, script, route, body, streaming=streaming)
+        if isinstance(script, HumanFlow | CutRun):
+            return await self._run(request, script, route, body, streaming)
         if not streaming:
             return _blocking_failure(request, script)
         register = not isinstance(script, FailedRun) or script.with_ids
@@ -201,6 +218,20 @@ class GenerateRoutes:
                 await run_cut(gen, script, chunks=chunks, delay=delay)
 
         return await self.fake.serve_stream(request, body_fn, turn=turn)
+
+    async def _run(
+        self,
+        request: web.Request,
+        script: HumanFlow | CutRun,
+        route: str,
+        body: dict[str, Any],
+        streaming: bool,
+    ) -> web.StreamResponse:
+        """A generation backed by a run that lives on its own (dify_runs)."""
+        turn, message = self._begin_turn(route, body)
+        return await serve_generation(
+            self.fake, request, turn=turn, message=message, script=script, streaming=streaming
+        )
 
     async def _answer(
         self,
@@ -299,6 +330,10 @@ class GenerateRoutes:
             return invalid_param("Arg user must be provided.")
         task_id = request.match_info["task_id"]
         self.fake.stops.append(task_id)
+        if (run := self.fake.engine.by_task(task_id)) is not None:
+            self.fake.engine.stop(run, user=str(body.get("user") or ""))
+            self.fake.notify()
+            return json_response({"result": "success"})
         control = self.fake.running.get(task_id)
         if control is not None and (is_workflow or control.user == str(body.get("user"))):
             control.interrupt("stop")

@@ -64,6 +64,11 @@ class StoredMessage:
     answer: str = ""
     message_files: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, Any] | None = None
+    # 1.14.1: a paused run's message is "paused" (streaming only), an aborted one "error";
+    # extra_contents lists its Human Input forms (pending with the token, or what was answered).
+    status: str = "normal"
+    error: str | None = None
+    extra_contents: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         """One item of ``GET /messages`` (messages.response.json)."""
@@ -79,9 +84,9 @@ class StoredMessage:
             "created_at": self.created_at,
             "agent_thoughts": [],
             "message_files": self.message_files,
-            "status": "normal",
-            "error": None,
-            "extra_contents": [],
+            "status": self.status,
+            "error": self.error,
+            "extra_contents": self.extra_contents,
         }
 
 

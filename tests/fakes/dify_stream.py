@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import dify_events as ev
+from tests.fakes import dify_human_events as hev
 from tests.fakes.dify_behaviours import Answer, Cut, FailedRun, Replay, ReplayHTTP, StreamError
 from tests.fakes.dify_wire import (
     PING_FRAME,
@@ -136,6 +137,7 @@ class Generation:
         self.on_text = on_text
         self.on_chunk = on_chunk  # called just before chunk ``i`` is written (benchmark timing)
         self.text = ""
+        self.tts: list[str] = []  # audio chunks still to send, one after each text chunk
         self._start_exec = ev.new_id()
 
     async def begin(self, thoughts: list[dict[str, Any]] | None = None) -> None:
@@ -169,12 +171,26 @@ class Generation:
                 return await self._interrupted()
             if self.on_chunk is not None:
                 self.on_chunk(self.turn, index)
-            await self.s.send(ev.text_delta(self.turn, chunk))
+            await self.s.send(self._delta(chunk))
+            if self.tts:
+                await self.s.send(hev.tts_message(self.turn, self.tts.pop(0)))
             self.text += chunk
             self.on_text(self.text)
             if not await self.s.pause(delays[index] if index < len(delays) else delay):
                 return await self._interrupted()
         return True
+
+    def _delta(self, chunk: str) -> dict[str, Any]:
+        if self.turn.mode == "agent":  # New Agent streams agent_message deltas
+            return hev.agent_delta(self.turn, chunk)
+        return ev.text_delta(self.turn, chunk)
+
+    async def reasoning(self, parts: tuple[str, ...]) -> None:
+        """Separated reasoning before the answer; a last empty ``is_final`` chunk closes it."""
+        for part in parts:
+            await self.s.send(hev.reasoning_chunk(self.turn, part))
+        if parts:
+            await self.s.send(hev.reasoning_chunk(self.turn, "", final=True))
 
     async def _interrupted(self) -> bool:
         if self.s.control.reason == "stop":
@@ -203,6 +219,8 @@ class Generation:
             await self.s.send(ev.message_replace(self.turn, answer.replace))
             self.text = answer.replace
             self.on_text(self.text)
+        if self.turn.mode == "agent":  # New Agent: the whole answer once more, to replace
+            await self.s.send(hev.agent_closing(self.turn, self.text))
         if not self.turn.workflow_backed:
             for given in answer.files:
                 await self.s.send(ev.message_file(self.turn, given))
@@ -210,6 +228,8 @@ class Generation:
             await self._node_epilogue(answer.files)
         for event in self._closing_events(answer):
             await self.s.send(event)
+        if answer.tts:  # trails the closing events
+            await self.s.send(hev.tts_message(self.turn, ""))
 
     def _closing_events(self, answer: Answer) -> list[dict[str, Any]]:
         if self.s.control.aborted and self.turn.mode == "advanced-chat":
@@ -244,12 +264,15 @@ class Generation:
             return ev.workflow_finished(
                 self.turn, outputs=self._outputs(answer.files), files=answer.files
             )
-        return ev.message_end(
+        end = ev.message_end(
             self.turn,
             files=answer.files,
             retriever_resources=answer.retriever_resources,
             usage=answer.usage,
         )
+        if self.turn.mode == "agent":  # New Agent: usage only, never retriever_resources
+            end["metadata"] = {"usage": end["metadata"]["usage"]}
+        return end
 
 
 def _terminals(mode: str, end: str) -> list[str]:
@@ -270,7 +293,9 @@ def cycled(chunks: list[str], count: int) -> list[str]:
 
 
 async def run_answer(gen: Generation, answer: Answer, *, delay: float) -> None:
-    await gen.begin(answer.agent_thoughts if gen.turn.mode == "agent-chat" else None)
+    await gen.begin(answer.agent_thoughts if gen.turn.mode in ("agent-chat", "agent") else None)
+    await gen.reasoning(answer.reasoning)
+    gen.tts = list(answer.tts)
     if await gen.deltas(answer.chunks, delay, delays=answer.delays, first_delay=answer.first_delay):
         await gen.finish(answer)
 
