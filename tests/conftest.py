@@ -98,6 +98,8 @@ SECRET_PATTERNS = [
         "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         "oa-secret",
         "corp-secret",
+        "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0",  # the fake Telegram bot token's secret part
+        "wh-secret_0123456789",  # the Telegram webhook secret tests set
     )
 ] + [re.compile(r"\b(?:wechat|wecom)-token-\d+\b")]
 
