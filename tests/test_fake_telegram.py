@@ -148,6 +148,11 @@ async def test_any_encoding_and_case_is_one_call(tg: FakeTelegram) -> None:
     assert (await raw(tg, url + "sendmessage", params={"chat_id": chat.id, "text": "q"}))[0] == 200
     calls = tg.calls_to("sendMessage")
     assert [c.args["text"] for c in calls] == ["<b>json</b>", "form", "q"]
+    assert [c.content_type for c in calls] == [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ]
     assert calls[0].args["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "1"
     assert [m.text for m in tg.state.sent_by_bot(chat.id)] == ["json", "form", "q"]
 

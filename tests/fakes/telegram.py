@@ -64,6 +64,7 @@ class TelegramCall:
     content_type: str
     at: float
     via: str = "http"  # or "webhook-reply"
+    verb: str = "POST"  # the HTTP method (the Bot API takes GET too)
     status: int = 0
     response: dict[str, Any] = field(default_factory=dict)
 
@@ -337,7 +338,13 @@ class FakeTelegram:
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "Request Entity Too Large")
         call = TelegramCall(
-            method, _decoded(values), files, token, request.content_type, self.clock()
+            method,
+            _decoded(values),
+            files,
+            token,
+            request.content_type,
+            self.clock(),
+            verb=request.method,
         )
         self.calls.append(call)
         self.notify()  # a held call (long poll, hang) is visible to wait_for at once
