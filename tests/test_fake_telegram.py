@@ -60,6 +60,12 @@ class LoopbackSession(AiohttpSession):
             await self._session.close()
 
 
+def buttons(*data: str) -> InlineKeyboardMarkup:
+    """One row of inline buttons labelled and carrying ``data``."""
+    row = [InlineKeyboardButton(text=item, callback_data=item) for item in data]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
+
+
 def bot_for(tg: FakeTelegram, token: str | None = None) -> Bot:
     session = LoopbackSession(api=TelegramAPIServer.from_base(tg.base_url))
     return Bot(token or tg.token, session=session)
@@ -472,9 +478,7 @@ async def test_offsets_limits_and_allowed_updates(tg: FakeTelegram, bot: Bot) ->
     sent = await bot.send_message(
         chat.id,
         "pick",
-        reply_markup=InlineKeyboardMarkup(
-            inline_keyboard=[[InlineKeyboardButton(text="a", callback_data="a")]]
-        ),
+        reply_markup=buttons("a"),
     )
     press = tg.inbound.press(tg.state.messages[(chat.id, sent.message_id)], "a")
     assert press is None and tg.queue.filtered[-1]["callback_query"]["data"] == "a"
@@ -725,9 +729,7 @@ async def test_callback_queries_expire() -> None:
         sent = await bot.send_message(
             chat.id,
             "?",
-            reply_markup=InlineKeyboardMarkup(
-                inline_keyboard=[[InlineKeyboardButton(text="a", callback_data="a")]]
-            ),
+            reply_markup=buttons("a"),
         )
         pressed = tg.inbound.press(tg.state.messages[(chat.id, sent.message_id)], "a")
         assert pressed is not None

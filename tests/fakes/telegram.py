@@ -36,6 +36,7 @@ from tests.fakes.telegram_inbound import Inbound
 from tests.fakes.telegram_methods import ApiError, Args, BotApi, Described, Upload
 from tests.fakes.telegram_store import BotState, CallbackQuery
 from tests.fakes.telegram_updates import Delivery, UpdateQueue, WebhookPusher
+from tests.fakes.waiting import Waiters
 
 TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
 MAX_UPLOAD = 50 * 1024 * 1024  # multipart uploads beyond this get 413
@@ -145,7 +146,7 @@ class FakeTelegram:
         self.revoked: set[str] = set()
         self.origin = ""
         self._scripts: defaultdict[str, deque[Scripted]] = defaultdict(deque)
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._waiters = Waiters("FakeTelegram")
         self._hangs: list[asyncio.Event] = []
         self._runner: web.AppRunner | None = None
         self.queue.on_change = self._queue_changed
@@ -265,28 +266,14 @@ class FakeTelegram:
         timeout: float = 5.0,  # noqa: ASYNC109 (part of the fake's contract)
         what: str = "",
     ) -> None:
-        if predicate():
-            return
-        entry = (predicate, asyncio.get_running_loop().create_future())
-        self._waiters.append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1]
-        except TimeoutError:
-            raise TimeoutError(
-                f"FakeTelegram: no {what or 'condition'} within {timeout} s"
-            ) from None
-        finally:
-            self._waiters.remove(entry)
+        await self._waiters.until(predicate, timeout, what)
 
     def _queue_changed(self) -> None:
         self.webhook.poke()
         self.notify()
 
     def notify(self) -> None:
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
+        self._waiters.notify()
 
     # ---- webhook side -------------------------------------------------------------------
 
