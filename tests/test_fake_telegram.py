@@ -864,4 +864,7 @@ async def test_captured_updates_can_be_pushed_and_answered(tg: FakeTelegram, bot
     assert reply.reply_to_message is not None
     assert reply.reply_to_message.text == "@dify_fake_bot what is RAG?"
     assert reply.message_id == message.message_id + 1
+    captured = json.loads((PAYLOADS / "response_send_message.json").read_text())
+    sent = tg.calls_to("sendMessage")[-1].response["result"]
+    assert shape(sent["from"]) == shape(captured["result"]["from"])
     assert await bot.answer_callback_query(press["callback_query"]["id"], text="Noted")

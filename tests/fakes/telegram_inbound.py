@@ -240,8 +240,8 @@ class Inbound:
             "chat": chat.shape(),
             "from": by or self.user(),
             "date": int(self.wall()),
-            "old_chat_member": {"user": self.state.bot, "status": "left"},
-            "new_chat_member": {"user": self.state.bot, "status": "member"},
+            "old_chat_member": {"user": self.state.bot_user, "status": "left"},
+            "new_chat_member": {"user": self.state.bot_user, "status": "member"},
         }
         return self.queue.push({"my_chat_member": body})
 

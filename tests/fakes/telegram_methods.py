@@ -232,7 +232,11 @@ class BotApi:
 
     def post(self, chat: Chat, **fields: Any) -> Message:
         message = Message(
-            chat, self.state.new_message_id(chat.id), self.state.bot, int(self.wall()), **fields
+            chat,
+            self.state.new_message_id(chat.id),
+            self.state.bot_user,
+            int(self.wall()),
+            **fields,
         )
         message.history.append(message.body)
         self.state.supersede_drafts(chat.id, message.thread_id)

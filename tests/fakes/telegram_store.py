@@ -302,6 +302,11 @@ class BotState:
         self.admin_in: set[int] = set()  # chats where the bot is an administrator
         self._last_message_id: dict[int, int] = {}
 
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        """The bot as it appears in messages (``from``): getMe's capability flags left out."""
+        return {k: self.bot[k] for k in ("id", "is_bot", "first_name", "username")}
+
     def add_chat(self, chat: Chat) -> Chat:
         self.chats.setdefault(chat.id, chat)
         return self.chats[chat.id]
