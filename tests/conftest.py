@@ -101,6 +101,8 @@ SECRET_PATTERNS = [
         "8c5b2a1f9d3e4c7b6a5f4e3d2c1b0a99",  # the fake LINE channel's secret
         "line-long-lived-channel-access-token",
         "dingtalk-test-secret-0123456789abcdefghijklmnopqrstuv",  # tests/fakes/dingtalk.py
+        "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0",  # the fake Telegram bot token's secret part
+        "wh-secret_0123456789",  # the Telegram webhook secret tests set
     )
 ] + [
     re.compile(r"\b(?:wechat|wecom)-token-\d+\b"),
