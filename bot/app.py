@@ -178,8 +178,12 @@ def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
 
 
 def build_web(core: Core) -> web.Application:
-    """The one aiohttp server: health endpoints and every webhook adapter's routes."""
+    """The one aiohttp server: health endpoints and every webhook adapter's routes (which all
+    go through one ``WebhookGuard``: header checks, body deadline and cap, concurrency)."""
+    from adapters.webhooks import GuardLimits, install
+
     app = web.Application(client_max_size=1024 * 1024)
+    install(app, GuardLimits(deadline=core.settings.webhook_body_timeout))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
