@@ -271,7 +271,9 @@ def build_official_account(core: Core, app: web.Application) -> OfficialAccountA
     )
     images = None
     if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
+        core.files.intake.sources[PLATFORM] = MediaFiles(
+            api, core.files.fetch, api_base=str(settings.wechat_api_base)
+        )
         if service is not None and api is not None:
             images = OfficialImages(core.files.answers, api, service)
     adapter = OfficialAccountAdapter(

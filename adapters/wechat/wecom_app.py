@@ -298,6 +298,8 @@ def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
         or s.wechat_locale,  # routing: the account's route may set the bot's language
     )  # fmt: skip
     if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
+        core.files.intake.sources[PLATFORM] = MediaFiles(
+            api, core.files.fetch, api_base=str(s.wecom_api_base)
+        )
     adapter.add_routes(app)
     return adapter

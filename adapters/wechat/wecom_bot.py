@@ -260,7 +260,9 @@ def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
     )
     if core.files is not None:
         core.files.intake.sources[PLATFORM] = BotMediaFiles(
-            core.files.fetch, s.wecom_bot_encoding_aes_key.get_secret_value()
+            core.files.fetch,
+            s.wecom_bot_encoding_aes_key.get_secret_value(),
+            api_base=str(s.wecom_api_base),
         )
     adapter.add_routes(app)
     return adapter
