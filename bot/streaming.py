@@ -25,9 +25,10 @@ class ProgressiveReply:
     the latest text when it has, so a pause in the stream never hides text already received.
     ``finish``/``fail`` wait for the edit in flight and always deliver the whole text.
 
-    ``note`` adds a line shown above the answer from then on, final answer included (a file left
-    out, an answer that starts again). ``on_shown`` is called once, after the first edit that
-    showed some of the answer (the journal remembers it, for a replica that takes over).
+    ``note`` adds a line shown above the answer from then on: in the final answer too (a file
+    left out), or only while it grows (``interim``: an answer that starts again). ``on_shown``
+    is called once, after the first edit that showed some of the answer (the journal remembers
+    it, for a replica that takes over).
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class ProgressiveReply:
         self._reply = reply
         self._on_shown = on_shown
         self._notes: list[str] = []
+        self._interim_notes: set[str] = set()
+        self._started = False  # notes wait for the reply's start (its placeholder, if any)
         self._stretch = stretch  # bot.pace.LoadGauge.stretch: longer intervals under load
         caps = reply.capabilities
         self._editable = caps.can_edit
@@ -65,6 +68,9 @@ class ProgressiveReply:
             await self._reply.start()
         except Exception:
             log.warning("could not show the start of a reply", exc_info=True)
+        self._started = True
+        if self._notes:
+            self._schedule()
 
     def add(self, delta: str) -> None:
         if delta:
@@ -76,14 +82,18 @@ class ProgressiveReply:
             self.text = text
             self._schedule()
 
-    def note(self, line: str) -> None:
+    def note(self, line: str, *, interim: bool = False) -> None:
         if line and line not in self._notes:
             self._notes.append(line)
-            self._schedule()
+            if interim:
+                self._interim_notes.add(line)
+            if self._started:
+                self._schedule()
 
-    def _visible(self, text: str) -> str:
+    def _visible(self, text: str, *, final: bool = False) -> str:
         """The notes, then the answer (each paragraph apart)."""
-        return "\n\n".join([*self._notes, text] if text else self._notes)
+        notes = [n for n in self._notes if not (final and n in self._interim_notes)]
+        return "\n\n".join([*notes, text] if text else notes)
 
     def set_status(self, status: str) -> None:
         if status != self._status:
@@ -92,11 +102,12 @@ class ProgressiveReply:
 
     async def finish(self, answer: Answer, *, text: str | None = None) -> None:
         await self._settle()
-        await self._reply.finish(self._visible(self.text if text is None else text), answer)
+        final = self._visible(self.text if text is None else text, final=True)
+        await self._reply.finish(final, answer)
 
     async def fail(self, notice: str) -> None:
         await self._settle()
-        await self._reply.fail(self._visible(self.text), notice)
+        await self._reply.fail(self._visible(self.text, final=True), notice)
 
     async def close(self) -> None:
         """Stop edits without a final message (cancellation paths)."""
