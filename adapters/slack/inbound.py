@@ -59,7 +59,7 @@ def check_shape(payload: dict[str, Any]) -> None:
     kind = payload.get("type")
     if kind == "url_verification" and not isinstance(payload.get("challenge"), str):
         raise Refused("url_verification without a string challenge")
-    if kind == "event_callback":
+    if kind == "event_callback" or "event" in payload:  # bolt's middleware reads any ``event``
         _check_event(payload.get("event"))
     if "actions" in payload:
         _check_actions(payload["actions"])
