@@ -63,10 +63,10 @@ class GuardLimits:
 
 @dataclass(slots=True)
 class _InFlight:
+    """Unauthenticated bodies being received now, and how many of them are large."""
+
     bodies: int = 0
     large: int = 0
-    peak_bytes: int = 0  # the most unauthenticated body bytes held at once (for tests, figures)
-    held_bytes: int = 0
 
 
 @dataclass
@@ -134,19 +134,15 @@ class WebhookGuard:
         self.in_flight.large -= large
 
     async def _read(self, request: web.Request, max_body: int) -> bytes:
+        """The body, refused past ``max_body`` as it arrives (the length may lie or be absent)."""
         body = bytearray()
-        counts = self.in_flight
         try:
             while chunk := await request.content.read(_CHUNK):
                 if len(body) + len(chunk) > max_body:
                     raise Refused(f"body past {max_body} bytes", status=413)
                 body += chunk
-                counts.held_bytes += len(chunk)
-                counts.peak_bytes = max(counts.peak_bytes, counts.held_bytes)
         except ConnectionError:
             raise HungUp() from None
-        finally:
-            counts.held_bytes -= len(body)
         if request.content_length is not None and len(body) < request.content_length:
             raise HungUp()
         return bytes(body)
