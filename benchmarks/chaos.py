@@ -244,7 +244,8 @@ async def main(args: argparse.Namespace) -> None:
         dify.chaos = dify_faults(rng)  # type: ignore[assignment]
         slack.flaky = lambda method: method != "apps.connections.open" and rng.random() < 0.10
         env = replica_env(dify, slack, database)
-        replicas = [Replica("a", env), Replica("b", env)]
+        # Each its own REPLICA_ID (one host here): A comes back as itself after the kill.
+        replicas = [Replica(name, {**env, "REPLICA_ID": f"chaos-{name}"}) for name in "ab"]
         for replica in replicas:
             await replica.start()
         await slack.until(lambda: len(slack.socket.sockets) == 2, 60, "two connections")

@@ -21,7 +21,7 @@ import httpx
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bot.downloads import GuardedFetch, body_of, content_type
+from bot.downloads import GuardedFetch, Hop, body_of, content_type
 from bot.errors import FileError
 from bot.filetypes import MB, file_type
 from bot.intake import Intake
@@ -129,7 +129,7 @@ class AnswerFiles:
         cap = min(limit or self.max_bytes, self.max_bytes)
         name = linked.filename
         async with self._fetch.open(
-            linked.url, credentials=self._only_dify, limit=cap, name=name
+            linked.url, policy=self._only_dify, limit=cap, name=name
         ) as response:
             data = b"".join([chunk async for chunk in body_of(response, cap, name=name)])
             served = content_type(response)
@@ -139,10 +139,10 @@ class AnswerFiles:
         mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
         return OutFile(name, mime, data, linked)
 
-    def _only_dify(self, url: httpx.URL) -> dict[str, str] | None:
-        """No headers at all (the URL is signed; the API key never goes with it), and only to
-        Dify's own origins."""
-        return {} if _origin(url) in self._origins else None
+    def _only_dify(self, url: httpx.URL) -> Hop | None:
+        """Only Dify's own origins (configured: at whatever address), with no headers at all
+        (the URL is signed; the API key never goes with it)."""
+        return Hop(configured=True) if _origin(url) in self._origins else None
 
     def _resolve(self, href: str) -> httpx.URL | None:
         try:

@@ -96,6 +96,8 @@ class AnswerRun:
         Unanswerable (from the prepare step) propagates for the caller to tell the user."""
         if self._prepared is None:  # once: a fresh retry reuses the uploads
             self._prepared = await self._prepare(self.message, self.dify)
+            for line in self._prepared.notes:  # e.g. a file left out: said above the answer
+                self.reply.note(line)
         request = AnswerRequest(
             query=self._prepared.query,
             user=self.message.dify_user,

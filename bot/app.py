@@ -32,6 +32,7 @@ from storage.conversations import ConversationStore
 from storage.db import create_engine, ping
 from storage.journal import Journal
 from storage.migrate import ensure_schema
+from storage.replicas import Membership, ReplicaRegistry
 from storage.threads import FollowedThreads
 from storage.units import dispose
 
@@ -70,9 +71,11 @@ async def build_core(
     transport: httpx.AsyncBaseTransport | None = None,
     routing: Routing | None = None,
     metrics: Metrics | None = None,
+    replica: bool = False,
 ) -> Core:
     """Create the database (and its folder) if needed, learn each Dify app's mode and check
-    its inputs. ``routing`` defaults to ROUTES_FILE's table; ``metrics`` to a fresh registry."""
+    its inputs. ``routing`` defaults to ROUTES_FILE's table; ``metrics`` to a fresh registry.
+    ``replica`` (``difybot serve``): answer as REPLICA_ID, taking back what its last run left."""
     routing = routing if routing is not None else load_routes(settings)
     metrics = metrics if metrics is not None else Metrics()
     apps = build_apps(settings, routing, metrics=metrics, transport=transport)
@@ -82,16 +85,17 @@ async def build_core(
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
     )
+    journal = Journal(engine, lease=settings.journal_lease_seconds)
     try:
         await ensure_schema(engine, auto_migrate=settings.database_auto_migrate)
         await prepare_apps(apps, routing)
+        membership = await join_replicas(engine, journal, settings.replica_id) if replica else None
     except BaseException:
         await apps.aclose()
         await dispose(engine)
         raise
     store = ConversationStore(engine, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts)
-    journal = Journal(engine, lease=settings.journal_lease_seconds)
     files = build_files(settings, texts, dify.origin, [c.origin for c in apps.extra.values()])
     dispatcher = Dispatcher(
         dify,
@@ -103,11 +107,23 @@ async def build_core(
         routing=routing,
         metrics=metrics,
         prepare=with_inputs(files.intake.prepare, {n: s.inputs for n, s in routing.apps.items()}),
+        membership=membership,
         edit_interval=settings.stream_edit_interval,
     )
     http = apps.pools[settings.dify_base]
     return Core(settings, http, dify, engine, store, dispatcher, files=files, apps=apps,
                 metrics=metrics)  # fmt: skip
+
+
+async def join_replicas(engine: AsyncEngine, journal: Journal, replica_id: str) -> Membership:
+    """Answer as ``replica_id`` (once no live process holds it). A replica that restarts under
+    its old id gives back what its last run left unfinished, so the sweeper finishes it at once
+    rather than when its leases run out."""
+    membership = await ReplicaRegistry(engine).join(replica_id)
+    if membership.returning and (left := await journal.release_owned(membership.replica_id)):
+        log.info("replica %s: %d unfinished answer(s) of its last run taken back",
+                 membership.replica_id, left)  # fmt: skip
+    return membership
 
 
 def build_files(
@@ -178,8 +194,12 @@ def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
 
 
 def build_web(core: Core) -> web.Application:
-    """The one aiohttp server: health endpoints and every webhook adapter's routes."""
+    """The one aiohttp server: health endpoints and every webhook adapter's routes (which all
+    go through one ``WebhookGuard``: header checks, body deadline and cap, concurrency)."""
+    from adapters.webhooks import GuardLimits, install
+
     app = web.Application(client_max_size=1024 * 1024)
+    install(app, GuardLimits(deadline=core.settings.webhook_body_timeout))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -205,7 +225,7 @@ def build_web(core: Core) -> web.Application:
 
 async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None) -> None:
     """``difybot serve``: run until SIGTERM/SIGINT, then finish in-flight answers and exit."""
-    core = await build_core(settings)
+    core = await build_core(settings, replica=True)
     app = build_web(core)
     core.adapters = build_adapters(core, app)
     runner = web.AppRunner(app, access_log=None)
@@ -218,7 +238,8 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
     settle_startup_objects()
     port = _bound_port(runner, settings.port)
     names = ", ".join(a.name for a in core.adapters) or "none (set platform credentials)"
-    log.info("difybot serving on %s:%d; adapters on: %s", settings.host, port, names)
+    log.info("difybot serving on %s:%d; adapters on: %s; replica %s",
+             settings.host, port, names, core.dispatcher.replica)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

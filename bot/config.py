@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +21,16 @@ if TYPE_CHECKING:
 Locale = Literal["en", "ja", "zh"]
 # The platforms a routes file may name (one per adapter; ``wecom_bot`` is the WeCom AI bot).
 PLATFORMS = frozenset({"slack", "wechat", "wecom", "wecom_bot", "console"})
+# WeChat and WeCom generate EncodingAESKey as 43 letters and digits (base64 of 32 bytes, "=" cut).
+_AES_KEY = re.compile(r"[A-Za-z0-9]{43}")
+_REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,47}")
+
+
+def _host_name() -> str:
+    """The default REPLICA_ID: unique per machine, container or pod, and the same after a
+    restart, so a replica recognises the answers it left unfinished."""
+    name = re.sub(r"[^A-Za-z0-9._:-]", "-", socket.gethostname())[:48].strip("-.")
+    return name or "difybot"
 
 
 class Settings(BaseSettings):
@@ -56,10 +68,13 @@ class Settings(BaseSettings):
     database_auto_migrate: bool = True
     conversation_idle_expiry: float = Field(0.0, ge=0)
     journal_lease_seconds: float = Field(30.0, ge=2)
+    # This replica's identity in the journal: stable across restarts, unique among live replicas.
+    replica_id: str = Field(default_factory=_host_name)
 
     # HTTP listener
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    webhook_body_timeout: float = Field(5.0, gt=0, le=60)  # seconds for a webhook's whole body
 
     # answers
     stream_edit_interval: float | None = Field(None, gt=0)
@@ -100,6 +115,9 @@ class Settings(BaseSettings):
     wechat_app_id: str | None = None
     wechat_app_secret: SecretStr | None = None
     wechat_encoding_aes_key: SecretStr | None = None
+    # With an AES key set, also take plain (unencrypted) pushes, still checking their signature,
+    # timestamp and nonce: for the switch between WeChat's plain and safe modes.
+    wechat_compatible_mode: bool = False
     wechat_api_base: AnyHttpUrl = AnyHttpUrl("https://api.weixin.qq.com")
     # Verified service account with the customer-service API: slow answers are pushed; otherwise
     # the user gets "answer coming, send any message" and the next message fetches the answer.
@@ -127,6 +145,30 @@ class Settings(BaseSettings):
     def _key_not_blank(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator(
+        "wechat_encoding_aes_key", "wecom_encoding_aes_key", "wecom_bot_encoding_aes_key",
+        mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _aes_key_shape(cls, value: object) -> object:
+        """Checked here, at load, so a bad key stops startup naming its variable (an empty
+        one means no key, as before)."""
+        if value is None or value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not _AES_KEY.fullmatch(text):
+            raise ValueError(
+                "must be the EncodingAESKey the platform generated: 43 letters and digits"
+            )
+        return value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_shape(cls, value: str) -> str:
+        if not _REPLICA_ID.fullmatch(value):
+            raise ValueError("must be 1-48 letters, digits, '.', '_', ':' or '-'")
         return value
 
     @property

@@ -26,10 +26,11 @@ from bot.preparing import Prepare, Unanswerable, as_is
 from bot.protocols import Reply, Restorer
 from bot.routing import Routing, under_every_app
 from bot.streaming import ProgressiveReply
-from bot.takeover import Sweeper
+from bot.takeover import Sweeper, Takeover
 from bot.texts import Texts
 from storage.conversations import ConversationStore
 from storage.journal import Journal
+from storage.replicas import Membership
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Dispatcher:
     With a ``journal`` (the SQL inbound journal), ``accept`` records each platform message before
     the platform is acked: redeliveries are dropped on every replica, a lease says who answers,
     and a replica that dies has its messages finished by another (``start`` runs the sweeper).
+    Leases are owned by ``replica``: with a ``membership`` (``difybot serve``) that is REPLICA_ID,
+    which survives a restart; the sweeper keeps the membership's heartbeat.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Dispatcher:
         metrics: Metrics | None = None,
         prepare: Prepare = as_is,
         replica: str = "",
+        membership: Membership | None = None,
         edit_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -75,7 +79,8 @@ class Dispatcher:
         self.routing = routing or Routing()  # adapters route their messages through it
         self.metrics = metrics or Metrics()
         self.prepare = prepare
-        self.replica = replica or uuid.uuid4().hex[:16]
+        self._membership = membership
+        self.replica = membership.replica_id if membership else replica or uuid.uuid4().hex[:16]
         self.restorers: dict[str, Restorer] = {}
         self._clock = clock
         self._sleep = sleep
@@ -138,7 +143,13 @@ class Dispatcher:
         return self._start(message, reply, None)
 
     def _start(
-        self, message: IncomingMessage, reply: Reply, entry_id: int | None, *, check: bool = True
+        self,
+        message: IncomingMessage,
+        reply: Reply,
+        entry_id: int | None,
+        *,
+        check: bool = True,
+        takeover: Takeover | None = None,
     ) -> asyncio.Task[None]:
         if check:  # a new message (not one taken over from another replica)
             self.metrics.messages.labels(message.platform, message.key.app).inc()
@@ -153,7 +164,7 @@ class Dispatcher:
             # The journal orders a conversation's messages (its claims), across replicas and
             # takeovers alike; a local queue too could deadlock against it: a message taken
             # over from a dead replica is older than the ones waiting here.
-            work = self._answer_leased(key, message, reply, entry_id)
+            work = self._answer_leased(key, message, reply, entry_id, takeover)
         task = self._track(asyncio.create_task(work))
         if entry_id is not None:
             self._entries.add(entry_id)
@@ -190,18 +201,35 @@ class Dispatcher:
             self._queues.leave(key, previous, done)
 
     async def _answer_leased(
-        self, key: str, message: IncomingMessage, reply: Reply, entry_id: int
+        self,
+        key: str,
+        message: IncomingMessage,
+        reply: Reply,
+        entry_id: int,
+        takeover: Takeover | None = None,
     ) -> None:
         assert self._leases is not None
-        answer = functools.partial(self._answer, key, message, reply, handover=True)
+        answer = functools.partial(
+            self._answer, key, message, reply, entry_id=entry_id, takeover=takeover
+        )
         await self._leases.answer(entry_id, reply, answer)
 
     async def _answer(
-        self, key: str, message: IncomingMessage, reply: Reply, *, handover: bool = False
+        self,
+        key: str,
+        message: IncomingMessage,
+        reply: Reply,
+        *,
+        entry_id: int | None = None,
+        takeover: Takeover | None = None,
     ) -> Outcome:
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)  # this task's log records carry it (each answer has its task)
-        progressive = self._progressive(reply)
+        progressive = self._progressive(reply, on_shown=self._shown_hook(reply, entry_id))
+        if takeover is not None and takeover.shown:
+            # Part of the answer was on screen when its replica let go; Dify cannot continue
+            # that run (yet: resumable runs), so the answer starts again and says so.
+            progressive.note(self.texts.get("restarted", message.locale), interim=True)
         run = AnswerRun(
             self.dify_for(message.key),
             message,
@@ -219,7 +247,7 @@ class Dispatcher:
             outcome = await answer_in_conversation(run, self.store)
         except asyncio.CancelledError:
             outcome = Outcome.INTERRUPTED
-            if not handover:
+            if entry_id is None:  # a journaled answer is handed over, not cut short
                 await run.tell_interrupted()
             raise
         except Unanswerable as exc:
@@ -236,6 +264,15 @@ class Dispatcher:
             report_answer(run, outcome, self.metrics)
         return outcome
 
+    def _shown_hook(
+        self, reply: Reply, entry_id: int | None
+    ) -> Callable[[], Awaitable[None]] | None:
+        """For a journaled answer that is shown as it grows: note in the journal, once, that the
+        user saw some of it (a replica that takes it over then tells them it starts again)."""
+        if entry_id is None or self.journal is None or not reply.capabilities.can_edit:
+            return None
+        return functools.partial(self.journal.mark_shown, entry_id)
+
     # ---- takeover ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -243,7 +280,8 @@ class Dispatcher:
         (with a journal only)."""
         self.load.start()
         if self._sweeper is None and self.journal is not None:
-            self._sweeper = Sweeper(self, self.journal, sleep=self._sleep)
+            self._sweeper = Sweeper(self, self.journal, sleep=self._sleep,
+                                    membership=self._membership)  # fmt: skip
 
     async def take_over(self) -> int:
         """One sweep now: start every orphaned message this replica can restore; how many."""
@@ -253,11 +291,12 @@ class Dispatcher:
     def handles(self, entry_id: int) -> bool:
         return entry_id in self._entries
 
-    def resume(self, message: IncomingMessage, reply: Reply, entry_id: int) -> bool:
-        """Answer a journal entry another replica left; False if it is already handled here."""
-        if entry_id in self._entries or self._closing:
+    def resume(self, message: IncomingMessage, reply: Reply, takeover: Takeover) -> bool:
+        """Answer a journal entry a replica left (another one, or this one's last run); False if
+        it is already handled here."""
+        if takeover.entry_id in self._entries or self._closing:
             return False
-        self._start(message, reply, entry_id, check=False)
+        self._start(message, reply, takeover.entry_id, check=False, takeover=takeover)
         return True
 
     # ---- control -------------------------------------------------------------------------
@@ -298,3 +337,6 @@ class Dispatcher:
                 await task
         if self._leases is not None:
             await self._leases.close()
+        if self._membership is not None:  # a successor under this id need not wait for us
+            with contextlib.suppress(Exception):
+                await self._membership.leave()

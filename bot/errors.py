@@ -5,7 +5,9 @@
     ├── FileError                        a user's or Dify's file could not be passed on (``name``)
     │   ├── FileTooLarge                 over the app's or our size limit (``limit`` in bytes)
     │   └── FileUnavailable              the source would not hand it over (HTML login page,
-    │                                    redirect to a host we do not trust, HTTP error)
+    │       │                            HTTP error, connection trouble)
+    │       └── FileRefused              never fetched: not the platform's own file host, or a
+    │                                    host that resolves to no public address
     └── DifyError                        anything that went wrong talking to Dify
         ├── DifyUnavailable              connect error, timeout, 5xx: Dify could not be reached
         ├── DifyProtocolError            the response broke the wire format (oversize line, bad SSE)
@@ -73,6 +75,11 @@ class FileTooLarge(FileError):
 
 class FileUnavailable(FileError):
     """The file's source refused it, answered something else, or sent us where we do not go."""
+
+
+class FileRefused(FileUnavailable):
+    """The file's URL (or a redirect) leads somewhere we never fetch from; it was not fetched.
+    The message is answered without it."""
 
 
 class DifyError(DifybotError):

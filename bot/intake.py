@@ -6,6 +6,10 @@ silently drop is refused with one localized sentence instead. Accepted files str
 platform into ``/files/upload`` under the chat call's ``user`` and are referenced as
 ``{type, transfer_method: "local_file", upload_file_id}``. Voice notes (and audio clips the app
 cannot take as files) go through ``/audio-to-text`` and become the question.
+
+A file whose URL leads off the platform's own file hosts (``FileRefused``: never fetched) is left
+out, the answer says so in one line, and the rest of the message is answered; any other failure
+refuses the message with one sentence, as before.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from bot.dify import DifyClient
 from bot.downloads import FileSource, capped, check_size, read_all
-from bot.errors import DifyError, DifyHTTPError, FileError, FileTooLarge
+from bot.errors import DifyError, DifyHTTPError, FileError, FileRefused, FileTooLarge
 from bot.filetypes import AUDIO_TO_TEXT_LIMIT, MB, FileRules, file_type, speech_mime_type
 from bot.models import Attachment, IncomingMessage
 from bot.multipart import FilePart
@@ -65,16 +69,20 @@ class Intake:
         source = self.sources.get(message.platform)
         if source is None:
             raise self._refusal("file_failed", message, name=message.attachments[0].name)
+        left_out: list[str] = []
         try:
-            described = await asyncio.gather(*(source.describe(a) for a in message.attachments))
+            described = await asyncio.gather(
+                *(self._describe(source, a, left_out) for a in message.attachments)
+            )
         except FileError as exc:
             raise self._explain(exc, message) from None
-        message = replace(message, attachments=tuple(described))
-        items = self._plan(message, await self.rules(dify))
+        message = replace(message, attachments=tuple(a for a in described if a is not None))
+        items = self._plan(message, await self.rules(dify)) if message.attachments else []
         try:  # concurrently: the answer waits for the slowest file, not for their sum
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    group.create_task(self._take(item, source, message, dify)) for item in items
+                    group.create_task(self._take(item, source, message, dify, left_out))
+                    for item in items
                 ]
         except BaseExceptionGroup as failed:
             first = failed.exceptions[0]
@@ -82,14 +90,35 @@ class Intake:
                 self._explain(first, message) if isinstance(first, FileError) else first
             ) from None
         results = [task.result() for task in tasks]
+        return self._prepared(message, results, left_out)
+
+    def _prepared(
+        self,
+        message: IncomingMessage,
+        results: list[dict[str, Any] | str | None],
+        left_out: list[str],
+    ) -> Prepared:
         words = [message.text, *(r for r in results if isinstance(r, str))]
         files = tuple(r for r in results if isinstance(r, dict))
+        notes = (self._left_out(message, left_out),) if left_out else ()
         query = "\n".join(w for w in words if w.strip())
+        if not query and not files:  # nothing left to ask about
+            raise Unanswerable(notes[0] if notes else self._texts.get("empty", message.locale))
         if not query:
             query = self._default_query or self._texts.get("file_only_query", message.locale)
-        log.info("attachments platform=%s uploaded=%d transcribed=%d",
-                 message.platform, len(files), len(results) - len(files))  # fmt: skip
-        return Prepared(query=query, files=files)
+        log.info("attachments platform=%s uploaded=%d transcribed=%d left_out=%d",
+                 message.platform, len(files), len(words) - 1, len(left_out))  # fmt: skip
+        return Prepared(query=query, files=files, notes=notes)
+
+    async def _describe(
+        self, source: FileSource, attachment: Attachment, left_out: list[str]
+    ) -> Attachment | None:
+        try:
+            return await source.describe(attachment)
+        except FileRefused as exc:
+            log.info("attachment left out: %s", exc)
+            left_out.append(attachment.name)
+            return None
 
     async def rules(self, dify: DifyClient) -> FileRules:
         """The app's file rules, read at most every ``rules_ttl`` seconds per app."""
@@ -135,11 +164,21 @@ class Intake:
     # ---- moving bytes ------------------------------------------------------------------------
 
     async def _take(
-        self, item: _Item, source: FileSource, message: IncomingMessage, dify: DifyClient
-    ) -> dict[str, Any] | str:
-        if item.kind == "voice":
-            return await self._transcribe(item, source, message, dify)
-        return await self._upload(item, source, message, dify)
+        self,
+        item: _Item,
+        source: FileSource,
+        message: IncomingMessage,
+        dify: DifyClient,
+        left_out: list[str],
+    ) -> dict[str, Any] | str | None:
+        try:
+            if item.kind == "voice":
+                return await self._transcribe(item, source, message, dify)
+            return await self._upload(item, source, message, dify)
+        except FileRefused as exc:  # never fetched: the rest of the message goes on
+            log.info("attachment left out: %s", exc)
+            left_out.append(item.attachment.name)
+            return None
 
     async def _upload(
         self, item: _Item, source: FileSource, message: IncomingMessage, dify: DifyClient
@@ -204,6 +243,10 @@ class Intake:
         if isinstance(exc, FileTooLarge):
             return self._refusal("file_too_large", message, name=name, mb=max(exc.limit // MB, 1))
         return self._refusal("file_failed", message, name=name)
+
+    def _left_out(self, message: IncomingMessage, names: list[str]) -> str:
+        text = self._texts.get("file_refused", message.locale)
+        return text.format_map(_Blank(names=", ".join(names)))
 
     def _refusal(self, key: str, message: IncomingMessage, **values: object) -> Unanswerable:
         return Unanswerable(self._texts.get(key, message.locale).format_map(_Blank(values)))

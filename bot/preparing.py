@@ -17,11 +17,13 @@ from bot.models import IncomingMessage
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """The request parts for one message."""
+    """The request parts for one message; ``notes``: lines shown above the answer (a file
+    that was left out), already in the user's language."""
 
     query: str
     files: tuple[dict[str, Any], ...] = ()
     inputs: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 class Unanswerable(DifybotError):

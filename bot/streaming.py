@@ -24,6 +24,11 @@ class ProgressiveReply:
     coalesce into one edit. When an edit is due but the interval has not passed, a timer sends
     the latest text when it has, so a pause in the stream never hides text already received.
     ``finish``/``fail`` wait for the edit in flight and always deliver the whole text.
+
+    ``note`` adds a line shown above the answer from then on: in the final answer too (a file
+    left out), or only while it grows (``interim``: an answer that starts again). ``on_shown``
+    is called once, after the first edit that showed some of the answer (the journal remembers
+    it, for a replica that takes over).
     """
 
     def __init__(
@@ -34,8 +39,13 @@ class ProgressiveReply:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         stretch: Callable[[], float] | None = None,
+        on_shown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._reply = reply
+        self._on_shown = on_shown
+        self._notes: list[str] = []
+        self._interim_notes: set[str] = set()
+        self._started = False  # notes wait for the reply's start (its placeholder, if any)
         self._stretch = stretch  # bot.pace.LoadGauge.stretch: longer intervals under load
         caps = reply.capabilities
         self._editable = caps.can_edit
@@ -58,6 +68,9 @@ class ProgressiveReply:
             await self._reply.start()
         except Exception:
             log.warning("could not show the start of a reply", exc_info=True)
+        self._started = True
+        if self._notes:
+            self._schedule()
 
     def add(self, delta: str) -> None:
         if delta:
@@ -69,6 +82,19 @@ class ProgressiveReply:
             self.text = text
             self._schedule()
 
+    def note(self, line: str, *, interim: bool = False) -> None:
+        if line and line not in self._notes:
+            self._notes.append(line)
+            if interim:
+                self._interim_notes.add(line)
+            if self._started:
+                self._schedule()
+
+    def _visible(self, text: str, *, final: bool = False) -> str:
+        """The notes, then the answer (each paragraph apart)."""
+        notes = [n for n in self._notes if not (final and n in self._interim_notes)]
+        return "\n\n".join([*notes, text] if text else notes)
+
     def set_status(self, status: str) -> None:
         if status != self._status:
             self._status = status
@@ -76,11 +102,12 @@ class ProgressiveReply:
 
     async def finish(self, answer: Answer, *, text: str | None = None) -> None:
         await self._settle()
-        await self._reply.finish(self.text if text is None else text, answer)
+        final = self._visible(self.text if text is None else text, final=True)
+        await self._reply.finish(final, answer)
 
     async def fail(self, notice: str) -> None:
         await self._settle()
-        await self._reply.fail(self.text, notice)
+        await self._reply.fail(self._visible(self.text, final=True), notice)
 
     async def close(self) -> None:
         """Stop edits without a final message (cancellation paths)."""
@@ -124,16 +151,27 @@ class ProgressiveReply:
             if self._status != self._shown_status:
                 self._shown_status = self._status
                 await self._reply.status(self._status)
-            if self.text != self._shown_text:
-                self._shown_text = self.text
+            visible = self._visible(self.text)
+            if visible != self._shown_text:
+                self._shown_text = visible
                 self.edits += 1
-                await self._reply.update(self.text)
+                await self._reply.update(visible)
+                await self._shown()
         except Exception:  # an interim edit may fail; the final one is what must arrive
             log.warning("interim edit failed; the final answer will carry the text", exc_info=True)
         finally:
             self._edit = None
-        if self.text != self._shown_text or self._status != self._shown_status:
+        if self._visible(self.text) != self._shown_text or self._status != self._shown_status:
             self._schedule()
+
+    async def _shown(self) -> None:
+        """After the first edit that showed answer text (a note alone does not count)."""
+        if self._on_shown is not None and self.text:
+            on_shown, self._on_shown = self._on_shown, None
+            try:
+                await on_shown()
+            except Exception:  # bookkeeping only: the answer goes on
+                log.warning("could not record that the answer is shown", exc_info=True)
 
     async def _settle(self) -> None:
         """No more interim edits: cancel the timer, let the edit in flight land."""

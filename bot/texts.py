@@ -11,6 +11,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "unavailable": "The assistant can't be reached right now. Please try again later.",
         "quota": "The assistant has reached its usage limit. Please try again later.",
         "interrupted": "(The answer was interrupted.)",
+        "restarted": "(The answer was interrupted and is starting again.)",
         "stopped": "(Stopped.)",
         "paused": "(This step needs input that can't be given here.)",
         "empty": "(No answer.)",
@@ -27,6 +28,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "file_too_large_dify": "Sorry, “{name}” is larger than the assistant accepts.",
         "too_many_files": "Please send at most {limit} files at once.",
         "file_failed": "Sorry, I couldn't fetch “{name}”. Please try sending it again.",
+        "file_refused": "(Left out “{names}”: files are only taken from this chat's own storage.)",
     },
     "ja": {
         "error": "申し訳ありません。回答中にエラーが発生しました。もう一度お試しください。",
@@ -34,6 +36,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "unavailable": "現在アシスタントに接続できません。しばらくしてからお試しください。",
         "quota": "アシスタントの利用上限に達しました。しばらくしてからお試しください。",
         "interrupted": "(回答が途中で中断されました)",
+        "restarted": "(回答が中断されたため、最初からやり直しています)",
         "stopped": "(停止しました)",
         "paused": "(この手順にはここでは入力できない情報が必要です)",
         "empty": "(回答がありません)",
@@ -49,6 +52,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "file_too_large_dify": "「{name}」はアシスタントが受け付けるサイズを超えています。",
         "too_many_files": "一度に送れるファイルは {limit} 個までです。",
         "file_failed": "「{name}」を取得できませんでした。もう一度送ってください。",
+        "file_refused": "(「{names}」は除外: このチャットの保存先のファイルのみ受け付けます)",
     },
     "zh": {
         "error": "抱歉，回答时出错了，请重试。",
@@ -56,6 +60,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "unavailable": "暂时无法连接助手，请稍后再试。",
         "quota": "助手已达到使用上限，请稍后再试。",
         "interrupted": "（回答被中断。）",
+        "restarted": "（回答被中断，正在重新生成。）",
         "stopped": "（已停止。）",
         "paused": "（此步骤需要在这里无法提供的输入。）",
         "empty": "（没有回答。）",
@@ -71,6 +76,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "file_too_large_dify": "抱歉，“{name}”超出了助手接收的大小。",
         "too_many_files": "一次最多只能发送 {limit} 个文件。",
         "file_failed": "抱歉，没能获取“{name}”，请重新发送。",
+        "file_refused": "（未采用“{names}”：只接收本聊天平台自己存储的文件。）",
     },
 }
 

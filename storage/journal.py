@@ -51,6 +51,7 @@ class JournalEntry:
     status: str
     owner: str | None
     attempts: int
+    shown: bool = False  # some of the answer was shown before its replica let go
 
 
 _older = aliased(t)
@@ -97,7 +98,13 @@ RELEASE = (
     .where(t.c.id == bindparam("entry"), t.c.owner == bindparam("me"), t.c.status.in_(OPEN))
     .values(status="pending", owner=None, lease_until=None, updated_at=bindparam("now"))
 )
+RELEASE_OWNED = (
+    update(t)
+    .where(t.c.owner == bindparam("me"), t.c.status.in_(OPEN))
+    .values(status="pending", owner=None, lease_until=None, updated_at=bindparam("now"))
+)
 SAVE_STATE = update(t).where(t.c.id == bindparam("entry")).values(reply_state=bindparam("state"))
+MARK_SHOWN = update(t).where(t.c.id == bindparam("entry")).values(shown=True)
 KNOWN = select(t.c.id).where(t.c.message_key == bindparam("key"))
 
 
@@ -181,6 +188,17 @@ class Journal:
         params = {"entry": entry_id, "me": owner, "now": self._now()}
         await self._units.run(lambda conn: conn.execute(RELEASE, params).rowcount)
 
+    async def release_owned(self, owner: str) -> int:
+        """Give back every open message ``owner`` holds: a replica that restarts under its old
+        id does this before it takes any message, so what its last life left is answered at
+        once (by whichever replica sweeps first) instead of after the leases run out."""
+        params = {"me": owner, "now": self._now()}
+        return await self._units.run(lambda conn: conn.execute(RELEASE_OWNED, params).rowcount)
+
+    async def mark_shown(self, entry_id: int) -> None:
+        """Some of the answer is on the user's screen: a replica taking over says it restarts."""
+        await self._units.run(lambda conn: conn.execute(MARK_SHOWN, {"entry": entry_id}).rowcount)
+
     async def save_reply_state(self, entry_id: int, state: dict[str, Any]) -> None:
         params = {"entry": entry_id, "state": _dump(state)}
         await self._units.run(lambda conn: conn.execute(SAVE_STATE, params).rowcount)
@@ -239,4 +257,5 @@ def _entry(row: Any) -> JournalEntry:
         status=row["status"],
         owner=row["owner"],
         attempts=int(row["attempts"]),
+        shown=bool(row["shown"]),
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -138,6 +139,8 @@ inbound_messages = Table(
     Column("owner", String(64), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("attempts", Integer(), nullable=False, default=0),
+    # Some of the answer was shown to the user (a replica taking over says it starts again).
+    Column("shown", Boolean(), nullable=False, default=False, server_default=false()),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_inbound_messages_conversation", "conversation_key", "status", "id"),
@@ -155,4 +158,28 @@ followed_threads = Table(
     Column("owner", String(255), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_followed_threads_expires_at", "expires_at"),
+)
+
+
+# Which process answers under each replica id (REPLICA_ID): a restarted replica takes its id back
+# (and the answers it left) once its last process stopped beating; a live one keeps it.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("instance", String(32), nullable=False),  # random per process
+    Column("seen_at", UTCDateTime(), nullable=False),  # the last heartbeat
+)
+
+
+# ---- webhooks ----------------------------------------------------------------------------------
+
+# Signed callbacks seen in the last minutes (a hash of scope, timestamp, nonce and signature):
+# a replayed request is refused on every replica. Rows outlive the timestamp window, then go.
+seen_callbacks = Table(
+    "seen_callbacks",
+    metadata,
+    Column("key", String(64), primary_key=True),  # sha256 hex
+    Column("seen_at", UTCDateTime(), nullable=False),
+    Index("ix_seen_callbacks_seen_at", "seen_at"),
 )

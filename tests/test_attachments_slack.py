@@ -6,6 +6,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakes.dify import Answer, UploadedFile
 from tests.fakes.dify_state import signed_url
 from tests.fakes.slack_bot import SlackBot, slack_bot
@@ -112,7 +114,10 @@ async def test_too_many_files_are_refused(tmp_path: Path) -> None:
         assert await notice(bot) == "_Please send at most 1 files at once._"
 
 
-async def test_the_token_never_follows_a_redirect_off_slack(tmp_path: Path) -> None:
+LEFT_OUT = "(Left out “{}”: files are only taken from this chat's own storage.)"
+
+
+async def test_a_redirect_off_slack_is_never_followed(tmp_path: Path) -> None:
     async with slack_bot(tmp_path) as bot, ForeignHost() as foreign:
         bot.slack.files.foreign = foreign
         moved = bot.slack.files.add("moved.pdf", "application/pdf", PDF, redirect="moved")
@@ -120,23 +125,53 @@ async def test_the_token_never_follows_a_redirect_off_slack(tmp_path: Path) -> N
         files = [bot.slack.files.payload(moved), bot.slack.files.payload(away)]
         await bot.event(shared("two files", files))
         await bot.answered()
-        # A redirect on Slack's own host keeps the token; one to another host drops it.
+        # A redirect on Slack's own host is followed (token kept); one to another host is not.
         auth = [d.authorization for d in bot.slack.files.downloads]
         assert auth == ["Bearer xoxb-test-token"] * 3
-        (headers,) = foreign.seen
-        assert "authorization" not in headers
-        assert sorted(u.data for u in bot.dify.uploads.values()) == sorted([PDF, PNG])
+        assert foreign.seen == []
+        assert [u.data for u in bot.dify.uploads.values()] == [PDF]
+        (ask,) = bot.dify.requests_to("/chat-messages")
+        assert ask.json["query"] == "two files" and len(ask.json["files"]) == 1
+        (answer,) = bot.slack.messages.in_channel("D111")
+        assert answer.body == LEFT_OUT.format("cdn.png") + "\n\necho: two files"
 
 
-async def test_a_file_url_off_slack_never_gets_the_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "where",
+    [
+        "foreign",  # another host altogether
+        "metrics",  # difybot's own /metrics, over loopback
+        "lookalike",  # a Slack-looking name that is not Slack's file host
+    ],
+)
+async def test_a_file_url_off_slack_is_left_out_and_the_text_answered(
+    tmp_path: Path, where: str
+) -> None:
     async with slack_bot(tmp_path) as bot, ForeignHost() as foreign:
         foreign.files["F9"] = PNG
+        url = {
+            "foreign": f"{foreign.origin}/cdn/F9",
+            "metrics": f"{bot.web_url}/metrics",
+            "lookalike": "https://files.slack.com.127.0.0.2.nip.io/files-pri/T1-F9/x.png",
+        }[where]
         item = {"id": "F9", "name": "x.png", "mimetype": "image/png", "size": len(PNG),
-                "url_private_download": f"{foreign.origin}/cdn/F9"}  # fmt: skip
+                "url_private_download": url}  # fmt: skip
         await bot.event(shared("look", [item]))
         await bot.answered()
-        (headers,) = foreign.seen
-        assert "authorization" not in headers
+        assert foreign.seen == []
+        (ask,) = bot.dify.requests_to("/chat-messages")
+        assert ask.json["query"] == "look" and not ask.json.get("files")
+        assert bot.dify.uploads == {}
+        (answer,) = bot.slack.messages.in_channel("D111")
+        assert answer.body == LEFT_OUT.format("x.png") + "\n\necho: look"
+
+
+async def test_a_file_alone_that_is_left_out_is_one_line_and_no_question(tmp_path: Path) -> None:
+    async with slack_bot(tmp_path) as bot:
+        item = {"id": "F8", "name": "m.txt", "mimetype": "text/plain", "size": 10,
+                "url_private_download": f"{bot.web_url}/metrics"}  # fmt: skip
+        await bot.event(shared("", [item]))
+        assert await notice(bot) == f"_{LEFT_OUT.format('m.txt')}_"
 
 
 async def test_an_audio_clip_is_transcribed_when_the_app_takes_no_audio(tmp_path: Path) -> None:

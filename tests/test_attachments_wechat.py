@@ -137,18 +137,15 @@ async def test_a_wecom_bot_image_and_file_are_decrypted_and_uploaded(
     dify.parameters = copy.deepcopy(dify.parameters)
     dify.parameters["file_upload"]["number_limits"] = 5
     pdf = b"%PDF-1.4 tiny"
-    async with (
-        ForeignHost() as cdn,
-        difybot(dify, tmp_path / "db", **wecom_settings(api)) as running,
-    ):
-        cdn.files.update({"img": encrypt_media(JPEG), "doc": encrypt_media(pdf)})
+    api.cdn.update({"img": encrypt_media(JPEG), "doc": encrypt_media(pdf)})
+    async with difybot(dify, tmp_path / "db", **wecom_settings(api)) as running:
         bot = AIBotServer(f"{running.url}/wecom/bot", token="bot-token", aes_key=BOT_AES_KEY)
         mixed = {**bot.message("m-img", ""), "msgtype": "mixed", "mixed": {"msg_item": [
             {"msgtype": "text", "text": {"content": "what is this"}},
-            {"msgtype": "image", "image": {"url": f"{cdn.origin}/cdn/img"}}]}}  # fmt: skip
+            {"msgtype": "image", "image": {"url": f"{api.url}/cdn/img"}}]}}  # fmt: skip
         await bot.converse(mixed)
         document = {**bot.message("m-doc", ""), "msgtype": "file",
-                    "file": {"url": f"{cdn.origin}/cdn/doc"}}  # fmt: skip
+                    "file": {"url": f"{api.url}/cdn/doc"}}  # fmt: skip
         await bot.converse(document)
     file, image = sorted(dify.uploads.values(), key=lambda u: u.filename)
     assert (file.filename, file.mime_type, file.data) == ("file.pdf", "application/pdf", pdf)
@@ -156,6 +153,28 @@ async def test_a_wecom_bot_image_and_file_are_decrypted_and_uploaded(
     first, second = (r.json for r in dify.requests_to("/chat-messages"))
     assert first["query"] == "what is this" and first["files"][0]["type"] == "image"
     assert second["files"][0]["type"] == "document"
+
+
+async def test_a_wecom_bot_file_on_another_host_is_left_out_and_the_text_answered(
+    dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path
+) -> None:
+    async with (
+        ForeignHost() as elsewhere,
+        difybot(dify, tmp_path / "db", **wecom_settings(api)) as running,
+    ):
+        elsewhere.files["img"] = encrypt_media(JPEG)
+        bot = AIBotServer(f"{running.url}/wecom/bot", token="bot-token", aes_key=BOT_AES_KEY)
+        mixed = {**bot.message("m-away", ""), "msgtype": "mixed", "mixed": {"msg_item": [
+            {"msgtype": "text", "text": {"content": "and this?"}},
+            {"msgtype": "image", "image": {"url": f"{elsewhere.origin}/cdn/img"}}]}}  # fmt: skip
+        states = await bot.converse(mixed)
+    assert elsewhere.seen == []  # never contacted
+    (ask,) = dify.requests_to("/chat-messages")
+    assert ask.json["query"] == "and this?" and not ask.json.get("files")
+    assert (
+        states[-1]["content"]
+        == "（未采用“image0.jpg”：只接收本聊天平台自己存储的文件。）\n\necho: and this?"
+    )
 
 
 async def test_a_verified_account_sends_answer_images_as_images(

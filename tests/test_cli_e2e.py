@@ -163,3 +163,24 @@ async def test_sigterm_lets_the_answer_being_streamed_finish_in_slack(tmp_path: 
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_a_malformed_aes_key_stops_serve_before_anything_starts(tmp_path: Path) -> None:
+    """WeChat generates 43 letters and digits; a '+' or '/' (a base64 key from elsewhere) is
+    refused at load, naming the variable, before the database is touched."""
+    env = clean_env(
+        tmp_path,
+        DIFY_API_KEY="app-test-key",
+        DIFY_API_BASE="http://127.0.0.1:9/v1",
+        WECHAT_TOKEN="token",
+        WECHAT_APP_ID="wx0123456789abcdef",
+        WECHAT_ENCODING_AES_KEY="kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1+/",
+    )
+    proc = await difybot("serve", env=env, cwd=tmp_path)
+    _, err = await asyncio.wait_for(proc.communicate(b""), 30)
+    assert proc.returncode == 2
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("difybot: configuration error: WECHAT_ENCODING_AES_KEY: ")
+    assert "43" in lines[0] and "kWxPEV2" not in lines[0]  # the rule, never the value
+    assert not (tmp_path / "state").exists()  # no database created, nothing migrated

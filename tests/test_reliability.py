@@ -22,6 +22,7 @@ from tests.fakes.dify_behaviours import Answer
 from tests.fakes.replies import RecordingReply
 
 SaveState = Callable[[dict[str, Any]], Awaitable[None]]
+RESTARTED = "(The answer was interrupted and is starting again.)"
 
 
 @dataclass
@@ -150,6 +151,7 @@ async def test_a_dead_replicas_answer_is_finished_in_the_same_reply(
     await asyncio.wait_for(replicas.b.idle(), 5)
     assert reply.calls[0] == ("resume", "posted-by-dead")  # edits the dead one's message
     assert ("start", "") not in reply.calls
+    assert not any(RESTARTED in text for _, text in reply.calls)  # nothing was shown yet
     assert reply.final == ("finish", "echo: are you there")
     assert await replicas.a.take_over() == 0
     finished = await replicas.b.journal.get(entry)  # type: ignore[union-attr]
@@ -168,6 +170,8 @@ async def test_shutdown_hands_unfinished_answers_to_another_replica(replicas: Re
     (restored,) = replicas.restored
     await asyncio.wait_for(replicas.b.idle(), 5)
     assert restored.calls[0] == ("resume", reply.saves[0]["messages"][0])
+    # "slow" was on screen: the answer that starts over says so first, until it is final.
+    assert restored.calls[1] == ("update", RESTARTED)
     assert restored.final == ("finish", "echo: long")
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from tests.fakes.slack_bot import slack_bot
 from tests.fakes.slack_payloads import click, command, dm
@@ -53,3 +56,36 @@ async def test_command_and_button_over_http(tmp_path: Path) -> None:
         status, _ = await bot.http_form({"payload": json.dumps(body)})
         assert status == 200
         await bot.slack.wait_for("chat.postEphemeral")
+
+
+MALFORMED = [
+    # Form bodies whose ``payload`` is not a JSON object (bolt json-loads it blindly).
+    ("application/x-www-form-urlencoded", "payload=%7Bnot-json"),
+    ("application/x-www-form-urlencoded", "payload=[]"),
+    ("application/x-www-form-urlencoded", "payload=null"),
+    ("application/x-www-form-urlencoded", 'payload={"type": "block_actions", "actions": "x"}'),
+    # JSON bodies of the right type with the wrong shape inside.
+    ("application/json", '{"type": "event_callback", "team_id": "T0001", "event": "message"}'),
+    ("application/json", '{"type": "event_callback", "team_id": "T0001", "event": {"type": 5}}'),
+    ("application/json", '{"type": "event_callback", "event": {"type": "message", "ts": []}}'),
+    ("application/json", '{"type": "url_verification", "challenge": {"a": 1}}'),
+    ("text/plain", "{not json but braces"),
+]
+
+
+async def test_signed_but_malformed_bodies_get_400_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with slack_bot(tmp_path, socket=False, http=True) as bot:
+        for content_type, raw in MALFORMED:
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                status, _ = await bot.http(raw, content_type=content_type)
+            assert status == 400, raw
+            lines = [r for r in caplog.records if r.name.startswith(("adapters", "slack_bolt"))]
+            assert len(lines) == 1 and lines[0].levelno == logging.INFO, raw
+            assert not any(r.exc_info for r in caplog.records), raw
+        assert bot.dify.requests_to("/chat-messages") == []
+        status, _ = await bot.http_event(dm("still answered", ts="1700000055.000055"))
+        assert status == 200
+        await bot.answered()

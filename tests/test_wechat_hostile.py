@@ -31,8 +31,11 @@ async def post(url: str, query: dict[str, str], body: bytes) -> tuple[int, str, 
         return r.status, await r.text(), time.perf_counter() - started
 
 
-def signed_query(token: str = TOKEN) -> dict[str, str]:
-    return {"signature": sign(token, "1714037059", "486452656"), "timestamp": "1714037059",
+STAMP = str(int(time.time()))  # within the 5-minute window while the tests run
+
+
+def signed_query(token: str = TOKEN, stamp: str = STAMP) -> dict[str, str]:
+    return {"signature": sign(token, stamp, "486452656"), "timestamp": stamp,
             "nonce": "486452656", "openid": "u"}  # fmt: skip
 
 
@@ -49,39 +52,41 @@ MESSAGE = to_xml({"ToUserName": "gh", "FromUserName": "u", "CreateTime": 1, "Msg
                   "Content": "hi", "MsgId": 99})  # fmt: skip
 
 
+SEALED = {"encrypt_type": "aes"}
+
+
 @pytest.mark.parametrize(
-    ("query", "body", "status"),
+    ("safe", "query", "body", "status"),
     [
-        (signed_query("forged"), MESSAGE, 403),
-        ({}, MESSAGE, 403),
-        (signed_query(), BOMB, 400),
-        (signed_query(), EXTERNAL, 400),
-        (signed_query(), b"<xml><Content>unclosed", 400),
-        (signed_query(), b"<xml>" + b"<a>x</a>" * 40_000 + b"</xml>", 413),
+        (False, signed_query("forged"), MESSAGE, 403),
+        (False, {}, MESSAGE, 403),
+        (False, signed_query(stamp="1714037059"), MESSAGE, 403),  # signed in 2024: stale
+        (False, signed_query(), BOMB, 400),
+        (False, signed_query(), EXTERNAL, 400),
+        (False, signed_query(), b"<xml><Content>unclosed", 400),
+        (False, signed_query(), b"<xml>" + b"<a>x</a>" * 40_000 + b"</xml>", 413),
+        (True, signed_query(), MESSAGE, 403),  # plain while a key is set: a downgrade
         (
-            {**signed_query(), "encrypt_type": "aes", "msg_signature": "0" * 40},
+            True,
+            {**signed_query(), **SEALED, "msg_signature": "0" * 40},
             to_xml({"ToUserName": "gh", "Encrypt": "AAAA"}),
             403,
         ),
         (
-            {
-                **signed_query(),
-                "encrypt_type": "aes",
-                "msg_signature": sign(TOKEN, "1714037059", "486452656", "!!"),
-            },
+            True,
+            {**signed_query(), **SEALED, "msg_signature": sign(TOKEN, STAMP, "486452656", "!!")},
             to_xml({"ToUserName": "gh", "Encrypt": "!!"}),
             400,
         ),
     ],
 )
 async def test_refused_requests_process_nothing(
-    running: tuple[Running, FakeDify, FakeWeChatAPI],
-    query: dict[str, str],
-    body: bytes,
-    status: int,
+    tmp_path: Path, safe: bool, query: dict[str, str], body: bytes, status: int
 ) -> None:
-    bot, dify, api = running
-    got, text, seconds = await post(f"{bot.url}/wechat", query, body)
+    async with FakeDify() as dify, FakeWeChatAPI() as api:
+        settings = wechat_settings(api, wechat_encoding_aes_key=AES_KEY if safe else None)
+        async with difybot(dify, tmp_path / "db", **settings) as bot:
+            got, text, seconds = await post(f"{bot.url}/wechat", query, body)
     assert (got, text) == (status, "")
     assert seconds < 0.5
     assert dify.requests_to("/chat-messages") == [] and api.calls == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import aiohttp
@@ -110,7 +111,8 @@ async def test_enter_chat_gets_the_opening_statement(
 async def test_hostile_bodies_are_refused(
     dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path, body: bytes, signed: bool, status: int
 ) -> None:
-    query = {"timestamp": "1", "nonce": "2", "msg_signature": sign("bot-token", "1", "2", "x")}
+    stamp = str(int(time.time()))
+    query = {"timestamp": stamp, "nonce": "2", "msg_signature": sign("bot-token", stamp, "2", "x")}
     async with (
         difybot(dify, tmp_path / "db", **wecom_settings(api)) as running,
         aiohttp.ClientSession() as session,

@@ -8,11 +8,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
-import orjson
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -22,6 +22,7 @@ from adapters.slack.budget import Budgets
 from adapters.slack.commands import DifyCommand
 from adapters.slack.events import RouteOptions, Router
 from adapters.slack.files import SlackFiles
+from adapters.slack.inbound import check_shape, to_payload
 from adapters.slack.listeners import EventListeners
 from adapters.slack.memory import TtlMap
 from adapters.slack.metering import MeteredRateLimitRetryHandler, MeteredWebClient
@@ -29,6 +30,7 @@ from adapters.slack.people import People
 from adapters.slack.places import ReplyOptions
 from adapters.slack.profile import AppProfile
 from adapters.slack.texts import TEXTS as SLACK_TEXTS
+from adapters.webhooks import Refused, guard_of
 from bot.answer_files import FileServices
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
@@ -41,6 +43,8 @@ _TIMEOUT = 15  # seconds, every Web API call
 _CONNECTIONS = 100  # Web API calls in flight at once; more wait for a free connection
 _KEEPALIVE = 30.0  # seconds an idle Web API connection is kept
 _RETRY_MEMORY = 15 * 60.0  # Slack retries an event up to ~5 minutes later
+MAX_BODY = 1024 * 1024  # Slack's largest payloads (interactivity with big views) stay far below
+SIGNATURE_WINDOW = 300.0  # seconds: slack-sdk's SignatureVerifier refuses older timestamps
 
 
 class SlackAdapter:
@@ -57,8 +61,10 @@ class SlackAdapter:
         app_token: str | None,
         signing_secret: str | None = None,
         session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.bolt = bolt
+        self._clock = clock  # Unix seconds, for the signature's timestamp window
         self.answers = answers
         self._session = session  # the Web API clients' connection pool, closed at stop
         self._app_token = app_token
@@ -79,16 +85,31 @@ class SlackAdapter:
         if self._session is not None:
             await self._session.close()
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """HTTP mode: the signature is checked on the raw bytes before anything is parsed (bolt
-        parses first, so a truncated or malformed body would crash it), then bolt dispatches."""
-        body = await request.read()  # within the app's client_max_size, else 413
+    def precheck(self, request: web.Request) -> None:
+        """Before the body: a request without Slack's signature headers, or signed more than
+        five minutes from now (slack-sdk's window), is refused unread."""
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not stamp.isdigit() or not request.headers.get("X-Slack-Signature"):
+            raise Refused("no Slack signature", status=401)
+        if abs(self._clock() - int(stamp)) > SIGNATURE_WINDOW:
+            raise Refused("signature timestamp out of the 5-minute window", status=401)
+
+    async def handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """HTTP mode: the signature is checked on the raw bytes before anything is parsed, the
+        payload read and held to Slack's shapes (bolt would crash on others), then bolt
+        dispatches."""
         if not self._signed(body, request.headers):
-            return web.Response(status=401, text="invalid signature")
-        if not _well_formed(body, request.content_type):
-            return web.Response(status=400, text="malformed body")
-        bolt_request = await to_bolt_request(request)
-        response = await self.bolt.async_dispatch(bolt_request)
+            raise Refused("bad signature", status=401)
+        check_shape(to_payload(body, request.content_type))
+        bolt_request = AsyncBoltRequest(
+            body=body.decode("utf-8"),
+            query=request.query_string,
+            headers=request.headers,  # type: ignore[arg-type]  # bolt: a mapping of str
+        )
+        try:
+            response = await self.bolt.async_dispatch(bolt_request)
+        except Exception as exc:  # bolt's own parsing of a shape we let through
+            raise Refused(f"bolt could not read it ({type(exc).__name__})") from None
         return await to_aiohttp_response(response)
 
     def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
@@ -102,20 +123,6 @@ class SlackAdapter:
             return self._verifier.is_valid(body=body, timestamp=stamp, signature=signature)
         except UnicodeDecodeError:  # slack-sdk decodes the body; Slack only sends UTF-8
             return False
-
-
-def _well_formed(body: bytes, content_type: str) -> bool:
-    """What bolt can parse without crashing: a JSON object, or a UTF-8 form body."""
-    if content_type == "application/json":
-        try:
-            return isinstance(orjson.loads(body), dict)
-        except orjson.JSONDecodeError:
-            return False
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def build_slack(
@@ -182,7 +189,10 @@ def build_slack(
         session=session,
     )
     if secret is not None:
-        web_app.router.add_post(EVENTS_PATH, adapter.handle)
+        route = guard_of(web_app).route(
+            adapter.handle, max_body=MAX_BODY, precheck=adapter.precheck
+        )
+        web_app.router.add_post(EVENTS_PATH, route)
     if not app_token and secret is None:
         log.warning("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET")
     return adapter

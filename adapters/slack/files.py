@@ -2,10 +2,13 @@
 
 In: a message's ``files[]`` (``file_share`` messages and mentions alike) become attachments.
 Slack Connect sends stubs (``file_access: check_file_info``, no URLs) that ``files.info``
-completes. ``url_private_download`` needs the bot token (scope ``files:read``); the token goes
-only to Slack's own hosts (``slack.com`` and its subdomains over HTTPS, and the host of
-``SLACK_API_URL``), re-checked at every redirect hop. Without valid auth Slack answers 200 with
-an HTML login page (slack.md §5), so HTML where a file was expected is a failure, not a file.
+completes. ``url_private_download`` needs the bot token (scope ``files:read``). Files are fetched
+only from Slack's file host (``files.slack.com`` over HTTPS, and ``files.<host>`` of a
+``SLACK_API_URL`` elsewhere, as GovSlack's ``slack-gov.com``) and from the origin of
+``SLACK_API_URL`` itself; whatever a payload says, no other host is contacted, re-checked at every
+redirect hop, and the public file host must resolve to public addresses. The token goes only
+there. Without valid auth Slack answers 200 with an HTML login page (slack.md §5), so HTML where
+a file was expected is a failure, not a file.
 
 Out: Dify's answer files go up with ``files_upload_v2`` (scope ``files:write``) into the
 answer's thread; if that fails, the links stay in a short message instead.
@@ -25,13 +28,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sender import slack_error
 from bot.answer_files import AnswerFiles, LinkedFile, OutFile, fallback_links, without
-from bot.downloads import Download, GuardedFetch, body_of, check_size, content_type
+from bot.downloads import Download, GuardedFetch, Hop, body_of, check_size, content_type
 from bot.errors import FileUnavailable
 from bot.models import Answer, Attachment
 
 log = logging.getLogger(__name__)
 
-_SLACK_DOMAIN = "slack.com"
+FILE_HOST = "files.slack.com"
 
 
 def to_attachments(event: dict[str, Any]) -> tuple[Attachment, ...]:
@@ -63,7 +66,8 @@ class SlackFiles:
         self._fetch = fetch
         self._auth = {"Authorization": f"Bearer {token}"}
         api = httpx.URL(api_url)
-        self._api_host = (api.scheme, api.host, api.port)
+        self._api_origin = (api.scheme, api.host, api.port)
+        self._file_hosts = {FILE_HOST, f"files.{api.host}"}
 
     async def describe(self, attachment: Attachment) -> Attachment:
         return attachment if attachment.url else await self._completed(attachment)
@@ -73,9 +77,7 @@ class SlackFiles:
         attachment = await self.describe(attachment)
         name, url = attachment.name, attachment.url or ""
         check_size(attachment.size, limit, name=name)
-        async with self._fetch.open(
-            url, credentials=self.credentials, limit=limit, name=name
-        ) as response:
+        async with self._fetch.open(url, policy=self.policy, limit=limit, name=name) as response:
             served = content_type(response)
             if served == "text/html" and not attachment.mime_type.startswith("text/html"):
                 raise FileUnavailable(f"{name}: Slack sent a login page (files:read?)", name=name)
@@ -83,15 +85,14 @@ class SlackFiles:
             chunks = body_of(response, limit, name=name)
             yield Download(name, attachment.mime_type or served, size, chunks)
 
-    def credentials(self, url: httpx.URL) -> dict[str, str]:
-        """The bot token for Slack's hosts only; any other host is fetched without it."""
-        return self._auth if self.is_slack(url) else {}
-
-    def is_slack(self, url: httpx.URL) -> bool:
-        host = url.host.lower()
-        if url.scheme == "https" and (host == _SLACK_DOMAIN or host.endswith("." + _SLACK_DOMAIN)):
-            return True
-        return (url.scheme, host, url.port) == self._api_host
+    def policy(self, url: httpx.URL) -> Hop | None:
+        """Slack's file host (public addresses only) and the configured API origin, with the
+        bot token; nothing else."""
+        if (url.scheme, url.host.lower(), url.port) == self._api_origin:
+            return Hop(self._auth, configured=True)
+        if url.scheme == "https" and url.host.lower() in self._file_hosts:
+            return Hop(self._auth)
+        return None
 
     async def _completed(self, stub: Attachment) -> Attachment:
         """A Slack Connect stub, completed by ``files.info``."""

@@ -37,7 +37,9 @@ def is_valid_signature(given: str, *parts: str) -> bool:
 
 def to_aes_key(encoding_aes_key: str) -> bytes:
     """The 32-byte AES key from the 43-character EncodingAESKey; ConfigError if malformed."""
-    if len(encoding_aes_key) != 43 or not encoding_aes_key.isalnum():
+    if len(encoding_aes_key) != 43 or not (
+        encoding_aes_key.isascii() and encoding_aes_key.isalnum()
+    ):
         raise ConfigError("EncodingAESKey must be 43 letters and digits")
     try:
         key = base64.b64decode(encoding_aes_key + "=", validate=True)

@@ -6,6 +6,13 @@ app secret is configured. The WeCom AI bot (callback mode) sends image and file 
 minutes, whose bytes are AES-256-CBC encrypted with the bot's EncodingAESKey (IV = key[:16],
 PKCS#7 padding to 32 bytes; wechat.md §8.1). Its files come without a name, so ``describe``
 fetches them at once and names them from their first bytes.
+
+A URL in a push is fetched only from Tencent's file hosts: picture URLs from ``*.qpic.cn``
+(``mmbiz.qpic.cn``, ``wework.qpic.cn``), AI bot media from Tencent Cloud object storage
+(``ww-aibot-img-<n>.cos.<region>.myqcloud.com``, HTTPS) or ``*.qpic.cn``, each resolving to public
+addresses only (on Tencent Cloud's own network ``*.myqcloud.com`` may resolve to a 169.254
+address: use public DNS for it), and from the configured API base. No other host, whatever the
+push says.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.wechat.api import PlatformAPI
 from adapters.wechat.crypto import BLOCK, to_aes_key
-from bot.downloads import Download, GuardedFetch, body_of, check_size, content_type
+from bot.downloads import Download, GuardedFetch, Hop, HostPolicy, body_of, check_size, content_type
 from bot.errors import FileUnavailable
 from bot.filetypes import MB
 from bot.models import Attachment
@@ -34,17 +41,35 @@ _MAGIC = (
 )
 
 
-def anonymous(url: httpx.URL) -> dict[str, str] | None:
-    """URLs the platform gave us: fetched with no credentials, over HTTP(S) only."""
-    return {} if url.scheme in ("http", "https") else None
+PICTURE_HOSTS = (".qpic.cn",)
+BOT_MEDIA_HOSTS = (".myqcloud.com", ".qpic.cn")
+
+
+def tencent_files(
+    *suffixes: str, api_base: str = "", schemes: tuple[str, ...] = ("https",)
+) -> HostPolicy:
+    """Tencent's file hosts ending in ``suffixes`` (public addresses only), and the configured
+    ``api_base`` origin; no credentials either way."""
+    api = httpx.URL(api_base) if api_base else None
+
+    def policy(url: httpx.URL) -> Hop | None:
+        if api is not None and (url.scheme, url.host, url.port) == (api.scheme, api.host, api.port):
+            return Hop(configured=True)
+        if url.scheme in schemes and url.host.lower().endswith(suffixes):
+            return Hop()
+        return None
+
+    return policy
 
 
 class MediaFiles:
     """The ``FileSource`` of Official Account and WeCom app pushes."""
 
-    def __init__(self, api: PlatformAPI | None, fetch: GuardedFetch) -> None:
+    def __init__(self, api: PlatformAPI | None, fetch: GuardedFetch, *, api_base: str = "") -> None:
         self._api = api
         self._fetch = fetch
+        # PicUrl: mmbiz.qpic.cn serves over plain HTTP too (wechat.md §1.3).
+        self._pictures = tencent_files(*PICTURE_HOSTS, api_base=api_base, schemes=("http", "https"))
 
     async def describe(self, attachment: Attachment) -> Attachment:
         return attachment
@@ -59,7 +84,7 @@ class MediaFiles:
         if not attachment.url:
             raise FileUnavailable(f"{name}: no media id and no URL", name=name)
         async with self._fetch.open(
-            attachment.url, credentials=anonymous, limit=limit, name=name
+            attachment.url, policy=self._pictures, limit=limit, name=name
         ) as response:
             served = content_type(response) or attachment.mime_type
             yield Download(name, served, None, body_of(response, limit, name=name))
@@ -68,8 +93,16 @@ class MediaFiles:
 class BotMediaFiles:
     """The ``FileSource`` of the WeCom AI bot: fetch, decrypt, name by content."""
 
-    def __init__(self, fetch: GuardedFetch, encoding_aes_key: str, *, limit: int = 20 * MB) -> None:
+    def __init__(
+        self,
+        fetch: GuardedFetch,
+        encoding_aes_key: str,
+        *,
+        limit: int = 20 * MB,
+        api_base: str = "",
+    ) -> None:
         self._fetch = fetch
+        self._policy = tencent_files(*BOT_MEDIA_HOSTS, api_base=api_base)
         self._key = to_aes_key(encoding_aes_key)
         self._limit = limit
         # Files fetched by ``describe``, waiting for ``open`` (bounded: a refused file's bytes
@@ -99,7 +132,7 @@ class BotMediaFiles:
         name, url = attachment.name, attachment.url or ""
         # The ciphertext is at most one padding block longer than the file.
         async with self._fetch.open(
-            url, credentials=anonymous, limit=limit + BLOCK, name=name
+            url, policy=self._policy, limit=limit + BLOCK, name=name
         ) as response:
             encrypted = b"".join([c async for c in body_of(response, limit + BLOCK, name=name)])
         return decrypt_media(self._key, encrypted, name=name)

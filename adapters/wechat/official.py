@@ -14,14 +14,7 @@ from aiohttp import web
 
 from adapters.wechat.api import AccessTokens, PlatformAPI, build_http, stable_token
 from adapters.wechat.background import Background
-from adapters.wechat.callback import (
-    check_plain_signature,
-    guarded,
-    open_xml,
-    params,
-    read_body,
-    seal_xml,
-)
+from adapters.wechat.callback import CallbackChecks, add_callback_route, params, seal_xml
 from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import WeChatAPIError
 from adapters.wechat.formatting import to_plain_text
@@ -38,6 +31,7 @@ from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError, DifyError
 from bot.models import Answer, IncomingMessage
 from bot.protocols import ReplyCapabilities
+from storage.callbacks import SeenCallbacks
 from storage.tokens import TokenStore
 from storage.wechat_answers import PendingAnswers
 
@@ -124,9 +118,8 @@ class OfficialAccountAdapter:
         self,
         dispatcher: Dispatcher,
         *,
-        token: str,
+        checks: CallbackChecks,
         app_id: str,
-        crypto: MessageCrypto | None,
         answers: PassiveAnswers,
         api: PlatformAPI | None,
         locale: str,
@@ -136,17 +129,18 @@ class OfficialAccountAdapter:
         self.dispatcher = dispatcher
         self._images = images
         self.answers = answers
-        self._token = token
+        self._checks = checks
+        self._crypto = checks.crypto
         self._app_id = app_id
-        self._crypto = crypto
         self._api = api
         self._locale = locale
         self._clock = clock
         self._background = Background()
 
     def add_routes(self, app: web.Application, path: str = "/wechat") -> None:
-        app.router.add_get(path, guarded(self.verify))
-        app.router.add_post(path, guarded(self.receive))
+        add_callback_route(app, "GET", path, self.verify, precheck=self._verify_first,
+                           read_body=False)  # fmt: skip
+        add_callback_route(app, "POST", path, self.receive, precheck=self._receive_first)
 
     async def start(self) -> None:
         self._background.every(3600, partial(self.answers.store.prune, older_than=KEEP_ANSWERS))
@@ -157,16 +151,23 @@ class OfficialAccountAdapter:
         if self._api is not None:
             await self._api.http.aclose()
 
-    async def verify(self, request: web.Request) -> web.StreamResponse:
+    def _verify_first(self, request: web.Request) -> None:
+        """URL verification is plainly signed in every mode."""
+        self._checks.precheck(request.query, sealed=False)
+
+    def _receive_first(self, request: web.Request) -> None:
+        self._checks.precheck(request.query, sealed=self._checks.is_sealed(request.query))
+
+    async def verify(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """URL verification: the plain ``echostr`` back when the signature checks out."""
-        check_plain_signature(request.query, self._token)
         (echostr,) = params(request.query, "echostr")
+        await self._checks.first_time(request.query, sealed=False)
         return web.Response(text=echostr)
 
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        arrival = self._clock()
-        body = await read_body(request)
-        opened = open_xml(request.query, body, token=self._token, crypto=self._crypto)
+    async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        arrival = self._clock()  # the body came at once (a slow one is cut at its deadline)
+        sealed = self._checks.is_sealed(request.query)
+        opened = await self._checks.open_xml(request.query, body, sealed=sealed)
         push = to_push(opened.fields)
         text = await self._reply_text(push, arrival, request)
         if not text:
@@ -240,7 +241,13 @@ def build_official_account(core: Core, app: web.Application) -> OfficialAccountA
     app_id = settings.wechat_app_id
     key = settings.wechat_encoding_aes_key
     token = settings.wechat_token.get_secret_value()
-    crypto = MessageCrypto(token, key.get_secret_value(), app_id) if key else None
+    checks = CallbackChecks(
+        token=token,
+        crypto=MessageCrypto(token, key.get_secret_value(), app_id) if key else None,
+        seen=SeenCallbacks(core.engine),
+        scope=f"{PLATFORM}:{app_id}",
+        compatible=settings.wechat_compatible_mode,
+    )
     api = None
     if settings.wechat_app_secret is not None:
         http = meter(build_http(str(settings.wechat_api_base)), core.metrics, PLATFORM)
@@ -264,12 +271,14 @@ def build_official_account(core: Core, app: web.Application) -> OfficialAccountA
     )
     images = None
     if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
+        core.files.intake.sources[PLATFORM] = MediaFiles(
+            api, core.files.fetch, api_base=str(settings.wechat_api_base)
+        )
         if service is not None and api is not None:
             images = OfficialImages(core.files.answers, api, service)
     adapter = OfficialAccountAdapter(
-        core.dispatcher, token=token, app_id=app_id, crypto=crypto, answers=answers, api=api,
-        locale=locale, images=images,
+        core.dispatcher, checks=checks, app_id=app_id, answers=answers, api=api, locale=locale,
+        images=images,
     )  # fmt: skip
     adapter.add_routes(app)
     return adapter

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from adapters.wechat.api import AccessTokens, PlatformAPI, build_http, wecom_token
 from adapters.wechat.background import Background
-from adapters.wechat.callback import guarded, open_echostr, open_xml, read_body
+from adapters.wechat.callback import CallbackChecks, add_callback_route
 from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import WeChatAPIError
 from adapters.wechat.formatting import to_plain_text, to_wecom_markdown
@@ -36,6 +36,7 @@ from bot.errors import ConfigError
 from bot.models import Answer
 from bot.protocols import ReplyCapabilities
 from bot.text import split_text, utf8_length
+from storage.callbacks import SeenCallbacks
 from storage.tokens import TokenStore
 from storage.wechat_answers import PendingAnswers
 
@@ -191,7 +192,7 @@ class WeComAppAdapter:
         dispatcher: Dispatcher,
         *,
         corp_id: str,
-        crypto: MessageCrypto,
+        checks: CallbackChecks,
         sender: AppSender,
         store: PendingAnswers,
         locale: str,
@@ -201,7 +202,7 @@ class WeComAppAdapter:
         self.store = store
         self._files = files
         self._corp_id = corp_id
-        self._crypto = crypto
+        self._checks = checks
         self._sender = sender
         self._locale = locale
         self._background = Background()
@@ -211,8 +212,12 @@ class WeComAppAdapter:
         return f"{PLATFORM}:{self._corp_id}:{self._sender.agent_id}"
 
     def add_routes(self, app: web.Application, path: str = "/wecom") -> None:
-        app.router.add_get(path, guarded(self.verify))
-        app.router.add_post(path, guarded(self.receive))
+        add_callback_route(app, "GET", path, self.verify, precheck=self._first, read_body=False)
+        add_callback_route(app, "POST", path, self.receive, precheck=self._first)
+
+    def _first(self, request: web.Request) -> None:
+        """WeCom callbacks are always encrypted: ``msg_signature`` and a fresh timestamp."""
+        self._checks.precheck(request.query, sealed=True)
 
     async def start(self) -> None:
         """Nothing to open: WeCom calls us."""
@@ -221,16 +226,12 @@ class WeComAppAdapter:
         await self._background.close()
         await self._sender.api.http.aclose()
 
-    async def verify(self, request: web.Request) -> web.StreamResponse:
+    async def verify(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """URL verification: decrypt ``echostr`` and return it as is (WeCom wants it within 1 s)."""
-        return web.Response(body=open_echostr(request.query, self._crypto))
+        return web.Response(body=await self._checks.open_echostr(request.query))
 
-    async def receive(self, request: web.Request) -> web.StreamResponse:
-        body = await read_body(request)
-        token = self._crypto.token
-        opened = open_xml(
-            request.query, body, token=token, crypto=self._crypto, encrypted_only=True
-        )
+    async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        opened = await self._checks.open_xml(request.query, body, sealed=True)
         push = to_push(opened.fields)
         if push.kind != "event":
             arrival = await self.store.arrive(self.account, push.msg_id, push.user_id)
@@ -272,7 +273,12 @@ def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
     if not s.wecom_agent_id.isdigit():
         raise ConfigError("WECOM_AGENT_ID must be the app's numeric AgentId")
     token = s.wecom_token.get_secret_value()
-    crypto = MessageCrypto(token, s.wecom_encoding_aes_key.get_secret_value(), s.wecom_corp_id)
+    checks = CallbackChecks(
+        token=token,
+        crypto=MessageCrypto(token, s.wecom_encoding_aes_key.get_secret_value(), s.wecom_corp_id),
+        seen=SeenCallbacks(core.engine),
+        scope=f"{PLATFORM}:{s.wecom_corp_id}:{s.wecom_agent_id}",
+    )
     http = meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM)  # metrics
     fetch = partial(
         wecom_token, http, corp_id=s.wecom_corp_id, secret=s.wecom_secret.get_secret_value()
@@ -286,12 +292,14 @@ def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
         limiter=MemberLimiter(),
     )
     adapter = WeComAppAdapter(
-        core.dispatcher, corp_id=s.wecom_corp_id, crypto=crypto, sender=sender,
+        core.dispatcher, corp_id=s.wecom_corp_id, checks=checks, sender=sender,
         store=PendingAnswers(core.engine), files=core.files.answers if core.files else None,
         locale=core.dispatcher.routing.resolve(PLATFORM, workspace=s.wecom_corp_id).locale
         or s.wechat_locale,  # routing: the account's route may set the bot's language
     )  # fmt: skip
     if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(api, core.files.fetch)
+        core.files.intake.sources[PLATFORM] = MediaFiles(
+            api, core.files.fetch, api_base=str(s.wecom_api_base)
+        )
     adapter.add_routes(app)
     return adapter

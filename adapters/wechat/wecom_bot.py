@@ -29,7 +29,7 @@ from adapters.wechat.aibot_messages import (
 )
 from adapters.wechat.api import build_http, to_result
 from adapters.wechat.background import Background
-from adapters.wechat.callback import guarded, open_echostr, params, read_body
+from adapters.wechat.callback import CallbackChecks, add_callback_route, params
 from adapters.wechat.crypto import MessageCrypto
 from adapters.wechat.errors import CallbackRejected, WeChatAPIError
 from adapters.wechat.media import BotMediaFiles
@@ -40,6 +40,7 @@ from bot.errors import ConfigError, DifyError
 from bot.models import Answer
 from bot.protocols import ReplyCapabilities
 from bot.text import split_text, utf8_length
+from storage.callbacks import SeenCallbacks
 from storage.wecom_streams import StoredStream, StreamStore
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class WeComBotAdapter:
         self,
         dispatcher: Dispatcher,
         *,
-        crypto: MessageCrypto,
+        checks: CallbackChecks,
         streams: StreamStore,
         http: httpx.AsyncClient,
         locale: str,
@@ -138,7 +139,9 @@ class WeComBotAdapter:
     ) -> None:
         self.dispatcher = dispatcher
         self.streams = streams
-        self._crypto = crypto
+        self._checks = checks
+        assert checks.crypto is not None  # the AI bot's callbacks are always encrypted
+        self._crypto = checks.crypto
         self._http = http
         self._locale = locale
         self._per_chat = per_chat
@@ -147,8 +150,11 @@ class WeComBotAdapter:
         self._background = Background()
 
     def add_routes(self, app: web.Application, path: str = "/wecom/bot") -> None:
-        app.router.add_get(path, guarded(self.verify))
-        app.router.add_post(path, guarded(self.receive))
+        add_callback_route(app, "GET", path, self.verify, precheck=self._first, read_body=False)
+        add_callback_route(app, "POST", path, self.receive, precheck=self._first)
+
+    def _first(self, request: web.Request) -> None:
+        self._checks.precheck(request.query, sealed=True)
 
     async def start(self) -> None:
         self._background.every(3600, partial(self.streams.prune, older_than=KEEP_STREAMS))
@@ -157,24 +163,26 @@ class WeComBotAdapter:
         await self._background.close()
         await self._http.aclose()
 
-    async def verify(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=open_echostr(request.query, self._crypto))
+    async def verify(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        return web.Response(body=await self._checks.open_echostr(request.query))
 
-    async def receive(self, request: web.Request) -> web.StreamResponse:
+    async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
         given, timestamp, nonce = params(request.query, "msg_signature", "timestamp", "nonce")
-        envelope = _json(await read_body(request))
+        envelope = _json(body)
         encrypted = envelope.get("encrypt") if isinstance(envelope, dict) else None
         if not isinstance(encrypted, str):
             raise CallbackRejected("AI bot callback without encrypt", status=400)
-        push = to_bot_push(_json(self._crypto.open(given, timestamp, nonce, encrypted)))
+        opened = self._crypto.open(given, timestamp, nonce, encrypted)
+        await self._checks.first_time(request.query, sealed=True)
+        push = to_bot_push(_json(opened))
         reply = await self._reply(push)
         if reply is None:
             return web.Response(text="")
         now = str(int(self._clock()))
         sealed = self._crypto.seal(orjson.dumps(reply), timestamp=now, nonce=nonce)
-        body = {"encrypt": sealed.encrypt, "msgsignature": sealed.signature,
-                "timestamp": int(now), "nonce": nonce}  # fmt: skip
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        envelope = {"encrypt": sealed.encrypt, "msgsignature": sealed.signature,
+                    "timestamp": int(now), "nonce": nonce}  # fmt: skip
+        return web.Response(body=orjson.dumps(envelope), content_type="application/json")
 
     async def _reply(self, push: BotPush) -> dict[str, Any] | None:
         if push.kind == "stream":  # a refresh: the newest text, wherever it was written
@@ -235,12 +243,16 @@ def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
         raise ConfigError("WECOM_BOT_TOKEN and WECOM_BOT_ENCODING_AES_KEY are both needed")
     # The AI bot's receive id is documented as empty; not checking it keeps us working if it
     # is not (the signature, keyed by the token, authenticates every callback anyway).
-    crypto = MessageCrypto(
-        s.wecom_bot_token.get_secret_value(), s.wecom_bot_encoding_aes_key.get_secret_value(), None
+    token = s.wecom_bot_token.get_secret_value()
+    checks = CallbackChecks(
+        token=token,
+        crypto=MessageCrypto(token, s.wecom_bot_encoding_aes_key.get_secret_value(), None),
+        seen=SeenCallbacks(core.engine),
+        scope="wecom_bot",
     )
     adapter = WeComBotAdapter(
         core.dispatcher,
-        crypto=crypto,
+        checks=checks,
         streams=StreamStore(core.engine),
         http=meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM),  # metrics
         locale=s.wechat_locale,
@@ -248,7 +260,9 @@ def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
     )
     if core.files is not None:
         core.files.intake.sources[PLATFORM] = BotMediaFiles(
-            core.files.fetch, s.wecom_bot_encoding_aes_key.get_secret_value()
+            core.files.fetch,
+            s.wecom_bot_encoding_aes_key.get_secret_value(),
+            api_base=str(s.wecom_api_base),
         )
     adapter.add_routes(app)
     return adapter

@@ -46,6 +46,9 @@ class FakeWeChatAPI:
     corp_secret: str = "corp-secret"
     media: dict[str, Media] = field(default_factory=dict)
     uploaded: dict[str, Media] = field(default_factory=dict)  # media/upload, by media_id
+    # Tencent's file storage (the AI bot's encrypted media; COS in production), served from the
+    # configured API base here: the one loopback origin difybot fetches pushed URLs from.
+    cdn: dict[str, bytes] = field(default_factory=dict)
     media_sent: dict[str, int] = field(default_factory=dict)  # bytes media/get wrote, by id
     url: str = ""
     calls: list[Call] = field(default_factory=list)
@@ -62,6 +65,7 @@ class FakeWeChatAPI:
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_get("/cgi-bin/media/get", self._media_get)
+        app.router.add_get("/cdn/{name}", self._cdn)
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         for path in (
             "/cgi-bin/message/custom/send",
@@ -212,6 +216,14 @@ class FakeWeChatAPI:
         except (ConnectionError, RuntimeError):
             pass
         return response
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        data = self.cdn.get(request.match_info["name"])
+        self._notify()
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _media_upload(self, request: web.Request) -> web.Response:
         call = Call(request.method, request.path, dict(request.query), b"")

@@ -82,16 +82,21 @@ class OfficialAccountServer:
         }  # fmt: skip
         return body
 
-    def signed(self, fields: dict[str, str | int]) -> tuple[dict[str, str], bytes]:
-        """The query and body of one delivery, signed (and encrypted) as WeChat does."""
-        timestamp, nonce = str(int(time.time())), str(random.randrange(10**8, 10**10))
-        query = {"signature": sign(self.token, timestamp, nonce), "timestamp": timestamp,
+    def signed(
+        self, fields: dict[str, str | int], *, timestamp: int | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """The query and body of one delivery, signed (and encrypted) as WeChat does; every
+        delivery is signed afresh (its own timestamp and nonce)."""
+        stamp = int(time.time()) if timestamp is None else timestamp
+        timestamp_text, nonce = str(stamp), str(random.randrange(10**8, 10**10))
+        query = {"signature": sign(self.token, timestamp_text, nonce), "timestamp": timestamp_text,
                  "nonce": nonce, "openid": str(fields.get("FromUserName", ""))}  # fmt: skip
         plain = to_xml(fields)
         if self.mode == "plain" or self.crypto is None:
             return query, plain
         encrypt = self.crypto.encrypt(plain)
-        query.update(encrypt_type="aes", msg_signature=sign(self.token, timestamp, nonce, encrypt))
+        signature = sign(self.token, timestamp_text, nonce, encrypt)
+        query.update(encrypt_type="aes", msg_signature=signature)
         outer: dict[str, str | int] = {"ToUserName": self.account, "Encrypt": encrypt}
         if self.mode == "compat":
             outer = {**fields, "Encrypt": encrypt}

@@ -47,9 +47,10 @@ class WeComServer:
     async def verify_url(self, echostr: str) -> tuple[int, str]:
         return await _verify(self.url, self.token, self.crypto, echostr)
 
-    async def push(
+    def signed(
         self, fields: dict[str, Any], *, signature: str | None = None
-    ) -> tuple[int, str]:
+    ) -> tuple[dict[str, str], bytes]:
+        """The query and body of one callback, encrypted and signed as WeCom does."""
         timestamp, nonce = _stamp()
         encrypt = self.crypto.encrypt(to_xml(fields))
         query = {"msg_signature": signature or sign(self.token, timestamp, nonce, encrypt),
@@ -57,6 +58,14 @@ class WeComServer:
         body = to_xml(
             {"ToUserName": self.corp_id, "Encrypt": encrypt, "AgentID": int(self.agent_id)}
         )
+        return query, body
+
+    async def push(
+        self, fields: dict[str, Any], *, signature: str | None = None
+    ) -> tuple[int, str]:
+        return await self.send(*self.signed(fields, signature=signature))
+
+    async def send(self, query: dict[str, str], body: bytes) -> tuple[int, str]:
         async with (
             aiohttp.ClientSession() as session,
             session.post(self.url, params=query, data=body) as response,
@@ -86,17 +95,24 @@ class AIBotServer:
     async def verify_url(self, echostr: str) -> tuple[int, str]:
         return await _verify(self.url, self.token, self.crypto, echostr)
 
-    async def post(self, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """One callback; the decrypted reply (None for an empty one)."""
+    def signed(self, payload: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+        """The query and body of one callback, encrypted and signed as WeCom does."""
         timestamp, nonce = _stamp()
         encrypt = self.crypto.encrypt(json.dumps(payload, ensure_ascii=False).encode())
         query = {"msg_signature": sign(self.token, timestamp, nonce, encrypt),
                  "timestamp": timestamp, "nonce": nonce}  # fmt: skip
-        async with aiohttp.ClientSession() as session:
-            body = json.dumps({"encrypt": encrypt})
-            async with session.post(self.url, params=query, data=body) as response:
-                assert response.status == 200, f"HTTP {response.status}"
-                raw = await response.read()
+        return query, json.dumps({"encrypt": encrypt}).encode()
+
+    async def post(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """One callback; the decrypted reply (None for an empty one)."""
+        query, body = self.signed(payload)
+        nonce = query["nonce"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url, params=query, data=body) as response,
+        ):
+            assert response.status == 200, f"HTTP {response.status}"
+            raw = await response.read()
         if not raw:
             return None
         reply = json.loads(raw)
