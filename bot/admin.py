@@ -15,7 +15,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from bot.checks import Check, run_checks
-from bot.config import PLATFORMS, Settings
+from bot.config import Settings
 from storage.conversations import ConversationStore, StoredConversation
 
 FILTERS = ("platform", "workspace", "app", "user", "channel")
@@ -52,15 +52,6 @@ def to_line(check: Check) -> str:
         return f"[green]✓[/green] {escape(check.name)}: {escape(check.detail)}"
     fix = f" [yellow]→ fix:[/yellow] {escape(check.fix)}" if check.fix else ""
     return f"[red]✗[/red] {escape(check.name)}: {escape(check.detail)}{fix}"
-
-
-def add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", help=", ".join(sorted(PLATFORMS)))
-    parser.add_argument("--workspace", help="Slack team id, WeChat app id, WeCom corp or bot id")
-    parser.add_argument("--app", help="the route name of the Dify app (default: every app)")
-    parser.add_argument("--user", help="a platform user id (their DMs and slash commands)")
-    parser.add_argument("--channel", help="a channel id (the channel and its threads)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def filters_of(args: argparse.Namespace) -> dict[str, str | None]:
