@@ -211,7 +211,7 @@ async def _database(args: argparse.Namespace, url: str) -> int:
             print(f"database at {after}{was}")
             return 0
         current, head = await current_revision(engine), head_revision()
-        print(f"database: {current or 'empty (no schema yet)'}, this version: {head}")
+        print(f"database: {current or 'empty'}, this version: {head}")
         return 0 if current == head else 1
     finally:
         await dispose(engine)
