@@ -39,7 +39,8 @@ class VersionAction(argparse.Action):
             found = version("difybot")
         except PackageNotFoundError:  # running from a source tree
             found = "0+unknown"
-        parser.exit(message=f"difybot {found}\n")
+        print(f"difybot {found}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -171,8 +171,8 @@ def connection_reason(exc: BaseException) -> str:
 def _reason_of(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"{TLS_FAILURE}: {exc.verify_message or 'certificate not trusted'}"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return f"{TLS_FAILURE}: {exc.reason if isinstance(exc, ssl.SSLError) else exc}"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):  # aiohttp's are SSLErrors too
+        return f"{TLS_FAILURE}: {getattr(exc, 'reason', None) or exc}"
     if isinstance(exc, socket.gaierror):
         return UNKNOWN_HOST
     if isinstance(exc, TimeoutError):
