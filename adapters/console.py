@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -137,18 +137,19 @@ class ConsoleChat:
         self._stopped = False
         self.unanswered = 0  # questions that got no answer (an error, Dify unreachable)
 
-    async def run(self, lines: AsyncIterator[str]) -> None:
+    async def run(self, lines: AsyncGenerator[str]) -> None:
         if self._tty:
             self._screen.say(f"Chatting with your Dify app. {HELP.splitlines()[0]}")
             await self._greet()
         await self._tell_if_continued()
-        async for line in lines:
-            question = line.strip()
-            if _COMMAND.match(question):
-                if not await self._command(question.lower()):
-                    break
-            elif question:
-                await self.ask(question)
+        async with contextlib.aclosing(lines):  # the line editor gives the terminal back at once
+            async for line in lines:
+                question = line.strip()
+                if _COMMAND.match(question):
+                    if not await self._command(question.lower()):
+                        break
+                elif question:
+                    await self.ask(question)
 
     async def _command(self, command: str) -> bool:
         """A chat command, never sent to Dify; False to leave."""
@@ -219,7 +220,7 @@ class ConsoleChat:
         return True
 
 
-async def stdin_lines() -> AsyncIterator[str]:
+async def stdin_lines() -> AsyncGenerator[str]:
     """Lines from stdin without blocking the loop. A daemon reader thread works for TTYs and
     pipes alike and, unlike the default executor, never holds up exit while blocked in read."""
     loop = asyncio.get_running_loop()

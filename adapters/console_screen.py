@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import termios
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -102,7 +102,7 @@ class Tail:
             yield Segment.line()
 
 
-async def edited_lines(history: Path | None = None) -> AsyncIterator[str]:
+async def edited_lines(history: Path | None = None) -> AsyncGenerator[str]:
     """Lines typed at a prompt with editing and history (kept across runs in the per-user data
     folder). Between prompts the terminal stops echoing and stops waiting for Enter, so keys
     typed while an answer streams stay in the terminal's input buffer, out of the answer, and
