@@ -44,7 +44,12 @@ class VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="difybot", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="difybot",
+        description=DESCRIPTION,
+        epilog="Exit status: 2 for a configuration mistake, 1 when something difybot needs "
+        "cannot be reached (or a check failed). `difybot COMMAND --help` describes each command.",
+    )
     parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(commands, "serve", "run the HTTP server and every configured platform",
