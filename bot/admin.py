@@ -12,13 +12,14 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.prompt import Confirm
-from rich.table import Table
+from rich.table import Column, Table
 
 from bot.checks import Check, run_checks
-from bot.config import PLATFORMS, Settings
+from bot.config import Settings
 from storage.conversations import ConversationStore, StoredConversation
 
 FILTERS = ("platform", "workspace", "app", "user", "channel")
+UNLIMITED_WIDTH = 10_000  # columns: a piped table is never wrapped
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -54,15 +55,6 @@ def to_line(check: Check) -> str:
     return f"[red]✗[/red] {escape(check.name)}: {escape(check.detail)}{fix}"
 
 
-def add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--platform", help=", ".join(sorted(PLATFORMS)))
-    parser.add_argument("--workspace", help="Slack team id, WeChat app id, WeCom corp or bot id")
-    parser.add_argument("--app", help="the route name of the Dify app (default: every app)")
-    parser.add_argument("--user", help="a platform user id (their DMs and slash commands)")
-    parser.add_argument("--channel", help="a channel id (the channel and its threads)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-
-
 def filters_of(args: argparse.Namespace) -> dict[str, str | None]:
     return {name: getattr(args, name) for name in FILTERS}
 
@@ -75,9 +67,17 @@ async def list_command(store: ConversationStore, args: argparse.Namespace, *, ou
     if not rows:
         out.print("no stored conversation matches")
         return 0
-    table = Table("app", "platform", "workspace", "scope", "id", "Dify conversation", "last used")
+    # Ids are copied into other commands: never cut one (the other columns give way on a narrow
+    # terminal); piped, the table is as wide as its longest row, not rich's default 80 columns.
+    short = [Column(name, no_wrap=True) for name in ("app", "platform", "workspace", "scope")]
+    widths = {"id": max(len(r.scope_id) for r in rows),
+              "Dify conversation": max(len(r.conversation_id) for r in rows)}  # fmt: skip
+    ids = [Column(name, no_wrap=True, min_width=width) for name, width in widths.items()]
+    table = Table(*short, *ids, Column("last used", no_wrap=True))
+    if not out.is_terminal:
+        out.width = UNLIMITED_WIDTH
     for row in rows:
-        used = row.updated_at.strftime("%Y-%m-%d %H:%M")
+        used = row.updated_at.astimezone().strftime("%Y-%m-%d %H:%M")
         table.add_row(row.app, row.platform, row.workspace, row.scope.value, row.scope_id,
                       row.conversation_id, used)  # fmt: skip
     out.print(table)

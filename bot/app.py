@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ from bot.config import Settings, load_routes
 from bot.dify import DifyClient
 from bot.dispatcher import Dispatcher
 from bot.downloads import GuardedFetch, build_download_http
+from bot.errors import AddressInUse, ConfigError
 from bot.filetypes import MB
 from bot.inputs import with_inputs
 from bot.intake import Intake
@@ -29,7 +33,7 @@ from bot.protocols import Adapter
 from bot.routing import Routing
 from bot.texts import Texts
 from storage.conversations import ConversationStore
-from storage.db import create_engine, ping
+from storage.db import create_engine, ping, reach
 from storage.journal import Journal
 from storage.migrate import ensure_schema
 from storage.replicas import Membership, ReplicaRegistry
@@ -72,10 +76,13 @@ async def build_core(
     routing: Routing | None = None,
     metrics: Metrics | None = None,
     replica: bool = False,
+    dify_required: bool = False,
 ) -> Core:
     """Create the database (and its folder) if needed, learn each Dify app's mode and check
     its inputs. ``routing`` defaults to ROUTES_FILE's table; ``metrics`` to a fresh registry.
-    ``replica`` (``difybot serve``): answer as REPLICA_ID, taking back what its last run left."""
+    ``replica`` (``difybot serve``): answer as REPLICA_ID, taking back what its last run left.
+    ``dify_required`` (the terminal chat): an unreachable Dify stops the start instead of
+    being retried later."""
     routing = routing if routing is not None else load_routes(settings)
     metrics = metrics if metrics is not None else Metrics()
     apps = build_apps(settings, routing, metrics=metrics, transport=transport)
@@ -87,8 +94,9 @@ async def build_core(
     )
     journal = Journal(engine, lease=settings.journal_lease_seconds)
     try:
+        await reach(engine)
         await ensure_schema(engine, auto_migrate=settings.database_auto_migrate)
-        await prepare_apps(apps, routing)
+        await prepare_apps(apps, routing, required=dify_required)
         membership = await join_replicas(engine, journal, settings.replica_id) if replica else None
     except BaseException:
         await apps.aclose()
@@ -163,13 +171,17 @@ def _ids(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
-def build_adapters(core: Core, app: web.Application) -> list[Adapter]:
+def build_adapters(
+    core: Core, app: web.Application, adapters: list[Adapter] | None = None
+) -> list[Adapter]:
     """Every adapter whose credentials are set; webhook adapters add their routes to ``app``.
+    Each goes into ``adapters`` as soon as it is built, so a caller can stop those built before
+    a later one failed.
 
     Platform modules are imported only when configured, so a missing optional platform
     dependency never stops the others.
     """
-    adapters: list[Adapter] = []
+    adapters = adapters if adapters is not None else []
     # Adapters register here, one block per platform (Slack, WeChat, WeCom).
     if core.settings.slack_bot_token is not None:
         from adapters.slack import build_slack
@@ -224,19 +236,34 @@ def build_web(core: Core) -> web.Application:
 
 
 async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None) -> None:
-    """``difybot serve``: run until SIGTERM/SIGINT, then finish in-flight answers and exit."""
-    core = await build_core(settings, replica=True)
-    app = build_web(core)
-    core.adapters = build_adapters(core, app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    for adapter in core.adapters:
-        await adapter.start()
-    core.dispatcher.start()  # finish messages left by replicas that died (or by our last run)
-    settle_startup_objects()
-    port = _bound_port(runner, settings.port)
+    """``difybot serve``: run until SIGTERM/SIGINT, then finish in-flight answers and exit.
+
+    The listening address is taken first, so a port in use fails at once, before the database
+    or Dify is touched; whatever a failed start opened is closed again, in reverse order."""
+    listeners = bind(settings.host, settings.port)
+    async with contextlib.AsyncExitStack() as opened:
+        for listener in listeners:
+            opened.callback(listener.close)
+        core = await build_core(settings, replica=True)
+        opened.push_async_callback(core.close)
+        app = build_web(core)
+        runner = web.AppRunner(app, access_log=None)
+        opened.push_async_callback(_close_front, core.adapters, runner)
+        build_adapters(core, app, core.adapters)
+        await runner.setup()
+        for listener in listeners:
+            await web.SockSite(runner, listener).start()
+        for adapter in core.adapters:
+            await adapter.start()
+        core.dispatcher.start()  # finish messages left by replicas that died (or by our last run)
+        settle_startup_objects()
+        await _serve_until_stopped(core, port=listeners[0].getsockname()[1], ready=ready)
+
+
+async def _serve_until_stopped(
+    core: Core, *, port: int, ready: Callable[[int], Any] | None
+) -> None:
+    settings = core.settings
     names = ", ".join(a.name for a in core.adapters) or "none (set platform credentials)"
     log.info("difybot serving on %s:%d; adapters on: %s; replica %s",
              settings.host, port, names, core.dispatcher.replica)  # fmt: skip
@@ -252,17 +279,51 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        for adapter in core.adapters:
-            await adapter.stop()
+
+
+async def _close_front(adapters: list[Adapter], runner: web.AppRunner) -> None:
+    """Stop taking messages: the adapters, then the HTTP listener (the core closes after)."""
+    for adapter in adapters:
+        await adapter.stop()
+    if runner.server is not None:
         await runner.cleanup()
-        await core.close()
 
 
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for HOST:PORT (one per address HOST resolves to, as asyncio would
+    open them), or the error that names the setting to change."""
+    try:
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ConfigError(f"HOST: cannot listen on {host!r}: {exc.strerror}") from None
+    listeners: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((family, addr[0]) for family, *_, addr in found):
+            listeners.append(socket.create_server((address, port), family=family))
+            port = listeners[0].getsockname()[1]  # PORT=0: the same free port on every address
+    except OSError as exc:
+        for listener in listeners:
+            listener.close()
+        raise _to_bind_error(exc, host, port) from None
+    return listeners
+
+
+def _to_bind_error(exc: OSError, host: str, port: int) -> AddressInUse | ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return AddressInUse(
+            f"port {port} on {host} is already in use by another program; set PORT to a free "
+            f"port (e.g. PORT={port + 1 if port < 65535 else 8080}) or stop the other program"
+        )
+    if exc.errno == errno.EACCES:
+        return AddressInUse(
+            f"not allowed to listen on port {port} (ports below 1024 need privileges); "
+            "set PORT to 1024 or above"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"HOST: {host} is not an address of this machine")
+    return AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
 def platform_probes(settings: Settings) -> list[Probe]:

@@ -11,7 +11,12 @@ import httpx
 
 from bot.config import Settings
 from bot.dify import CHAT_MODES, DifyClient, build_http
-from bot.errors import ConfigError, DifyAuthError, DifyError
+from bot.errors import (
+    ConfigError,
+    DifyAuthError,
+    DifyError,
+    DifyUnavailable,
+)
 from bot.inputs import check_inputs
 from bot.metrics import Metrics
 from bot.routing import DEFAULT_APP, AppSpec, Routing
@@ -77,21 +82,26 @@ def build_apps(
     return DifyApps(default, extra, pools)
 
 
-async def prepare_apps(apps: DifyApps, routing: Routing) -> None:
-    """Learn every app's mode and check its inputs, all apps at once. A rejected key or a
-    wrong ``inputs`` mapping stops startup; an unreachable Dify does not (read later)."""
+async def prepare_apps(apps: DifyApps, routing: Routing, *, required: bool = False) -> None:
+    """Learn every app's mode and check its inputs, all apps at once. A rejected key, a base
+    URL that is not Dify's Service API or a wrong ``inputs`` mapping stops startup; an
+    unreachable Dify does not (read later) unless ``required``."""
     names = list(apps.by_name)
     results = await asyncio.gather(
-        *(_prepare(apps.by_name[name], routing.apps[name], routing.source) for name in names)
-    )
+        *(_prepare(apps.by_name[name], routing.apps[name], routing.source, required=required)
+          for name in names)
+    )  # fmt: skip
     problems = [problem for found in results for problem in found]
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-async def _prepare(dify: DifyClient, spec: AppSpec, source: str) -> list[str]:
+async def _prepare(dify: DifyClient, spec: AppSpec, source: str, *, required: bool) -> list[str]:
     variable = spec.api_key_env or "DIFY_API_KEY"
+    where = "api_base in the routes file" if spec.api_base else "DIFY_API_BASE"
     try:
+        if required and dify.mode:  # a configured mode reads nothing: ask once anyway
+            await dify.info()
         mode = await dify.detect_mode()
         log.info("Dify app %s: mode %s", spec.name, mode)
         if not spec.inputs:
@@ -100,9 +110,27 @@ async def _prepare(dify: DifyClient, spec: AppSpec, source: str) -> list[str]:
     except DifyAuthError as exc:
         return [f"{variable}: Dify rejected the key of app {spec.name!r} ({exc.status} {exc.code})"]
     except DifyError as exc:
+        if exc.status == 404 or exc.code == "not_json":
+            hint = _api_hint(dify)
+            return [f"{where}: {dify.base_url} is not Dify's Service API ({exc}); {hint}"]
+        if required:
+            raise DifyUnavailable(
+                f"cannot reach Dify at {dify.base_url}: {exc.reason or exc.message}; check "
+                f"{where} and that Dify is running",
+                status=exc.status, code=exc.code, reason=exc.reason,
+            ) from None  # fmt: skip
         log.warning("Dify app %s not reachable at startup (%s); will retry later", spec.name, exc)
         return []
     return check_inputs(spec, parameters, source=source, filled=query_inputs(dify))
+
+
+def _api_hint(dify: DifyClient) -> str:
+    """Dify serves its Service API under /v1 (``https://api.dify.ai/v1``, self-hosted
+    ``http://host/v1``); a base without it reaches the web app or a 404."""
+    base = dify.base_url
+    if base.endswith("/v1"):
+        return "the Service API base is the one shown on the app's API Access page"
+    return f"the Service API base ends in /v1: try {base}/v1"
 
 
 def query_inputs(dify: DifyClient) -> frozenset[str]:

@@ -92,6 +92,7 @@ class DifyClient:
         self._on_error = on_error  # sees every HTTP error response (metrics)
         url = http.base_url
         self.origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        self.base_url = str(url).rstrip("/")
 
     # ---- answering ----------------------------------------------------------------------
 
@@ -319,7 +320,7 @@ class DifyClient:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise DifyProtocolError(f"{path}: response is not JSON") from exc
+            raise DifyProtocolError(f"{path}: response is not JSON", code="not_json") from exc
         return parsed if isinstance(parsed, dict) else {"data": parsed}
 
 

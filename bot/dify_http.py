@@ -6,11 +6,13 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from bot.errors import (
+    TIMEOUT,
     ConversationNotFound,
     DifyAuthError,
     DifyError,
@@ -21,6 +23,7 @@ from bot.errors import (
     FormAlreadySubmitted,
     FormExpired,
     FormInvalid,
+    connection_reason,
 )
 
 MAX_ERROR_BODY = 64 * 1024
@@ -79,11 +82,31 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def to_transport_error(exc: httpx.TransportError) -> DifyError:
-    """Before any response: only a failure to connect proves Dify never saw the request."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return DifyUnavailable(f"cannot reach Dify: {type(exc).__name__}", code="unreachable")
+    """Before any response: only a failure to connect proves Dify never saw the request.
+
+    The reason comes from the cause chain, not the class: httpx-aiohttp turns every aiohttp
+    connector error (refused, unknown host, TLS) into ``httpx.ConnectTimeout``."""
+    reason = connection_reason(exc)
+    if _never_sent(exc):
+        if not reason:
+            reason = TIMEOUT if isinstance(exc, httpx.TimeoutException) else "cannot connect"
+        return DifyUnavailable(f"cannot reach Dify: {reason}", code="unreachable", reason=reason)
     # A read failure before the headers means Dify may have taken the message: never retry it.
-    return DifyError(f"Dify did not answer: {type(exc).__name__}", code="no_response")
+    if not reason:
+        reason = TIMEOUT if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+    return DifyError(f"Dify did not answer: {reason}", code="no_response", reason=reason)
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request surely never reached Dify. httpx-aiohttp also maps a server that hung
+    up after taking the request (``ServerDisconnectedError``) to ``ConnectTimeout``: under that
+    transport only aiohttp's connector errors (and its connect timeout) prove it."""
+    link: BaseException | None = exc.__cause__
+    while link is not None:
+        if isinstance(link, aiohttp.ClientConnectionError):
+            return isinstance(link, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+        link = link.__cause__ or link.__context__
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def backoff(

@@ -1,7 +1,10 @@
 """The one error tree of difybot; dependency errors are translated into it at the boundary.
 
     DifybotError
-    ├── ConfigError                      a setting is missing or malformed (startup only)
+    ├── ConfigError                      a setting is missing or malformed: exit status 2 at startup
+    ├── StartupError                     something difybot needs is not there: exit status 1
+    │   ├── DatabaseUnavailable          the database server cannot be reached (``reason``)
+    │   └── AddressInUse                 HOST:PORT is taken by another process
     ├── FileError                        a user's or Dify's file could not be passed on (``name``)
     │   ├── FileTooLarge                 over the app's or our size limit (``limit`` in bytes)
     │   └── FileUnavailable              the source would not hand it over (HTML login page,
@@ -10,6 +13,7 @@
     │                                    host that resolves to no public address
     └── DifyError                        anything that went wrong talking to Dify
         ├── DifyUnavailable              connect error, timeout, 5xx: Dify could not be reached
+        │                                (``reason``: refused, unknown host, TLS failure, timeout)
         ├── DifyProtocolError            the response broke the wire format (oversize line, bad SSE)
         ├── DifyStreamCut                the stream ended mid-answer without a closing event
         └── DifyHTTPError                a JSON error envelope ({code, message, status})
@@ -28,11 +32,34 @@
                 └── FormInvalid          400 invalid_form_data: the form stays open; ``message``
                                          is Dify's reason ("Missing required inputs: note")
 
-Every Dify error carries ``status``, ``code`` and ``retry_after`` (seconds, or None) so callers can
-decide without parsing messages.
+Every error carries ``status``, ``code`` and ``retry_after`` (seconds, or None) so callers can
+decide without parsing messages, and ``reason`` when a connection failed: the boundary that
+catches a library's error names the underlying cause with ``connection_reason`` (httpx-aiohttp,
+for one, reports a refused port and an unknown host alike as ``httpx.ConnectTimeout``; only the
+cause chain tells them apart). The command line's startup funnel (``bot.startup``) turns
+``ConfigError`` into exit status 2 and every other error here into 1, as one line each.
 """
 
 from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+# What went wrong with a connection, in the words a fix starts from.
+REFUSED = "connection refused"
+UNKNOWN_HOST = "unknown host"
+TLS_FAILURE = "TLS failure"
+TIMEOUT = "timed out"
+RESET = "connection reset"
+NO_ROUTE = "no route to host"
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: REFUSED,
+    errno.ECONNRESET: RESET,
+    errno.ETIMEDOUT: TIMEOUT,
+    errno.EHOSTUNREACH: NO_ROUTE,
+    errno.ENETUNREACH: NO_ROUTE,
+}
 
 
 class DifybotError(Exception):
@@ -45,16 +72,30 @@ class DifybotError(Exception):
         status: int | None = None,
         code: str = "",
         retry_after: float | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.reason = reason  # a connection failure's cause (``connection_reason``), else ""
 
 
 class ConfigError(DifybotError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+class StartupError(DifybotError):
+    """Something difybot needs to start is missing; the message says what and how to fix it."""
+
+
+class DatabaseUnavailable(StartupError):
+    """The database server could not be reached; ``reason`` says how the connection failed."""
+
+
+class AddressInUse(StartupError):
+    """The HTTP listener's address is taken (or not ours to bind)."""
 
 
 class FileError(DifybotError):
@@ -150,3 +191,31 @@ class FormExpired(FormError):
 
 class FormInvalid(FormError):
     """Dify refused the values or the action; the form stays open for another try."""
+
+
+def connection_reason(exc: BaseException) -> str:
+    """Why a connection failed, from the deepest cause in ``exc``'s chain that says it plainly:
+    ``REFUSED``, ``UNKNOWN_HOST``, ``TLS_FAILURE`` (with the TLS library's words), ``TIMEOUT``,
+    ``RESET``, ``NO_ROUTE``; "" when the chain does not tell."""
+    found = ""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        found = _reason_of(link) or found
+        link = link.__cause__ or link.__context__
+    return found
+
+
+def _reason_of(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{TLS_FAILURE}: {exc.verify_message or 'certificate not trusted'}"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):  # aiohttp's are SSLErrors too
+        return f"{TLS_FAILURE}: {getattr(exc, 'reason', None) or exc}"
+    if isinstance(exc, socket.gaierror):
+        return UNKNOWN_HOST
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[exc.errno]
+    return ""

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
@@ -78,20 +79,35 @@ class JsonFormatter(logging.Formatter):
 
 
 def build_handler(
-    secrets: Iterable[str], *, fmt: str = "text", stream: TextIO | None = None
+    secrets: Iterable[str],
+    *,
+    fmt: str = "text",
+    stream: TextIO | None = None,
+    path: Path | None = None,
 ) -> logging.Handler:
-    """A stderr (or ``stream``) handler: secrets scrubbed before formatting, trace ids added."""
-    handler = logging.StreamHandler(stream)
+    """A stderr (``stream``, or file at ``path``, created at its first record) handler:
+    secrets scrubbed before formatting, trace ids added."""
+    handler: logging.Handler
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    else:
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
     handler.addFilter(SecretFilter(secrets))
     handler.addFilter(TraceFilter())
     return handler
 
 
-def setup_logging(level: str, secrets: Iterable[str], *, fmt: str = "text") -> None:
-    """Readable one-line records (or JSON lines) on stderr; secrets scrubbed on every handler."""
+def setup_logging(
+    level: str, secrets: Iterable[str], *, fmt: str = "text", path: Path | None = None
+) -> None:
+    """Readable one-line records (or JSON lines) on stderr, or appended to the file at ``path``;
+    secrets scrubbed on every handler."""
     root = logging.getLogger()
-    root.handlers[:] = [build_handler(secrets, fmt=fmt)]
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:] = [build_handler(secrets, fmt=fmt, path=path)]
     root.setLevel(level)
     quiet_libraries()
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import string
 from collections.abc import Mapping
+
+from bot.errors import ConfigError
 
 BUILT_IN: dict[str, dict[str, str]] = {
     "en": {
@@ -82,6 +86,41 @@ BUILT_IN: dict[str, dict[str, str]] = {
 
 
 Table = Mapping[str, Mapping[str, str]]  # locale -> key -> text
+# Platforms add their own texts under their name (``slack_stop``): an override of one is
+# checked when that platform adds its table (``Texts.add``).
+PLATFORM_PREFIXES = ("slack_", "wechat_", "wecom_")
+
+
+def check_overrides(overrides: Mapping[str, str], table: Table = BUILT_IN) -> list[str]:
+    """What is wrong with BOT_TEXTS against ``table``: an unknown key (with the closest real
+    one), a placeholder the text does not have, a brace that does not parse."""
+    known = table.get("en", {})
+    problems = []
+    for key, text in overrides.items():
+        if key not in known:
+            if table is BUILT_IN and key.startswith(PLATFORM_PREFIXES):
+                continue
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            problems.append(f"unknown key {key!r} ({hint})")
+            continue
+        allowed = _placeholders(known[key])
+        if not allowed:  # shown as written, never formatted
+            continue
+        try:
+            used = _placeholders(text)
+        except ValueError as exc:
+            problems.append(f"{key!r} is not a valid template ({exc})")
+            continue
+        if used - allowed:
+            names = ", ".join(sorted("{" + name + "}" for name in used - allowed))
+            have = ", ".join(sorted("{" + name + "}" for name in allowed)) or "none"
+            problems.append(f"{key!r} uses {names}, which it does not have (it has: {have})")
+    return problems
+
+
+def _placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
 
 
 class Texts:
@@ -96,6 +135,11 @@ class Texts:
         self._tables = {lang: dict(table) for lang, table in BUILT_IN.items()}
 
     def add(self, table: Table) -> None:
+        """A platform's own texts; a BOT_TEXTS override under its prefix must be one of them."""
+        prefixes = tuple({key.split("_")[0] + "_" for key in table.get("en", {})})
+        mine = {k: v for k, v in self._overrides.items() if k.startswith(prefixes)}
+        if problems := check_overrides(mine, table):
+            raise ConfigError("BOT_TEXTS: " + "; ".join(problems))
         for lang, texts in table.items():
             self._tables.setdefault(lang, {}).update(texts)
 

@@ -13,11 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, DatabaseUnavailable, connection_reason
 from storage.tables import metadata
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ POSTGRES_DRIVER = "postgresql+asyncpg"
 # WAL lets readers run beside the one writer; busy_timeout makes a second writer wait for the lock
 # instead of failing at once with "database is locked"; NORMAL is durable enough under WAL.
 PING_TIMEOUT = 5.0  # seconds; a health probe must answer even when the database hangs
+REACH_TIMEOUT = 10.0  # seconds for the first connection at startup
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -64,7 +65,6 @@ def create_engine(
         raise ConfigError(f"DATABASE_URL {safe_url(parsed)} is not usable: {exc}") from exc
     if parsed.drivername == SQLITE_DRIVER:
         event.listen(engine.sync_engine, "connect", set_sqlite_pragmas)
-    logger.info("database: %s", safe_url(parsed))
     return engine
 
 
@@ -139,3 +139,36 @@ async def ping(engine: AsyncEngine) -> bool:
         logger.warning("database ping failed: %s", type(exc).__name__)
         return False
     return True
+
+
+async def reach(engine: AsyncEngine, *, within: float = REACH_TIMEOUT) -> None:
+    """Connect once before anything else uses the database, so that a startup failure is one
+    sentence: ``DatabaseUnavailable`` (with its reason) when the server cannot be reached,
+    ``ConfigError`` when it answers but refuses DATABASE_URL (role, password, database name)."""
+    try:
+        async with asyncio.timeout(within), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        raise to_database_error(exc, engine.url) from None
+    logger.info("database: %s", safe_url(engine.url))
+
+
+def to_database_error(exc: BaseException, url: URL) -> ConfigError | DatabaseUnavailable:
+    """The error tree's words for a failed first connection to the database at ``url``."""
+    shown = safe_url(url)
+    sqlstate = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    if sqlstate and str(sqlstate).startswith("28"):  # invalid authorization: role, password
+        return ConfigError(f"DATABASE_URL: {shown} refused the login: {detail}")
+    if sqlstate == "3D000":  # invalid catalog name
+        return ConfigError(f"DATABASE_URL: {detail} on {shown}; create it first")
+    if isinstance(exc, SQLAlchemyError) and not isinstance(exc.__cause__, OSError):
+        if url.drivername == SQLITE_DRIVER:  # the file cannot be opened: a path we cannot use
+            return ConfigError(f"DATABASE_URL: cannot open {shown}: {detail}")
+        return DatabaseUnavailable(f"the database at {shown} failed: {detail}")
+    reason = connection_reason(exc) or detail or type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot reach the database at {shown}: {reason}; check DATABASE_URL and that the "
+        "server is running",
+        reason=reason,
+    )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -68,9 +69,17 @@ async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
     current, head = await current_revision(engine), head_revision()
     if current != head:
         raise ConfigError(
-            f"DATABASE_URL: the database schema is at {current or 'nothing'}, this version needs "
-            f"{head}; run `difybot db upgrade` (or set DATABASE_AUTO_MIGRATE=true)"
+            f"DATABASE_URL: {_schema(current)}, this version needs {head}; run `difybot db "
+            "upgrade` (or set DATABASE_AUTO_MIGRATE=true)"
         )
+
+
+def _open_folder(database: str) -> int:
+    return os.open(Path(database).expanduser().resolve().parent, os.O_RDONLY)
+
+
+def _schema(revision: str | None) -> str:
+    return f"the database schema is at {revision}" if revision else "the database has no schema yet"
 
 
 @contextlib.asynccontextmanager
@@ -88,9 +97,11 @@ async def _lock(engine: AsyncEngine) -> AsyncIterator[None]:
     if not database or database == ":memory:":
         yield
         return
-    handle = await asyncio.to_thread(open, f"{database}.migrate-lock", "a+b")
+    # The lock is on the database's folder, not on a file beside the database, so nothing is
+    # left behind; SQLite itself locks the database file with fcntl, which flock does not touch.
+    handle = await asyncio.to_thread(_open_folder, database)
     try:
-        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         yield
     finally:
-        handle.close()  # closing drops the lock
+        os.close(handle)  # closing drops the lock

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from adapters.slack.check import MANIFEST_SCOPES
 from bot.checks import Check, run_checks
-from bot.config import Settings, load_settings
+from bot.config import CREDENTIALS, Settings, load_settings
 from storage.db import create_engine
 from storage.migrate import upgrade
 from tests.fakes.dify import FakeDify
@@ -51,6 +51,7 @@ class Fakes:
             "wechat_api_base": self.wechat.url, "wecom_token": "wecom-token",
             "wecom_corp_id": self.wechat.corp_id, "wecom_agent_id": "1000002",
             "wecom_secret": self.wechat.corp_secret, "wecom_api_base": self.wechat.url,
+            "wecom_encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         }  # fmt: skip
         return load_settings(**{**values, **overrides})
 
@@ -125,8 +126,8 @@ async def test_each_broken_piece_is_one_failed_line_with_its_fix(
 async def test_a_broken_routes_file_and_an_unreachable_dify(fakes: Fakes) -> None:
     fakes.routes.write_text("routes:\n  - {platform: slack, app: nope}\n", encoding="utf-8")
     await fakes.dify.close()
-    found = by_name(await run_checks(fakes.settings(slack_bot_token=None, wechat_token=None,
-                                                    wecom_token=None)))  # fmt: skip
+    no_platforms = {name: None for platform in CREDENTIALS for name in platform.names}
+    found = by_name(await run_checks(fakes.settings(**no_platforms)))
     assert not found["routes file"].ok
     assert "routes.yml:2: route: no app named 'nope'" in found["routes file"].detail
     assert not found["Dify app default"].ok

@@ -26,6 +26,8 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(PLATFORM_PREFIXES)}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/state/difybot.db"
     env["PYTHONPATH"] = str(REPO)  # the checkout, installed or not
+    # The per-user folders (default database, chat history and log): the test's own.
+    env["XDG_DATA_HOME"] = env["XDG_STATE_HOME"] = str(tmp_path / "home")
     env.update(extra)
     return env
 

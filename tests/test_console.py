@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,7 +15,7 @@ from tests.fakes.dify import FakeDify
 from tests.fakes.dify_wire import load_json
 
 
-async def lines(*typed: str) -> AsyncIterator[str]:
+async def lines(*typed: str) -> AsyncGenerator[str]:
     for line in typed:
         yield line + "\n"
 

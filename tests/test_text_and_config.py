@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+from typing import get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.config import load_settings
-from bot.errors import ConfigError
+from bot.cli import PLATFORM_NAMES
+from bot.config import CREDENTIALS, PLATFORMS, AppMode, Settings, load_settings, unknown_variables
+from bot.dify import MODES
+from bot.errors import REFUSED, TIMEOUT, UNKNOWN_HOST, ConfigError, connection_reason
 from bot.logs import REDACTED, SecretFilter
 from bot.text import split_text, utf8_length
 from bot.texts import Texts
@@ -119,6 +124,56 @@ def test_malformed_values_name_the_variable_without_echoing_it(
     message = str(caught.value)
     assert "PORT:" in message and "DIFY_API_BASE:" in message
     assert "eighty" not in message
+
+
+def test_an_empty_credential_is_unset_and_a_partial_set_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DIFY_API_KEY", "app-x")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "")  # as a copied .env.example leaves it
+    assert load_settings(_env_file=None).slack_bot_token is None
+    monkeypatch.setenv("WECHAT_APP_SECRET", "oa-secret")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value) == (
+        "the WeChat Official Account is half configured: WECHAT_APP_SECRET is set, but not "
+        "WECHAT_TOKEN nor WECHAT_APP_ID; set those too, or unset WECHAT_APP_SECRET to leave it off"
+    )
+
+
+def test_every_credential_and_name_list_matches_its_source() -> None:
+    fields = set(Settings.model_fields)
+    assert all(set(platform.names) <= fields for platform in CREDENTIALS)
+    assert set(get_args(AppMode)) == MODES | {""}
+    assert set(PLATFORM_NAMES) == PLATFORMS
+
+
+def test_unknown_variables_are_those_that_look_like_settings() -> None:
+    found = unknown_variables(
+        {"SLAK_BOT_TOKEN": "", "WECHAT_APPID": "", "HOME": "", "LANG": "", "DIFYBOT_PORT": "",
+         "PORT": "", "SUPPORT_DIFY_API_KEY": "", "DIFY_SALES_KEY": ""},
+        allowed=frozenset({"DIFY_SALES_KEY"}),  # a routes file's api_key_env
+    )  # fmt: skip
+    assert found == [("SLAK_BOT_TOKEN", "SLACK_BOT_TOKEN"), ("WECHAT_APPID", "WECHAT_APP_ID")]
+
+
+@pytest.mark.parametrize(
+    ("chain", "reason"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), REFUSED),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), UNKNOWN_HOST),
+        (TimeoutError(), TIMEOUT),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "no route to host"),
+        (ValueError("nothing about a connection"), ""),
+    ],
+)
+def test_a_connection_failure_is_named_from_deep_in_its_cause_chain(
+    chain: BaseException, reason: str
+) -> None:
+    outer = RuntimeError("ConnectTimeout")  # what a transport may claim on top
+    outer.__cause__ = OSError("Cannot connect to host")
+    outer.__cause__.__cause__ = chain
+    assert connection_reason(outer) == reason
 
 
 # ---- secret filter ---------------------------------------------------------------------------

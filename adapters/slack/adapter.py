@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,6 +14,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -34,6 +36,7 @@ from adapters.webhooks import Refused, guard_of
 from bot.answer_files import FileServices
 from bot.config import Settings
 from bot.dispatcher import Dispatcher
+from bot.errors import ConfigError, connection_reason
 from storage.threads import FollowedThreads
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,11 @@ _KEEPALIVE = 30.0  # seconds an idle Web API connection is kept
 _RETRY_MEMORY = 15 * 60.0  # Slack retries an event up to ~5 minutes later
 MAX_BODY = 1024 * 1024  # Slack's largest payloads (interactivity with big views) stay far below
 SIGNATURE_WINDOW = 300.0  # seconds: slack-sdk's SignatureVerifier refuses older timestamps
+# Errors that mean the token itself is wrong (Slack's Web API error codes), not Slack's state.
+_TOKEN_REFUSED = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+     "not_allowed_token_type", "invalid_token"}
+)  # fmt: skip
 
 
 class SlackAdapter:
@@ -72,11 +80,36 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
 
     async def start(self) -> None:
+        await self._check_tokens()
         if self._app_token:
             # Uses bolt's client, so apps.connections.open goes to SLACK_API_URL too.
             self._socket = AsyncSocketModeHandler(self.bolt, self._app_token)
             await self._socket.connect_async()  # type: ignore[no-untyped-call]  # bolt: untyped
             log.info("Slack Socket Mode connected")
+
+    async def _check_tokens(self) -> None:
+        """A token Slack refuses stops the start with one line naming it (Socket Mode would
+        retry it forever). An unreachable Slack does not: the connection keeps being retried."""
+        calls = [("SLACK_BOT_TOKEN", self.bolt.client.auth_test)]
+        if self._app_token:
+            token = self._app_token
+            opening = functools.partial(self.bolt.client.apps_connections_open, app_token=token)
+            calls.append(("SLACK_APP_TOKEN", opening))  # hands out a URL; nothing connects
+        for variable, call in calls:
+            try:
+                await call()
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                if error in _TOKEN_REFUSED:
+                    raise ConfigError(
+                        f"{variable}: Slack refused the token ({error}); copy it again from "
+                        "the app's settings at api.slack.com/apps"
+                    ) from None
+                log.warning("Slack: %s answered %s at start", variable, error)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = connection_reason(exc) or type(exc).__name__
+                log.warning("cannot reach Slack at start (%s); will keep trying", reason)
+                return
 
     async def stop(self) -> None:
         if self._socket is not None:
@@ -193,9 +226,7 @@ def build_slack(
             adapter.handle, max_body=MAX_BODY, precheck=adapter.precheck
         )
         web_app.router.add_post(EVENTS_PATH, route)
-    if not app_token and secret is None:
-        log.warning("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET")
-    return adapter
+    return adapter  # one of the two modes is set: the settings' credential rule saw to it
 
 
 def web_session() -> aiohttp.ClientSession:

@@ -1,8 +1,12 @@
-"""Run the fake Dify on its own for demos: ``python -m tests.fakes --port 5001``.
+"""Run the fake Dify on its own, to try difybot without a Dify server.
 
-It answers every message with ``echo: <message>``, streamed word by word, so ``difybot chat`` (or
-a platform adapter) can be tried without a Dify server. ``--human-input`` makes every Chatflow
-or Workflow run pause at a Human Input form (the captured Review node) instead.
+    python -m tests.fakes                          # runs until Ctrl-C; prints the command to use
+    python -m tests.fakes .venv/bin/difybot chat   # runs that command against it, then stops
+
+It answers every message with ``echo: <message>``, streamed word by word (``--human-input``:
+every Chatflow or Workflow run pauses at a Human Input form, the captured Review node, instead).
+It listens on a free port (``--port`` to choose one) and hands the command DIFY_API_BASE and
+DIFY_API_KEY.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shlex
+import signal
+import sys
 
 from tests.fakes.dify import FakeDify, HumanFlow
 
@@ -19,31 +27,61 @@ def word_chunks(text: str) -> list[str]:
     return [word + " " for word in words[:-1]] + [words[-1]]
 
 
-async def run(port: int, mode: str, delay: float, *, human_input: bool = False) -> None:
+async def run(args: argparse.Namespace) -> int:
     flow = None
-    if human_input:
-        flow = HumanFlow.captured_workflow() if mode == "workflow" else HumanFlow()
-    fake = FakeDify(mode=mode, chunk_delay=delay, flow=flow, close_delay=1.0)
+    if args.human_input:
+        flow = HumanFlow.captured_workflow() if args.mode == "workflow" else HumanFlow()
+    fake = FakeDify(mode=args.mode, chunk_delay=args.delay, flow=flow, close_delay=1.0)
     fake.echo = word_chunks  # stream visibly, one word at a time
-    await fake.start(port=port)
-    print(f"fake Dify on {fake.base_url}  (DIFY_API_KEY={fake.api_key}); Ctrl-C stops it")
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.Event().wait()
-    await fake.close()
+    await fake.start(port=args.port)
+    settings = {"DIFY_API_BASE": fake.base_url, "DIFY_API_KEY": fake.api_key}
+    try:
+        if args.command:
+            return await _run_command(args.command, settings)
+        shown = " ".join(f"{name}={value}" for name, value in settings.items())
+        print(f"fake Dify at {fake.base_url}; in another terminal, chat with it:", flush=True)
+        print(f"  {shown} .venv/bin/difybot chat", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return 0
+    finally:
+        await fake.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__)
-    parser.add_argument("--port", type=int, default=5001)
-    parser.add_argument("--mode", default="advanced-chat")
+async def _run_command(command: list[str], settings: dict[str, str]) -> int:
+    """The command in the foreground, on this terminal, with the fake's settings added."""
+    try:
+        child = await asyncio.create_subprocess_exec(*command, env={**os.environ, **settings})
+    except OSError as exc:
+        print(f"cannot run {shlex.join(command)}: {exc.strerror}", file=sys.stderr)
+        return 127
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # Ctrl-C is the child's to handle
+    try:
+        return await child.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (any free one)")
+    parser.add_argument("--mode", default="advanced-chat", help="the app mode /info reports")
     parser.add_argument("--delay", type=float, default=0.15, help="seconds between chunks")
     parser.add_argument(
         "--human-input", action="store_true", help="pause every run at a Human Input form"
     )
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="a command to run against it")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(args.port, args.mode, args.delay, human_input=args.human_input))
+        return asyncio.run(run(args))
+    return 130
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
