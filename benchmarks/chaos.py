@@ -71,7 +71,7 @@ class Replica:
         self.log.parent.mkdir(exist_ok=True)
         handle = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "serve", env=self.env, cwd=ROOT,
+            sys.executable, "-m", "difybot.cli", "serve", env=self.env, cwd=ROOT,
             stdout=handle, stderr=handle,
         )  # fmt: skip
         handle.close()

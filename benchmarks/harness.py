@@ -34,7 +34,7 @@ def difybot_command() -> list[str]:
     if script.exists():
         return [str(script), "serve"]
     found = shutil.which("difybot")
-    return [found, "serve"] if found else [sys.executable, "-m", "bot.cli", "serve"]
+    return [found, "serve"] if found else [sys.executable, "-m", "difybot.cli", "serve"]
 
 
 def difybot_env(urls: dict[str, str], folder: Path, settings: dict[str, str]) -> dict[str, str]:

@@ -27,7 +27,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from bot.dify import AnswerRequest, DifyClient, build_http
+from bot.dify.client import AnswerRequest, DifyClient, build_http
 from bot.models import AnswerEnd, TextDelta, TextReplace
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
 

@@ -82,7 +82,7 @@ def env_for(
 async def start(env: dict[str, str], log: Path) -> tuple[asyncio.subprocess.Process, int]:
     handle = log.open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "serve", env=env, cwd=log.parent,
+        sys.executable, "-m", "difybot.cli", "serve", env=env, cwd=log.parent,
         stdout=handle, stderr=handle,
     )  # fmt: skip
     handle.close()

@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.harness import pinned
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINE = "import bot.cli, adapters, slack_bolt, slack_sdk"
+BASELINE = "import difybot.cli, adapters, slack_bolt, slack_sdk"
 IMPORT_PROBE = """
 import gc, sys, time
 def rss():

@@ -1,0 +1,1 @@
+"""The core of difybot: one message from a platform to Dify and back. It names no platform."""

@@ -36,7 +36,7 @@ Every error carries ``status``, ``code`` and ``retry_after`` (seconds, or None) 
 decide without parsing messages, and ``reason`` when a connection failed: the boundary that
 catches a library's error names the underlying cause with ``connection_reason`` (httpx-aiohttp,
 for one, reports a refused port and an unknown host alike as ``httpx.ConnectTimeout``; only the
-cause chain tells them apart). The command line's startup funnel (``bot.startup``) turns
+cause chain tells them apart). The command line's startup funnel (``difybot.startup``) turns
 ``ConfigError`` into exit status 2 and every other error here into 1, as one line each.
 """
 

@@ -1,7 +1,7 @@
 """Which Dify app answers a message, and in which language the bot speaks: the routing table.
 
 Adapters call ``Routing.apply`` with what they know (platform, workspace, channel, slash command,
-the user's own locale); the routes file (``bot.routes_file``) fills the table. Routes are tried
+the user's own locale); the routes file (``difybot.routes_file``) fills the table. Routes are tried
 in file order and the first whose given fields all match wins; no match means the default app.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.logs import quiet_libraries
+from bot.ops.logs import quiet_libraries
 from storage.conversations import ConversationStore
 from storage.db import create_engine, init_db
 from storage.tables import metadata

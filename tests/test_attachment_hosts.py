@@ -14,8 +14,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFiles
-from adapters.wechat.media import BOT_MEDIA_HOSTS, tencent_files
-from bot.downloads import (
+from adapters.tencent.media import BOT_MEDIA_HOSTS, tencent_files
+from bot.errors import FileRefused
+from bot.files.downloads import (
     GuardedFetch,
     Hop,
     PublicOnly,
@@ -23,7 +24,6 @@ from bot.downloads import (
     build_public_http,
     is_public,
 )
-from bot.errors import FileRefused
 
 
 class ScriptedDNS(AbstractResolver):

@@ -79,7 +79,10 @@ async def test_a_slack_connect_stub_is_completed_by_files_info(tmp_path: Path) -
 
 async def test_an_oversized_file_is_refused_before_any_download(tmp_path: Path) -> None:
     async with slack_bot(tmp_path) as bot:
-        bot.dify.parameters = {**bot.dify.parameters, "system_parameters": {"file_size_limit": 1}}
+        bot.dify.parameters = {
+            **bot.dify.parameters,
+            "system_parameters": {"file_size_limit": 1},
+        }
         big = bot.slack.files.add("big.pdf", "application/pdf", b"%PDF" + b"0" * 2_000_000)
         await bot.event(shared("", [bot.slack.files.payload(big)]))
         assert await notice(bot) == (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters.wechat.crypto import to_aes_key
+from adapters.tencent.crypto import to_aes_key
 from tests.fakes.dify import FakeDify, UploadedFile
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.slack_files import ForeignHost

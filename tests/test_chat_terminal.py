@@ -89,7 +89,7 @@ async def chat(tmp_path: Path) -> AsyncIterator[tuple[Terminal, FakeDify]]:
         env = clean_env(tmp_path, DIFY_API_KEY=dify.api_key, DIFY_API_BASE=dify.base_url,
                         TERM="xterm-256color")  # fmt: skip
         terminal = Terminal(env, tmp_path)
-        await terminal.start(f"{sys.executable} -m bot.cli chat")
+        await terminal.start(f"{sys.executable} -m difybot.cli chat")
         try:
             yield terminal, dify
         finally:
@@ -159,7 +159,7 @@ async def test_a_continued_conversation_is_announced(
     await term.keys("/quit", "Enter")
     assert await term.exit_status() == 0
     again = Terminal(term.env, tmp_path)
-    await again.start(f"{sys.executable} -m bot.cli chat")
+    await again.start(f"{sys.executable} -m difybot.cli chat")
     try:
         screen = await again.prompts(1)
         assert "(Continuing the conversation from " in screen and "/new starts a new one" in screen

@@ -15,8 +15,8 @@ import yaml
 from aiohttp import web
 
 from adapters.slack.check import MANIFEST_SCOPES
-from bot.checks import Check, run_checks
-from bot.config import CREDENTIALS, Settings, load_settings
+from difybot.checks import Check, run_checks
+from difybot.config import CREDENTIALS, Settings, load_settings
 from storage.db import create_engine
 from storage.migrate import upgrade
 from tests.fakes.dify import FakeDify

@@ -36,7 +36,7 @@ async def difybot(*args: str, env: dict[str, str], cwd: Path) -> Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.cli",
+        "difybot.cli",
         *args,
         stdin=PIPE,
         stdout=PIPE,

@@ -7,9 +7,9 @@ from collections.abc import AsyncGenerator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.console import ConsoleChat
-from bot.dify import DifyClient, build_http
-from bot.dispatcher import Dispatcher
+from adapters.console.chat import ConsoleChat
+from bot.delivery.inbox import Dispatcher
+from bot.dify.client import DifyClient, build_http
 from storage.conversations import ConversationStore
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_wire import load_json

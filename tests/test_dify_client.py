@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.dify import AnswerRequest, DifyClient, build_http
+from bot.dify.client import AnswerRequest, DifyClient, build_http
 from bot.errors import (
     ConversationNotFound,
     DifyAuthError,

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.dify import AnswerRequest, DifyClient, build_http
-from bot.dify_events import to_form
-from bot.dispatcher import Dispatcher
+from bot.delivery.inbox import Dispatcher
+from bot.dify.client import AnswerRequest, DifyClient, build_http
+from bot.dify.events import to_form
 from bot.errors import (
     DifyHTTPError,
     DifyStreamCut,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.dify import DifyClient, build_http
-from bot.dispatcher import Dispatcher
+from bot.contract import ReplyCapabilities
+from bot.delivery.inbox import Dispatcher
+from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope
-from bot.protocols import ReplyCapabilities
 from bot.texts import Texts
 from storage.conversations import ConversationStore
 from tests.fakes.dify import FakeDify
@@ -197,7 +197,7 @@ async def test_reset_starts_a_new_conversation(rig: Rig) -> None:
 
 
 async def test_trace_id_is_sent_and_logged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.dispatcher"):
+    with caplog.at_level(logging.INFO, logger="bot.delivery.inbox"):
         await ask(rig, "trace me")
     trace = rig.dify.requests_to("/chat-messages")[0].headers["x-trace-id"]
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answered"))

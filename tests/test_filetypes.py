@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot.answer_files import AnswerFiles, LinkedFile, Mention, mentions, without
-from bot.downloads import GuardedFetch, build_download_http
-from bot.filetypes import MB, FileRules, file_type, speech_mime_type
+from bot.files.answers import AnswerFiles, LinkedFile, Mention, mentions, without
+from bot.files.downloads import GuardedFetch, build_download_http
+from bot.files.types import MB, FileRules, file_type, speech_mime_type
 from bot.models import Answer, FileOut
 from tests.fakes.dify_wire import load_json
 

@@ -377,11 +377,11 @@ async def test_every_command_describes_itself(tmp_path: Path) -> None:
 async def test_version_answers_without_importing_the_app(tmp_path: Path) -> None:
     probe = (
         "import sys, contextlib\n"
-        "from bot.cli import main\n"
+        "from difybot.cli import main\n"
         "with contextlib.suppress(SystemExit):\n"
         "    main(['--version'])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('bot', 'adapters', 'storage', 'pydantic', 'sqlalchemy', 'rich', 'httpx')))\n"
+        "('difybot', 'bot', 'adapters', 'storage', 'pydantic', 'sqlalchemy', 'rich', 'httpx')))\n"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", probe, env=clean_env(tmp_path), cwd=tmp_path,
@@ -390,7 +390,7 @@ async def test_version_answers_without_importing_the_app(tmp_path: Path) -> None
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     version, loaded = out.decode().splitlines()
     assert version.startswith("difybot ")
-    assert loaded == "['bot', 'bot.cli']", err.decode()
+    assert loaded == "['difybot', 'difybot.cli']", err.decode()
 
 
 async def test_a_platform_filter_must_name_a_platform(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ async def test_db_commands(tmp_path: Path) -> None:
 
     async def difybot(*args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", *args, env=env, cwd=tmp_path,
+            sys.executable, "-m", "difybot.cli", *args, env=env, cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 60)

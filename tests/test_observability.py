@@ -13,8 +13,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.logs import REDACTED, build_handler
-from bot.metrics import Metrics
+from bot.ops.logs import REDACTED, build_handler
+from bot.ops.metrics import Metrics
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer, HttpError
 from tests.fakes.slack_bot import slack_bot
@@ -112,7 +112,7 @@ async def test_json_logs_carry_the_trace_id_sent_to_dify(tmp_path: Path) -> None
     assert answered["platform"] == "slack" and answered["app"] == "default"
     assert answered["outcome"] == "answered" and answered["chunks"] >= 1
     assert isinstance(answered["duration_ms"], int)
-    assert answered["level"] == "INFO" and answered["logger"] == "bot.dispatcher"
+    assert answered["level"] == "INFO" and answered["logger"] == "bot.delivery.inbox"
 
 
 def test_json_lines_are_scrubbed_of_secrets_like_text_ones() -> None:

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.config import Settings
+from difybot.config import Settings
 from tests.test_cli_e2e import REPO
 
 COMPOSE = REPO / "docker" / "compose.yml"

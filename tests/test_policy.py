@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import build_gate
-from bot.config import load_settings
-from bot.dify import DifyClient, build_http
-from bot.dispatcher import Dispatcher
+from bot.answering.policy import Allowlist, Gate, RateLimiter
+from bot.delivery.inbox import Dispatcher
+from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope
-from bot.policy import Allowlist, Gate, RateLimiter
 from bot.texts import Texts
+from difybot.app import build_gate
+from difybot.config import load_settings
 from storage.conversations import ConversationStore
 from tests.fakes.dify import FakeDify
 from tests.fakes.replies import RecordingReply

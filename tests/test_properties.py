@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from adapters.slack.events import RouteOptions, Router, clean_text
 from adapters.slack.memory import TtlMap
 from adapters.slack.mrkdwn import to_mrkdwn
-from adapters.wechat.errors import CallbackRejected
-from adapters.wechat.formatting import to_plain_text, to_wecom_markdown
-from adapters.wechat.messages import to_push
-from adapters.wechat.payloads import parse_xml
-from bot.dify_events import to_event
+from adapters.tencent.errors import CallbackRejected
+from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
+from adapters.tencent.messages import to_push
+from adapters.tencent.xml import parse_xml
+from bot.dify.events import to_event
+from bot.dify.sse import iter_frames
 from bot.errors import DifyProtocolError, DifyStreamError
-from bot.sse import iter_frames
 
 FAST = settings(max_examples=150, deadline=None)
 json_values = st.recursive(

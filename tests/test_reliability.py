@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.dify import DifyClient, build_http
-from bot.dispatcher import Dispatcher
+from bot.contract import ReplyCapabilities
+from bot.delivery.inbox import Dispatcher
+from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope, to_record
-from bot.protocols import ReplyCapabilities
 from storage.conversations import ConversationStore
 from storage.journal import Journal
 from tests.fakes.dify import FakeDify

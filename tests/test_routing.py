@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_routes, load_settings
 from bot.errors import ConfigError
 from bot.models import ConversationKey, IncomingMessage, Scope
-from bot.routes_file import RoutesError, parse_routes
 from bot.routing import DEFAULT_APP, Routing
+from difybot.config import load_routes, load_settings
+from difybot.routes_file import RoutesError, parse_routes
 
 ENV = {"SUPPORT_KEY": "app-support-key", "SALES_KEY": "app-sales-key"}
 

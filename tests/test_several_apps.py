@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.app import build_core
-from bot.config import load_settings
 from bot.errors import ConfigError
+from difybot.app import build_core
+from difybot.config import load_settings
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_wire import load_json
 from tests.fakes.slack_api import SlackCall

@@ -6,10 +6,10 @@ import asyncio
 import gc
 import time
 
+from bot.answering.progressive import ProgressiveReply
+from bot.contract import ReplyCapabilities
 from bot.models import Answer
-from bot.pace import GC_THRESHOLDS, MAX_STRETCH, LoadGauge, settle_startup_objects
-from bot.protocols import ReplyCapabilities
-from bot.streaming import ProgressiveReply
+from bot.ops.pace import GC_THRESHOLDS, MAX_STRETCH, LoadGauge, settle_startup_objects
 from tests.fakes.replies import ManualClock, RecordingReply
 
 

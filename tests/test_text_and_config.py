@@ -11,13 +11,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.cli import PLATFORM_NAMES
-from bot.config import CREDENTIALS, PLATFORMS, AppMode, Settings, load_settings, unknown_variables
-from bot.dify import MODES
+from bot.dify.client import MODES
 from bot.errors import REFUSED, TIMEOUT, UNKNOWN_HOST, ConfigError, connection_reason
-from bot.logs import REDACTED, SecretFilter
+from bot.ops.logs import REDACTED, SecretFilter
 from bot.text import split_text, utf8_length
 from bot.texts import Texts
+from difybot.cli import PLATFORM_NAMES
+from difybot.config import (
+    CREDENTIALS,
+    PLATFORMS,
+    AppMode,
+    Settings,
+    load_settings,
+    unknown_variables,
+)
 
 # ---- split_text ------------------------------------------------------------------------------
 

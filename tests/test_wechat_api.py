@@ -8,8 +8,8 @@ from functools import partial
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.wechat.api import AccessTokens, PlatformAPI, build_http, stable_token, wecom_token
-from adapters.wechat.errors import WeChatAPIError
+from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, stable_token, wecom_token
+from adapters.tencent.errors import WeChatAPIError
 from storage.tokens import TokenStore
 from tests.fakes.wechat import FakeWeChatAPI, Media
 

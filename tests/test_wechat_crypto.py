@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from wechatpy.crypto import WeChatCrypto as OracleOfficial
 from wechatpy.enterprise.crypto import WeChatCrypto as OracleWeCom
 
-from adapters.wechat.crypto import MessageCrypto, is_valid_signature, signature
-from adapters.wechat.errors import CallbackRejected
+from adapters.tencent.crypto import MessageCrypto, is_valid_signature, signature
+from adapters.tencent.errors import CallbackRejected
 from bot.errors import ConfigError
 
 VECTORS: dict[str, Any] = json.loads(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.wechat.wecom_app import MemberLimiter
+from adapters.wecom_app.app import MemberLimiter
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.wechat import FakeWeChatAPI, Media

@@ -33,10 +33,10 @@ from adapters.slack.places import ReplyOptions
 from adapters.slack.profile import AppProfile
 from adapters.slack.texts import TEXTS as SLACK_TEXTS
 from adapters.webhooks import Refused, guard_of
-from bot.answer_files import FileServices
-from bot.config import Settings
-from bot.dispatcher import Dispatcher
+from bot.delivery.inbox import Dispatcher
 from bot.errors import ConfigError, connection_reason
+from bot.files.answers import FileServices
+from difybot.config import Settings
 from storage.threads import FollowedThreads
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ _TOKEN_REFUSED = frozenset(
 
 
 class SlackAdapter:
-    """Implements ``bot.protocols.Adapter``. HTTP mode needs no start: the route is added when
+    """Implements ``bot.contract.Adapter``. HTTP mode needs no start: the route is added when
     the adapter is built; Socket Mode connects in ``start``."""
 
     name = "slack"

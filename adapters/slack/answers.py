@@ -19,9 +19,9 @@ from adapters.slack.places import Place, ReplyOptions
 from adapters.slack.profile import AppProfile
 from adapters.slack.reply import SlackReply
 from adapters.slack.sender import SlackSender
-from bot.answer_files import AnswerFiles
-from bot.dispatcher import Dispatcher
+from bot.delivery.inbox import Dispatcher
 from bot.errors import DifyError
+from bot.files.answers import AnswerFiles
 from bot.models import Answer, IncomingMessage, Scope
 from storage.threads import FollowedThreads
 

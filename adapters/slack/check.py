@@ -9,8 +9,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sender import slack_error
-from bot.checks import Check
-from bot.config import Settings
+from difybot.checks import Check
+from difybot.config import Settings
 
 # The bot scopes manifest.yml asks for (tests/test_ops_checks.py keeps the two equal).
 MANIFEST_SCOPES = frozenset(

@@ -27,9 +27,9 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sender import slack_error
-from bot.answer_files import AnswerFiles, LinkedFile, OutFile, fallback_links, without
-from bot.downloads import Download, GuardedFetch, Hop, body_of, check_size, content_type
 from bot.errors import FileUnavailable
+from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
+from bot.files.downloads import Download, GuardedFetch, Hop, body_of, check_size, content_type
 from bot.models import Answer, Attachment
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.metrics import Metrics
+from bot.ops.metrics import Metrics
 
 PLATFORM = "slack"
 

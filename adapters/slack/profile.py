@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.dify import DifyClient
+from bot.dify.client import DifyClient
 from bot.errors import DifyError
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from adapters.slack.files import AnswerUploads
 from adapters.slack.native import NativeStream, StreamTarget
 from adapters.slack.places import Place, PostedMessage, ReplyOptions, ShownState
 from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
-from bot.answer_files import AnswerFiles
+from bot.contract import ReplyCapabilities
+from bot.files.answers import AnswerFiles
 from bot.models import Answer
-from bot.protocols import ReplyCapabilities
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ STATUS = "assistant.threads.setStatus"
 
 
 class SlackReply:
-    """Implements ``bot.protocols.Reply`` for Slack."""
+    """Implements ``bot.contract.Reply`` for Slack."""
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class SlackReply:
         self._saved: list[str] = list(resume or ())
 
     def bind_state(self, save: SaveState) -> None:
-        """``bot.protocols.Resumable``: report posted messages so another replica that takes
+        """``bot.contract.Resumable``: report posted messages so another replica that takes
         over this answer edits them instead of posting a second answer."""
         self._save = save
 

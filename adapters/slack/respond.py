@@ -12,8 +12,8 @@ from typing import Any
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from adapters.slack.blocks import Labels, asked_block, body_blocks, fallback_text, sources_block
+from bot.contract import ReplyCapabilities
 from bot.models import Answer
-from bot.protocols import ReplyCapabilities
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ _MAX_PARTS = 3  # of the 5 uses: one "thinking" note, at most three answer parts
 
 
 class RespondReply:
-    """Implements ``bot.protocols.Reply`` over ``respond()`` (no edits)."""
+    """Implements ``bot.contract.Reply`` over ``respond()`` (no edits)."""
 
     def __init__(
         self, respond: AsyncRespond, *, user: str, question: str, labels: Labels, limit: int

@@ -1,1 +1,1 @@
-"""The WeChat family: Official Account (公众号), WeCom (企业微信) self-built app and AI bot."""
+"""The WeChat Official Account (公众号) at `GET/POST /wechat`: the 5-second rule, push and fetch."""

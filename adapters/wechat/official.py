@@ -12,31 +12,31 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from adapters.wechat.api import AccessTokens, PlatformAPI, build_http, stable_token
-from adapters.wechat.background import Background
-from adapters.wechat.callback import CallbackChecks, add_callback_route, params, seal_xml
-from adapters.wechat.crypto import MessageCrypto
-from adapters.wechat.errors import WeChatAPIError
-from adapters.wechat.formatting import to_plain_text
-from adapters.wechat.media import MediaFiles
-from adapters.wechat.messages import Push, to_incoming, to_push
-from adapters.wechat.metering import meter
-from adapters.wechat.outbound import AnswerMedia, CustomerService
+from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, stable_token
+from adapters.tencent.background import Background
+from adapters.tencent.callback import CallbackChecks, add_callback_route, params, seal_xml
+from adapters.tencent.crypto import MessageCrypto
+from adapters.tencent.errors import WeChatAPIError
+from adapters.tencent.formatting import to_plain_text
+from adapters.tencent.media import MediaFiles
+from adapters.tencent.messages import Push, to_incoming, to_push
+from adapters.tencent.metering import meter
+from adapters.tencent.outbound import AnswerMedia, CustomerService
+from adapters.tencent.questions import to_question
+from adapters.tencent.texts import TEXTS as WECHAT_TEXTS
+from adapters.tencent.xml import text_reply
 from adapters.wechat.passive import PassiveAnswers, PassiveTiming
-from adapters.wechat.payloads import text_reply
-from adapters.wechat.questions import to_question
-from adapters.wechat.texts import TEXTS as WECHAT_TEXTS
-from bot.answer_files import AnswerFiles
-from bot.dispatcher import Dispatcher
+from bot.contract import ReplyCapabilities
+from bot.delivery.inbox import Dispatcher
 from bot.errors import ConfigError, DifyError
+from bot.files.answers import AnswerFiles
 from bot.models import Answer, IncomingMessage
-from bot.protocols import ReplyCapabilities
 from storage.callbacks import SeenCallbacks
 from storage.tokens import TokenStore
 from storage.wechat_answers import PendingAnswers
 
 if TYPE_CHECKING:
-    from bot.app import Core
+    from difybot.app import Core
 
 log = logging.getLogger(__name__)
 

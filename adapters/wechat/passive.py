@@ -23,9 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from adapters.wechat.background import Background
-from adapters.wechat.errors import WeChatAPIError
-from adapters.wechat.outbound import CustomerService, to_parts
+from adapters.tencent.background import Background
+from adapters.tencent.errors import WeChatAPIError
+from adapters.tencent.outbound import CustomerService, to_parts
 from bot.texts import Texts
 from storage.wechat_answers import PendingAnswer, PendingAnswers
 

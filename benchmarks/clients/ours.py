@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from bot.dify import AnswerRequest, DifyClient, build_http
+from bot.dify.client import AnswerRequest, DifyClient, build_http
 
 
 async def main(url: str, runs: int) -> None:

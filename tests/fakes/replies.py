@@ -7,8 +7,8 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
+from bot.contract import ReplyCapabilities
 from bot.models import Answer
-from bot.protocols import ReplyCapabilities
 
 
 class ManualClock:

@@ -16,8 +16,8 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack import SlackAdapter
-from bot.app import Core, build_adapters, build_core, build_web
-from bot.config import load_settings
+from difybot.app import Core, build_adapters, build_core, build_web
+from difybot.config import load_settings
 from tests.fakes.dify import FakeDify
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 

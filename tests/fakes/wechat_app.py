@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.app import Core, build_adapters, build_core, build_web
-from bot.config import load_settings
+from difybot.app import Core, build_adapters, build_core, build_web
+from difybot.config import load_settings
 from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 

@@ -1,0 +1,1 @@
+"""Answering one message: the gate, the conversation, the Dify run, the progressive reply."""

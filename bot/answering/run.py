@@ -1,0 +1,271 @@
+"""One answer from Dify to a progressive reply: events applied, errors turned into one sentence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from bot.answering.preparing import Prepare, Prepared, as_is
+from bot.answering.progressive import ProgressiveReply
+from bot.dify.client import AnswerRequest, DifyClient
+from bot.dify.stream import AnswerStream
+from bot.errors import (
+    ConversationNotFound,
+    DifyAuthError,
+    DifyError,
+    DifyQuotaExceeded,
+    DifyRateLimited,
+    DifyStreamCut,
+    DifyStreamError,
+    DifyUnavailable,
+)
+from bot.models import (
+    AgentThought,
+    Answer,
+    AnswerEnd,
+    AnswerEvent,
+    FileOut,
+    IncomingMessage,
+    Progress,
+    TextDelta,
+    TextReplace,
+)
+from bot.texts import Texts
+from storage.conversations import ConversationStore
+
+log = logging.getLogger(__name__)
+
+# Nodes that do visible work worth a status line; start/answer/end are plumbing.
+_QUIET_NODES = frozenset({"start", "answer", "end", ""})
+_QUOTA_CODES = frozenset({"provider_quota_exceeded", "rate_limit_error"})
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class AnswerRun:
+    """Asks Dify for one message and drives the progressive reply until the answer is shown."""
+
+    def __init__(
+        self,
+        dify: DifyClient,
+        message: IncomingMessage,
+        reply: ProgressiveReply,
+        *,
+        texts: Texts,
+        trace_id: str,
+        prepare: Prepare = as_is,
+        on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dify = dify
+        self.message = message
+        self.reply = reply
+        self.texts = texts
+        self.trace_id = trace_id
+        self._prepare = prepare
+        self._prepared: Prepared | None = None
+        self.chunks = 0
+        self.conversation_id = ""
+        self.conversation_saved = False
+        self._on_conversation = on_conversation
+        self._stream: AnswerStream | None = None
+        self._files_out: list[FileOut] = []
+        self._clock = clock
+        self.started_at = clock()
+        self.first_text_at: float | None = None  # when Dify's first answer text came
+        self.failure = ""  # the text key the user was told, when the answer failed
+
+    @property
+    def task_id(self) -> str:
+        return self._stream.task_id if self._stream is not None else ""
+
+    async def ask(self, conversation_id: str | None) -> Outcome:
+        """Stream one answer. ConversationNotFound propagates so the caller can retry fresh;
+        Unanswerable (from the prepare step) propagates for the caller to tell the user."""
+        if self._prepared is None:  # once: a fresh retry reuses the uploads
+            self._prepared = await self._prepare(self.message, self.dify)
+            for line in self._prepared.notes:  # e.g. a file left out: said above the answer
+                self.reply.note(line)
+        request = AnswerRequest(
+            query=self._prepared.query,
+            user=self.message.dify_user,
+            conversation_id=conversation_id,
+            inputs=self._prepared.inputs,
+            files=self._prepared.files,
+            trace_id=self.trace_id,
+        )
+        end: AnswerEnd | None = None
+        try:
+            async with self.dify.stream(request) as stream:
+                self._stream = stream
+                async for event in stream:
+                    end = self._apply(event) or end
+                    if stream.conversation_id and not self.conversation_id:
+                        await self._conversation_known(stream.conversation_id)
+        except ConversationNotFound:
+            raise
+        except DifyError as exc:
+            return await self._failed(exc)
+        return await self._conclude(end)
+
+    async def _conversation_known(self, conversation_id: str) -> None:
+        """Keep the conversation as soon as Dify names it, not at the end: an answer cut short,
+        or finished by another replica after this one died, must continue the same one."""
+        self.conversation_id = conversation_id
+        if self._on_conversation is not None:
+            await self._on_conversation(self)
+
+    def _text_arrived(self) -> None:
+        self.chunks += 1
+        if self.first_text_at is None:
+            self.first_text_at = self._clock()
+
+    def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
+        reply = self.reply
+        if isinstance(event, TextDelta):  # by far the most frequent event: tested first
+            self._text_arrived()
+            reply.add(event.text)
+        elif isinstance(event, TextReplace):
+            self._text_arrived()
+            reply.replace(event.text)
+        elif isinstance(event, AgentThought):
+            reply.set_status(f"🔧 {event.tool}…" if event.tool and not event.observation else "")
+        elif isinstance(event, Progress):
+            reply.set_status(_progress_status(event))
+        elif isinstance(event, FileOut):
+            self._files_out.append(event)
+        elif isinstance(event, AnswerEnd):
+            return event
+        # Reasoning and Human Input events: shown once forms are answered here (issue 17).
+        return None
+
+    async def _conclude(self, end: AnswerEnd | None) -> Outcome:
+        if end is None:  # the connection closed without a closing event
+            log.warning("stream ended without a closing event trace=%s", self.trace_id)
+            await self.tell_failure("interrupted")
+            return Outcome.INTERRUPTED
+        if end.status == "stopped":
+            await self.tell_failure("stopped")
+            return Outcome.STOPPED
+        if end.status != "succeeded":
+            log.warning("run %s trace=%s error=%r", end.status, self.trace_id, end.error)
+            await self.tell_failure("paused" if end.status == "paused" else "error")
+            return Outcome.FAILED
+        text = self.reply.text or text_from_outputs(end.outputs)
+        text = text or self.texts.get("empty", self._locale)
+        await self.reply.finish(self._answer(end), text=text)
+        return Outcome.ANSWERED
+
+    def _answer(self, end: AnswerEnd) -> Answer:
+        files = {f.url: f for f in (*self._files_out, *end.files)}
+        return Answer(
+            message_id=end.message_id or (self._stream.message_id if self._stream else ""),
+            conversation_id=end.conversation_id or self.conversation_id,
+            task_id=self.task_id,
+            dify_user=self.message.dify_user,
+            usage=end.usage,
+            retriever_resources=end.retriever_resources,
+            files=tuple(files.values()),
+            trace_id=self.trace_id,
+            app=self.message.key.app,
+        )
+
+    async def _failed(self, exc: DifyError) -> Outcome:
+        key = _text_key(exc)
+        level = logging.ERROR if isinstance(exc, DifyAuthError) else logging.WARNING
+        log.log(
+            level,
+            "dify error trace=%s type=%s status=%s code=%s: %s",
+            self.trace_id, type(exc).__name__, exc.status, exc.code, exc.message,
+        )  # fmt: skip
+        await self.tell_failure(key)
+        return Outcome.INTERRUPTED if key == "interrupted" else Outcome.FAILED
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started_at
+
+    async def tell_interrupted(self) -> None:
+        """Best effort, briefly: the task is being cancelled."""
+        with contextlib.suppress(BaseException):
+            async with asyncio.timeout(2.0):
+                await self.tell_failure("interrupted")
+
+    async def tell_failure(self, key: str) -> None:
+        self.failure = key
+        await self.reply.fail(self.texts.get(key, self._locale))
+
+    @property
+    def _locale(self) -> str | None:
+        return self.message.locale
+
+
+def _text_key(exc: DifyError) -> str:
+    if isinstance(exc, DifyRateLimited):
+        return "busy"
+    if isinstance(exc, DifyQuotaExceeded) or exc.code in _QUOTA_CODES:
+        return "quota"
+    if isinstance(exc, DifyUnavailable):
+        return "unavailable"
+    if isinstance(exc, DifyStreamCut):
+        return "interrupted"
+    if isinstance(exc, DifyStreamError):
+        return "error"
+    return "error"
+
+
+def _progress_status(event: Progress) -> str:
+    if event.kind == "node" and event.status == "started" and event.node_type not in _QUIET_NODES:
+        return f"{event.title or event.node_type}…"
+    return ""
+
+
+def text_from_outputs(outputs: dict[str, Any]) -> str:
+    """A workflow app's answer when it streamed no text: the obvious output, else all of them."""
+    for name in ("answer", "text", "result", "output"):
+        value = outputs.get(name)
+        if isinstance(value, str) and value:
+            return value
+    strings = [v for v in outputs.values() if isinstance(v, str) and v]
+    if len(strings) == 1:
+        return strings[0]
+    return orjson.dumps(outputs, option=orjson.OPT_INDENT_2).decode() if outputs else ""
+
+
+async def answer_in_conversation(run: AnswerRun, store: ConversationStore) -> Outcome:
+    """Answer in the stored conversation; if Dify no longer knows it, forget it and ask once
+    more, fresh (only before any of the answer was shown)."""
+    key = run.message.key
+    conversation_id = await store.get(key)
+    try:
+        await run.reply.start()
+        return await run.ask(conversation_id)
+    except ConversationNotFound:
+        if not conversation_id or run.chunks:
+            raise
+    log.info("stale conversation dropped trace=%s", run.trace_id)
+    await store.delete(key)
+    return await run.ask(None)
+
+
+async def remember(store: ConversationStore, run: AnswerRun) -> None:
+    """Keep the conversation the answer runs in (refreshing its idle clock), once."""
+    if not run.conversation_id or run.conversation_saved:
+        return
+    try:
+        await store.set(run.message.key, run.conversation_id, dify_user=run.message.dify_user)
+        run.conversation_saved = True
+    except Exception:
+        log.exception("could not save conversation id trace=%s", run.trace_id)

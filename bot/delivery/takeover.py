@@ -1,0 +1,100 @@
+"""The sweeper: finishes messages whose replica died or let go, on whichever replica runs it.
+
+A message is taken over through its platform's restorer (the reply rebuilt from where it was
+going and what it had shown) and answered again from the start: where some of the answer was
+already on screen, the user is told it starts again. This is the one place a taken-over answer
+is decided, so a Dify run that can be resumed (resumable runs) continues here instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.models import from_record
+from storage.journal import Journal
+from storage.replicas import Membership
+
+if TYPE_CHECKING:
+    from bot.delivery.inbox import Dispatcher
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600  # sweeps between prunes of finished journal entries (about an hour)
+SWEEP_EVERY = 1.0  # seconds: one indexed query; a dead replica's work resumes ~1 s after expiry
+DEDUP_WINDOW = 86_400.0  # seconds a finished message's key still drops redeliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """A journal entry answered after its replica let go; ``shown``: part of its answer was
+    already on the user's screen."""
+
+    entry_id: int
+    shown: bool = False
+
+
+class Sweeper:
+    """Every second (half a lease at most): orphans (expired or released leases) are restored
+    through their adapter's restorer and answered here; day-old finished entries are pruned;
+    the replica's ``membership`` heartbeat is kept."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        journal: Journal,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        membership: Membership | None = None,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._journal = journal
+        self._sleep = sleep
+        self._membership = membership
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        rounds = 0
+        while True:
+            try:
+                await self._beat()
+                await self.sweep_once(self._dispatcher, self._journal)
+                if rounds % PRUNE_EVERY == 0:
+                    await self._journal.prune(older_than=DEDUP_WINDOW)
+            except Exception:
+                log.warning("journal sweep failed", exc_info=True)
+            rounds += 1
+            await self._sleep(min(SWEEP_EVERY, self._journal.lease / 2))
+
+    async def _beat(self) -> None:
+        if self._membership is not None and not await self._membership.beat():
+            log.error("REPLICA_ID %s was taken by another process while this one was silent",
+                      self._membership.replica_id)  # fmt: skip
+
+    @staticmethod
+    async def sweep_once(dispatcher: Dispatcher, journal: Journal) -> int:
+        taken = 0
+        for entry in await journal.orphans():
+            restore = dispatcher.restorers.get(entry.platform)
+            if restore is None or dispatcher.handles(entry.id):
+                continue
+            try:
+                message = from_record(entry.message)
+                reply = restore(entry.reply, entry.reply_state)
+            except Exception:
+                log.exception("cannot restore journal entry %d", entry.id)
+                continue
+            if dispatcher.resume(message, reply, Takeover(entry.id, shown=entry.shown)):
+                log.info("taking over entry=%d platform=%s", entry.id, entry.platform)
+                dispatcher.metrics.takeovers.labels(entry.platform).inc()
+                taken += 1
+        return taken

@@ -1,0 +1,1 @@
+"""Operations: metrics, logs, and how busy this process is."""
