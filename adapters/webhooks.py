@@ -12,34 +12,24 @@ Retry-After: both Slack and WeChat retry) rather than queued.
 A refusal closes the connection when the body was not read to its end: otherwise aiohttp keeps
 reading and discarding it for up to ``lingering_time`` (10 s) to reuse the connection, which a
 stalled client turns into a held connection. Refusals and hang-ups are one INFO line each,
-never a traceback; handlers raise ``Refused`` to answer with a bare status.
+never a traceback; handlers raise ``CallbackRejected`` to answer with a bare status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from bot.errors import CallbackRejected
 
 log = logging.getLogger(__name__)
 
 LARGE_BODY = 64 * 1024  # a platform's own callbacks are a few KB; past this a body is "large"
 _CHUNK = 64 * 1024
-
-
-class Refused(Exception):
-    """A request we answer with a bare ``status``; ``reason`` goes to the log, not the caller."""
-
-    def __init__(
-        self, reason: str, *, status: int = 400, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.headers = dict(headers or {})
 
 
 class HungUp(Exception):
@@ -93,9 +83,9 @@ class WebhookGuard:
                     precheck(request)
                 body = await self._receive(request, max_body) if read_body else b""
                 return await handler(request, body)
-            except Refused as refused:
+            except CallbackRejected as refused:
                 log.info("%s %s refused (%d): %s",
-                         request.method, request.path, refused.status, refused.reason)  # fmt: skip
+                         request.method, request.path, refused.status, refused.message)  # fmt: skip
                 return await _refuse(request, refused)
             except HungUp:
                 log.info("%s %s: the client hung up before its body arrived",
@@ -107,14 +97,14 @@ class WebhookGuard:
     async def _receive(self, request: web.Request, max_body: int) -> bytes:
         announced = request.content_length
         if announced is not None and announced > max_body:
-            raise Refused(f"body of {announced} bytes (limit {max_body})", status=413)
+            raise CallbackRejected(f"body of {announced} bytes (limit {max_body})", status=413)
         large = announced is None or announced > self.limits.large_body
         self._enter(large)
         try:
             async with asyncio.timeout(self.limits.deadline):
                 return await self._read(request, max_body)
         except TimeoutError:
-            raise Refused(
+            raise CallbackRejected(
                 f"body not received within {self.limits.deadline:g} s", status=408
             ) from None
         finally:
@@ -124,8 +114,7 @@ class WebhookGuard:
         counts, limits = self.in_flight, self.limits
         if counts.bodies >= limits.max_bodies or (large and counts.large >= limits.max_large):
             busy = "large bodies" if large and counts.large >= limits.max_large else "bodies"
-            raise Refused(f"too many {busy} being received", status=503,
-                          headers={"Retry-After": "1"})  # fmt: skip
+            raise CallbackRejected(f"too many {busy} being received", status=503, retry_after=1)
         counts.bodies += 1
         counts.large += large
 
@@ -139,7 +128,7 @@ class WebhookGuard:
         try:
             while chunk := await request.content.read(_CHUNK):
                 if len(body) + len(chunk) > max_body:
-                    raise Refused(f"body past {max_body} bytes", status=413)
+                    raise CallbackRejected(f"body past {max_body} bytes", status=413)
                 body += chunk
         except ConnectionError:
             raise HungUp() from None
@@ -148,9 +137,10 @@ class WebhookGuard:
         return bytes(body)
 
 
-async def _refuse(request: web.Request, refused: Refused) -> web.StreamResponse:
+async def _refuse(request: web.Request, refused: CallbackRejected) -> web.StreamResponse:
     """The bare status; the connection closed behind it when the body is still coming."""
-    response = web.Response(status=refused.status, text="", headers=refused.headers)
+    headers = {"Retry-After": f"{refused.retry_after:.0f}"} if refused.retry_after else None
+    response = web.Response(status=refused.status or 400, text="", headers=headers)
     if request.content.is_eof():
         return response
     response.force_close()

@@ -1,12 +1,30 @@
-"""The seams between the core and the platforms: how a reply is shown and what it can do."""
+"""The platform contract: the one door a platform has into the core, and what it hands the core.
+
+    adapter ──accept(message, where)──► Inbox ──► journal: record (dedup), lease, order
+                                                          │ the entry's turn, on any replica
+    Platform.reply(Delivery) ◄────────────────────────────┘
+        └─► Reply: start · update · status · finish · fail   (driven by the answerer)
+
+A platform package builds one frozen ``Platform``: its ``Adapter`` (connections and webhook
+routes), ``reply`` (the only way a reply is made, for a new message and for one taken over
+from a replica that died alike, so every platform can be taken over), ``files`` (where
+attachments come from) and its ``allowlist``. It talks to the core only through
+``Inbox``: accept a normalized message, stop or reset a conversation, the app's facts, feedback,
+a localized text. The core routes each message to its app from the fields the adapter filled
+in (workspace, channel, command, the user's locale); adapters never route.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from bot.models import Answer
+from bot.files.downloads import FileSource
+from bot.models import Answer, AppFacts, ConversationKey, IncomingMessage
+
+State = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +42,6 @@ class ReplyCapabilities:
     max_length: int = 40_000
     measure: str = "chars"
     min_interval: float = 1.0
-
-
-class Adapter(Protocol):
-    """A platform connection. Webhook adapters add their routes to the web app when built;
-    ``start`` opens outbound connections (Socket Mode), ``stop`` closes them before the
-    dispatcher finishes the answers in flight."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Reply(Protocol):
@@ -60,14 +66,122 @@ class Reply(Protocol):
         """The answer could not be completed: keep ``text`` (maybe empty) and add ``notice``."""
 
 
-@runtime_checkable
-class Resumable(Protocol):
-    """A reply another replica can take over: it reports what it has shown so far (e.g. the
-    ids of the messages it posted) through ``save``, and a restored reply given that state
-    edits those messages instead of posting new ones."""
+class Adapter(Protocol):
+    """A platform's connections: webhook routes are added when it is built, ``start`` opens
+    outbound ones (Socket Mode, long polling), ``stop`` closes them before the core finishes
+    the answers in flight."""
 
-    def bind_state(self, save: Callable[[dict[str, Any]], Awaitable[None]]) -> None: ...
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
-# Rebuilds a platform reply from the adapter's description of where to answer and the saved state.
-Restorer = Callable[[dict[str, Any], dict[str, Any] | None], Reply]
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A journal entry whose turn has come, handed to its platform to build the reply.
+
+    ``where`` is what the adapter gave ``accept`` (JSON-safe: channel, thread, user...);
+    ``state`` what an earlier attempt's reply saved (None the first time): a reply built from a
+    state continues what was shown (edits the messages already posted) instead of starting
+    anew. ``save`` keeps the reply's state in the journal for whoever may take over."""
+
+    entry_id: int
+    message: IncomingMessage
+    where: Mapping[str, Any]
+    save: Callable[[State], Awaitable[None]]
+    state: Mapping[str, Any] | None = None
+    taken_over: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    """Who may ask on one platform: empty sets allow everyone; a non-empty set must contain the
+    message's workspace, channel or author."""
+
+    workspaces: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+
+    def allows(self, message: IncomingMessage) -> bool:
+        return (
+            _within(self.workspaces, message.workspace)
+            and _within(self.channels, message.channel_id)
+            and _within(self.users, message.author)
+        )
+
+    @classmethod
+    def of(cls, *, workspaces: str = "", channels: str = "", users: str = "") -> Allowlist:
+        """From comma-separated settings."""
+        return cls(_ids(workspaces), _ids(channels), _ids(users))
+
+
+def _within(allowed: frozenset[str], value: str | None) -> bool:
+    return not allowed or (value is not None and value in allowed)
+
+
+def _ids(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a platform package hands the core, built once from its settings."""
+
+    name: str
+    adapter: Adapter
+    reply: Callable[[Delivery], Reply]
+    files: FileSource | None = None
+    allowlist: Allowlist | None = None
+    takeover: bool = True  # another replica may finish its answers (the terminal: no)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What ``accept`` did: the journal entry, whether it was new (False: a redelivery, taken
+    here or on another replica), and the answer's task when it runs in this process."""
+
+    entry_id: int
+    new: bool
+    answer: asyncio.Task[None] | None = None
+
+
+class Inbox(Protocol):
+    """The core, as a platform adapter sees it."""
+
+    async def accept(
+        self, message: IncomingMessage, *, where: Mapping[str, Any], answer: bool = True
+    ) -> Accepted:
+        """Record the message (await this before acknowledging the platform), then answer it
+        once, on some replica. ``answer=False`` records it only, to drop its redeliveries (a
+        command the adapter handles itself)."""
+
+    async def stop(self, key: ConversationKey) -> bool:
+        """Stop the conversation's running answer; False if none runs here."""
+
+    async def reset(self, key: ConversationKey) -> bool:
+        """Forget the conversation (under every app): its next message starts a new one."""
+
+    def text(self, key: str, locale: str | None = None) -> str:
+        """One of the bot's own texts (the platform's own included), in ``locale``."""
+
+    def locale(
+        self, platform: str, *, workspace: str = "", channel: str = "", command: str = ""
+    ) -> str | None:
+        """The language a route sets for this place (None: the platform's default)."""
+
+    def commands(self, platform: str) -> list[str]:
+        """The slash commands the routes name on ``platform``."""
+
+    async def facts(
+        self, platform: str, *, workspace: str = "", channel: str = "", command: str = ""
+    ) -> AppFacts:
+        """What the app this place is routed to offers: its opening statement and starter
+        questions, whether it suggests follow-up questions."""
+
+    async def suggestions(self, answer: Answer) -> list[str]:
+        """Dify's suggested follow-up questions for an answer ([] when off or failing)."""
+
+    async def feedback(self, app: str, message_id: str, *, user: str, rating: str | None) -> None:
+        """Dify message feedback (``like``/``dislike``/None) for an answer of ``app``."""

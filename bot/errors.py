@@ -11,6 +11,14 @@
     │       │                            HTTP error, connection trouble)
     │       └── FileRefused              never fetched: not the platform's own file host, or a
     │                                    host that resolves to no public address
+    ├── ShuttingDown                     the process is stopping and takes no new message
+    ├── PlatformError                    a chat platform refused, failed, or sent what it must not
+    │   ├── CallbackRejected             an inbound callback we refuse (``status`` 400/401/403/
+    │   │                                413): bad signature, stale timestamp, replay, bad body
+    │   └── PlatformAPIError             a platform API call failed (``code``: the platform's error
+    │       │                            code, ``status``: HTTP, ``retry_after``: its rate limit)
+    │       ├── MessageTooLong           the platform found the message too long: split smaller
+    │       └── BadFormatting            the platform refused the formatting (blocks, entities)
     └── DifyError                        anything that went wrong talking to Dify
         ├── DifyUnavailable              connect error, timeout, 5xx: Dify could not be reached
         │                                (``reason``: refused, unknown host, TLS failure, timeout)
@@ -121,6 +129,32 @@ class FileUnavailable(FileError):
 class FileRefused(FileUnavailable):
     """The file's URL (or a redirect) leads somewhere we never fetch from; it was not fetched.
     The message is answered without it."""
+
+
+class ShuttingDown(DifybotError):
+    """The process is stopping: the message is not taken (the platform redelivers, or the user
+    is told to try again)."""
+
+
+class PlatformError(DifybotError):
+    """Something went wrong on a chat platform's side of an adapter."""
+
+
+class CallbackRejected(PlatformError):
+    """An inbound callback failed a check; ``status`` is what the webhook answers (no detail
+    for a forger to learn from)."""
+
+
+class PlatformAPIError(PlatformError):
+    """A platform API call failed; ``code`` is the platform's own error code as text."""
+
+
+class MessageTooLong(PlatformAPIError):
+    """The platform refused a message as too long; the caller splits smaller and sends again."""
+
+
+class BadFormatting(PlatformAPIError):
+    """The platform refused the message's formatting; the caller falls back to plainer text."""
 
 
 class DifyError(DifybotError):

@@ -31,7 +31,12 @@ class ConversationKey:
     app: str = "default"
 
     def as_str(self) -> str:
-        return f"{self.app}/{self.platform}/{self.workspace}/{self.scope.value}/{self.scope_id}"
+        return f"{self.app}/{self.place}"
+
+    @property
+    def place(self) -> str:
+        """The chat place whatever app answers there: a user's DM, a thread, a channel."""
+        return f"{self.platform}/{self.workspace}/{self.scope.value}/{self.scope_id}"
 
 
 def dify_user_id(platform: str, workspace: str, user_id: str) -> str:
@@ -55,7 +60,13 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
-    """One user message, normalized by an adapter."""
+    """One user message, normalized by an adapter.
+
+    The core routes it to its Dify app from ``platform``, ``workspace``, ``channel_id`` and
+    ``command`` (a slash command that asked it), and speaks the user's language: ``user_locale``
+    when the platform told it, else the route's, else ``locale`` (the platform's default).
+    ``key.app`` and ``locale`` are set by the core when the message is accepted.
+    """
 
     platform: str
     workspace: str
@@ -68,6 +79,8 @@ class IncomingMessage:
     user_name: str | None = None
     channel_id: str | None = None
     author_id: str = ""  # who wrote it, when ``user_id`` is a shared conversation's owner
+    command: str = ""
+    user_locale: str | None = None
 
     @property
     def dify_user(self) -> str:
@@ -76,6 +89,15 @@ class IncomingMessage:
     @property
     def author(self) -> str:
         return self.author_id or self.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class AppFacts:
+    """What the Dify app offers around answers (``GET /parameters``, cached)."""
+
+    opening_statement: str = ""
+    starter_questions: tuple[str, ...] = ()
+    suggestions_after_answer: bool = False
 
 
 # ---- answer events, as the Dify client yields them -------------------------------------------

@@ -1,8 +1,9 @@
 """Which Dify app answers a message, and in which language the bot speaks: the routing table.
 
-Adapters call ``Routing.apply`` with what they know (platform, workspace, channel, slash command,
-the user's own locale); the routes file (``difybot.routes_file``) fills the table. Routes are tried
-in file order and the first whose given fields all match wins; no match means the default app.
+The core applies it once per message (``Routing.apply``), from what the adapter filled in
+(platform, workspace, channel, slash command, the user's own locale); the routes file
+(``difybot.routes_file``) fills the table. Routes are tried in file order and the first whose
+given fields all match wins; no match means the default app.
 """
 
 from __future__ import annotations
@@ -76,18 +77,16 @@ class Routing:
                 return Routed(route.app, route.locale or spec.locale or None)
         return Routed(DEFAULT_APP, self.apps[DEFAULT_APP].locale or None)
 
-    def apply(
-        self, message: IncomingMessage, *, command: str = "", user_locale: str | None = None
-    ) -> IncomingMessage:
+    def apply(self, message: IncomingMessage) -> IncomingMessage:
         """The message keyed to its app, its locale the user's own (when the platform told
-        us), else the route's, else the app's, else what the adapter had set."""
+        us), else the route's, else the app's, else the platform's default."""
         routed = self.resolve(
             message.platform,
             workspace=message.workspace,
             channel=message.channel_id or "",
-            command=command,
+            command=message.command,
         )
-        locale = user_locale or routed.locale or message.locale
+        locale = message.user_locale or routed.locale or message.locale
         key = replace(message.key, app=routed.app)
         return replace(message, key=key, locale=locale)
 

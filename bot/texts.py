@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import difflib
 import string
-from collections.abc import Mapping
-
-from bot.errors import ConfigError
+from collections.abc import Iterable, Mapping
 
 BUILT_IN: dict[str, dict[str, str]] = {
     "en": {
@@ -86,9 +84,6 @@ BUILT_IN: dict[str, dict[str, str]] = {
 
 
 Table = Mapping[str, Mapping[str, str]]  # locale -> key -> text
-# Platforms add their own texts under their name (``slack_stop``): an override of one is
-# checked when that platform adds its table (``Texts.add``).
-PLATFORM_PREFIXES = ("slack_", "wechat_", "wecom_")
 
 
 def check_overrides(overrides: Mapping[str, str], table: Table = BUILT_IN) -> list[str]:
@@ -98,8 +93,6 @@ def check_overrides(overrides: Mapping[str, str], table: Table = BUILT_IN) -> li
     problems = []
     for key, text in overrides.items():
         if key not in known:
-            if table is BUILT_IN and key.startswith(PLATFORM_PREFIXES):
-                continue
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
             problems.append(f"unknown key {key!r} ({hint})")
@@ -126,22 +119,19 @@ def _placeholders(text: str) -> set[str]:
 class Texts:
     """Looks up a text by key for a locale: override, then the locale, then English.
 
-    Adapters ``add`` their own texts (Slack's button labels, WeChat's "send any message"), so
-    the core's table names no platform."""
+    Platforms bring their own texts under their name (Slack's button labels, WeChat's "send any
+    message"): ``tables`` are added to the core's, so the core's table names no platform."""
 
-    def __init__(self, default_locale: str = "en", overrides: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        default_locale: str = "en",
+        overrides: Mapping[str, str] | None = None,
+        *,
+        tables: Iterable[Table] = (),
+    ) -> None:
         self.default_locale = default_locale if default_locale in BUILT_IN else "en"
         self._overrides = dict(overrides or {})
-        self._tables = {lang: dict(table) for lang, table in BUILT_IN.items()}
-
-    def add(self, table: Table) -> None:
-        """A platform's own texts; a BOT_TEXTS override under its prefix must be one of them."""
-        prefixes = tuple({key.split("_")[0] + "_" for key in table.get("en", {})})
-        mine = {k: v for k, v in self._overrides.items() if k.startswith(prefixes)}
-        if problems := check_overrides(mine, table):
-            raise ConfigError("BOT_TEXTS: " + "; ".join(problems))
-        for lang, texts in table.items():
-            self._tables.setdefault(lang, {}).update(texts)
+        self._tables = merged(BUILT_IN, *tables)
 
     def get(self, key: str, locale: str | None = None) -> str:
         if key in self._overrides:
@@ -149,3 +139,12 @@ class Texts:
         lang = (locale or self.default_locale).split("-")[0].split("_")[0].lower()
         table = self._tables.get(lang) or self._tables[self.default_locale]
         return table.get(key) or self._tables["en"][key]
+
+
+def merged(*tables: Table) -> dict[str, dict[str, str]]:
+    """One table of several, later ones adding to (and overriding) earlier ones per locale."""
+    out: dict[str, dict[str, str]] = {}
+    for table in tables:
+        for lang, texts in table.items():
+            out.setdefault(lang, {}).update(texts)
+    return out

@@ -14,8 +14,9 @@ from rich.markup import escape
 from rich.prompt import Confirm
 from rich.table import Column, Table
 
-from difybot.checks import Check, run_checks
-from difybot.config import Settings
+from adapters.spec import Check
+from difybot.checks import run_checks
+from difybot.config import CoreSettings
 from storage.conversations import ConversationStore, StoredConversation
 
 FILTERS = ("platform", "workspace", "app", "user", "channel")
@@ -35,7 +36,7 @@ def working(console: Console, text: str, *, quiet: bool) -> Iterator[None]:
         yield
 
 
-async def check_command(settings: Settings, *, as_json: bool, out: Console) -> int:
+async def check_command(settings: CoreSettings, *, as_json: bool, out: Console) -> int:
     """One line per check; exit 1 when any failed."""
     with working(make_console(stderr=True), "Checking every configured service…", quiet=as_json):
         checks = await run_checks(settings)

@@ -1,15 +1,15 @@
-"""The Dify apps of a deployment: one client per app (one HTTP pool per API base), each app's
+"""The Dify apps from the settings: one client per app (one HTTP pool per API base), each app's
 mode learned at startup, and each app's ``inputs`` mapping checked against its form."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
 import httpx
 
 from bot.answering.inputs import check_inputs
+from bot.dify.apps import DifyApps
 from bot.dify.client import CHAT_MODES, DifyClient, build_http
 from bot.errors import (
     ConfigError,
@@ -19,30 +19,13 @@ from bot.errors import (
 )
 from bot.ops.metrics import Metrics
 from bot.routing import DEFAULT_APP, AppSpec, Routing
-from difybot.config import Settings
+from difybot.config import CoreSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class DifyApps:
-    """Clients by route name; ``default`` is DIFY_API_KEY's app."""
-
-    default: DifyClient
-    extra: dict[str, DifyClient] = field(default_factory=dict)
-    pools: dict[str, httpx.AsyncClient] = field(default_factory=dict)  # by API base
-
-    @property
-    def by_name(self) -> dict[str, DifyClient]:
-        return {DEFAULT_APP: self.default, **self.extra}
-
-    async def aclose(self) -> None:
-        for pool in self.pools.values():
-            await pool.aclose()
-
-
 def build_apps(
-    settings: Settings,
+    settings: CoreSettings,
     routing: Routing,
     *,
     metrics: Metrics,

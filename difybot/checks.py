@@ -8,32 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import Any
 
+from adapters.spec import Check, Probe
 from bot.answering.inputs import check_inputs, form_variables
 from bot.dify.client import DifyClient
 from bot.errors import ConfigError, DifyAuthError, DifyError
 from bot.ops.metrics import Metrics
 from bot.routing import AppSpec, Routing
-from difybot.app import platform_probes
 from difybot.apps import build_apps, query_inputs
-from difybot.config import Settings, load_routes
+from difybot.config import CoreSettings as Settings
+from difybot.config import load_routes
+from difybot.platforms import PLATFORMS
 
 TIMEOUT = 15.0  # seconds for any one check
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One line of ``difybot check``: what was checked, what was found, how to fix it."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 async def run_checks(settings: Settings) -> list[Check]:
@@ -64,10 +51,6 @@ def _routing(settings: Settings) -> tuple[Routing, list[Check]]:
         f"{settings.routes_file}: {len(routing.routes)} route(s), apps besides default: {names}"
     )
     return routing, [Check("routes file", True, detail)]
-
-
-# A check's name (for its timeout) and what runs it: one line or several (Slack has three).
-Probe = tuple[str, Callable[[], Awaitable[list[Check]]]]
 
 
 async def _one(check: Awaitable[Check]) -> list[Check]:
@@ -134,3 +117,10 @@ async def check_database(url: str) -> Check:
             "database", False, f"{shown} is at {current or 'no schema'}, needs {head}", fix
         )
     return Check("database", True, f"{shown} reachable, schema at {head}")
+
+
+def platform_probes(settings: Settings) -> list[Probe]:
+    """Each configured platform's probes (its package imported only when it is configured)."""
+    return [
+        probe for spec in PLATFORMS if spec.enabled(settings) for probe in spec.probes(settings)
+    ]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    from difybot.config import Settings
+    from difybot.config import CoreSettings as Settings
+    from storage.units import Database
 
 DESCRIPTION = (
     "Put a Dify app into Slack, WeChat, WeCom and the terminal, with answers streamed live. "
@@ -187,30 +186,26 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return await check_command(settings, as_json=args.json, out=make_console())
     if command == "serve":
-        from difybot.app import serve
+        from difybot.serve import serve
 
         await serve(settings)
         return 0
-    from adapters.console.chat import run_console
-    from difybot.app import build_core
+    from difybot.chat import chat
 
-    core = await build_core(settings, dify_required=True)
-    try:
-        return await run_console(core.dispatcher, store=core.store)
-    finally:
-        await core.close()
+    return await chat(settings)
 
 
 async def _database(args: argparse.Namespace, url: str) -> int:
     from storage.db import create_engine, reach
     from storage.migrate import current_revision, head_revision, upgrade
-    from storage.units import dispose
+    from storage.units import Database
 
-    engine = create_engine(url)
+    db = Database(create_engine(url))
+    engine = db.engine
     try:
         await reach(engine)
         if args.command == "conversations":
-            return await _conversations(args, engine)
+            return await _conversations(args, db)
         if args.db == "upgrade":
             before, after = await upgrade(engine)
             was = f" (was {before or 'empty'})" if before != after else ""
@@ -220,16 +215,16 @@ async def _database(args: argparse.Namespace, url: str) -> int:
         print(f"database: {current or 'empty'}, this version: {head}")
         return 0 if current == head else 1
     finally:
-        await dispose(engine)
+        await db.close()
 
 
-async def _conversations(args: argparse.Namespace, engine: AsyncEngine) -> int:
+async def _conversations(args: argparse.Namespace, db: Database) -> int:
     from difybot.admin import list_command, make_console, reset_command
     from storage.conversations import ConversationStore
     from storage.migrate import ensure_schema
 
-    await ensure_schema(engine, auto_migrate=False)  # an old schema: say `db upgrade` first
-    store = ConversationStore(engine)
+    await ensure_schema(db.engine, auto_migrate=False)  # an old schema: say `db upgrade` first
+    store = ConversationStore(db)
     run = list_command if args.action == "list" else reset_command
     return await run(store, args, out=make_console())
 

@@ -8,7 +8,6 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
@@ -19,13 +18,15 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bot.errors import ConfigError
-from bot.texts import check_overrides
+from bot.texts import BUILT_IN, check_overrides, merged
+from difybot.platforms import PLATFORMS
 
 if TYPE_CHECKING:
     from bot.routing import Routing
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 Locale = Literal["en", "ja", "zh"]
 # Dify's app modes (``bot.dify.client.MODES``); empty: read from GET /info at startup.
 AppMode = Literal["", "chat", "agent-chat", "advanced-chat", "agent", "workflow", "completion"]
-# The platforms a routes file may name (one per adapter; ``wecom_bot`` is the WeCom AI bot).
-PLATFORMS = frozenset({"slack", "wechat", "wecom", "wecom_bot", "console"})
-# WeChat and WeCom generate EncodingAESKey as 43 letters and digits (base64 of 32 bytes, "=" cut).
-_AES_KEY = re.compile(r"[A-Za-z0-9]{43}")
 _REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,47}")
 
 
@@ -62,61 +59,9 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{user_data_path('difybot', appauthor=False) / 'difybot.db'}"
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A platform's credential set: all or nothing. Setting any of ``required``, ``one_of`` or
-    ``optional`` turns the platform on, and then every ``required`` one and at least one of
-    ``one_of`` must be set too (Slack's two modes, each with its own secret)."""
-
-    platform: str
-    required: tuple[str, ...]
-    one_of: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-
-    def problem(self, settings: BaseSettings) -> str:
-        present = {name for name in self.names if getattr(settings, name) is not None}
-        if not present:
-            return ""
-        missing = [name.upper() for name in self.required if name not in present]
-        if self.one_of and not present & set(self.one_of):
-            missing.append(" or ".join(name.upper() for name in self.one_of))
-        if not missing:
-            return ""
-        given = ", ".join(name.upper() for name in self.names if name in present)
-        verb = "is" if len(present) == 1 else "are"
-        return (
-            f"{self.platform} is half configured: {given} {verb} set, but not "
-            f"{' nor '.join(missing)}; set those too, or unset {given} to leave it off"
-        )
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (*self.required, *self.one_of, *self.optional)
-
-
-CREDENTIALS = (
-    Credentials("Slack", ("slack_bot_token",), one_of=("slack_app_token", "slack_signing_secret")),
-    Credentials(
-        "the WeChat Official Account",
-        ("wechat_token", "wechat_app_id"),
-        optional=("wechat_app_secret", "wechat_encoding_aes_key"),
-    ),
-    Credentials(
-        "the WeCom app",
-        (
-            "wecom_corp_id",
-            "wecom_agent_id",
-            "wecom_secret",
-            "wecom_token",
-            "wecom_encoding_aes_key",
-        ),
-    ),
-    Credentials("the WeCom AI bot", ("wecom_bot_token", "wecom_bot_encoding_aes_key")),
-)
-
-
-class Settings(BaseSettings):
-    """Every setting difybot reads; README documents each one by its environment name."""
+class CoreSettings(BaseSettings):
+    """The core's settings; ``Settings`` adds every platform's (README documents each one by its
+    environment name)."""
 
     model_config = SettingsConfigDict(
         env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -166,62 +111,12 @@ class Settings(BaseSettings):
     bot_texts: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     shutdown_timeout: float = Field(25.0, ge=0)
 
-    # access: comma-separated ids; empty = everyone
-    slack_allowed_teams: str = ""
-    slack_allowed_channels: str = ""
-    slack_allowed_users: str = ""
-    wechat_allowed_users: str = ""
-    wecom_allowed_users: str = ""
+    # access
     access_denied_reply: Literal["refuse", "silent"] = "refuse"
     rate_limit_per_minute: float = Field(20.0, ge=0)  # 0 = no limit
     rate_limit_burst: int = Field(10, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
-
-    # Slack
-    slack_bot_token: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
-    slack_native_streaming: bool = True  # chat.startStream in threads; chat.update otherwise
-    slack_markdown_blocks: bool = True  # answers as `markdown` blocks; False: mrkdwn sections
-    slack_dm_threads: bool = False  # answer DMs in a thread under the question
-    slack_allow_bots: bool = False  # answer other bots' messages too
-    slack_update_budget_per_minute: int = Field(45, ge=1)  # chat.update per workspace (Tier 3)
-    slack_budget_scale: float = Field(1.0, gt=0)  # times every other per-workspace Slack budget
-    slack_thread_memory_hours: float = Field(72.0, gt=0)  # how long a followed thread is kept
-    slack_feedback_buttons: bool = True  # 👍/👎 under answers (Dify message feedback)
-    slack_user_lookup: bool = False  # users.info per asker (needs users:read): name, locale
-
-    # WeChat Official Account
-    wechat_token: SecretStr | None = None
-    wechat_app_id: str | None = None
-    wechat_app_secret: SecretStr | None = None
-    wechat_encoding_aes_key: SecretStr | None = None
-    # With an AES key set, also take plain (unencrypted) pushes, still checking their signature,
-    # timestamp and nonce: for the switch between WeChat's plain and safe modes.
-    wechat_compatible_mode: bool = False
-    wechat_api_base: AnyHttpUrl = AnyHttpUrl("https://api.weixin.qq.com")
-    # Verified service account with the customer-service API: slow answers are pushed; otherwise
-    # the user gets "answer coming, send any message" and the next message fetches the answer.
-    wechat_account_verified: bool = False
-    # Seconds a WeChat delivery waits for the answer before giving up on a passive reply
-    # (WeChat hangs up at 5 s). Also bounds the WeCom AI bot's and the opening statement's waits.
-    wechat_reply_window: float = Field(4.5, gt=0, lt=5)
-    wechat_locale: Locale = "zh"  # language of the bot's own texts on WeChat and WeCom
-
-    # WeCom self-built app and AI bot
-    wecom_corp_id: str | None = None
-    wecom_agent_id: str | None = None
-    wecom_secret: SecretStr | None = None
-    wecom_token: SecretStr | None = None
-    wecom_encoding_aes_key: SecretStr | None = None
-    wecom_api_base: AnyHttpUrl = AnyHttpUrl("https://qyapi.weixin.qq.com")
-    wecom_bot_token: SecretStr | None = None
-    wecom_bot_encoding_aes_key: SecretStr | None = None
-    # WeCom app answers as "markdown" (rendered in the WeCom client only) or plain "text"
-    # (for members who read in WeChat through the WeCom plugin).
-    wecom_reply_format: Literal["markdown", "text"] = "markdown"
 
     @field_validator("*", mode="before")
     @classmethod
@@ -237,23 +132,6 @@ class Settings(BaseSettings):
     def _key_not_blank(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("must not be empty")
-        return value
-
-    @field_validator(
-        "wechat_encoding_aes_key", "wecom_encoding_aes_key", "wecom_bot_encoding_aes_key",
-        mode="before",
-    )  # fmt: skip
-    @classmethod
-    def _aes_key_shape(cls, value: object) -> object:
-        """Checked here, at load, so a bad key stops startup naming its variable (an empty
-        one means no key, as before)."""
-        if value is None or value == "":
-            return None
-        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        if not _AES_KEY.fullmatch(text):
-            raise ValueError(
-                "must be the EncodingAESKey the platform generated: 43 letters and digits"
-            )
         return value
 
     @field_validator("replica_id")
@@ -278,14 +156,16 @@ class Settings(BaseSettings):
     @field_validator("bot_texts")
     @classmethod
     def _texts_known(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = check_overrides(value)
+        problems = check_overrides(value, merged(BUILT_IN, *(p.texts for p in PLATFORMS)))
         if problems:
             raise ValueError("; ".join(problems))
         return value
 
     @model_validator(mode="after")
     def _credentials_complete(self) -> Self:
-        problems = [found for c in CREDENTIALS if (found := c.problem(self))]
+        problems = [
+            found for spec in PLATFORMS if (found := spec.credentials.problem(spec.title, self))
+        ]
         if problems:
             raise ConfigError("; ".join(problems))
         return self
@@ -309,6 +189,16 @@ class Settings(BaseSettings):
         return found
 
 
+# Every setting: the core's and each platform's (their models merge into one, so each variable
+# keeps its plain name, SLACK_BOT_TOKEN, and one .env serves all). Typed as ``CoreSettings``:
+# the root reads only the core's fields; each platform's ``build`` reads its own.
+Settings: type[CoreSettings] = create_model(
+    "Settings",
+    __base__=(CoreSettings, *(spec.settings for spec in PLATFORMS)),
+    __doc__="Every setting difybot reads: the core's and each platform's.",
+)
+
+
 class DatabaseSettings(BaseSettings):
     """The settings ``difybot db …`` needs: no Dify key required to migrate a database."""
 
@@ -322,7 +212,7 @@ class DatabaseSettings(BaseSettings):
 
 
 def settings_notices(
-    settings: Settings | DatabaseSettings, *, allowed: frozenset[str] = frozenset()
+    settings: CoreSettings | DatabaseSettings, *, allowed: frozenset[str] = frozenset()
 ) -> list[str]:
     """Warnings for settings that load but look wrong: a variable in .env that difybot does not
     read but resembles one it does, and a database left at the old default path."""
@@ -360,7 +250,7 @@ def unknown_variables(
     return found
 
 
-def _routed_variables(settings: Settings) -> frozenset[str]:
+def _routed_variables(settings: CoreSettings) -> frozenset[str]:
     """The variables ROUTES_FILE names for its apps' keys: settings too, in their way."""
     try:
         return frozenset(spec.api_key_env.upper() for spec in load_routes(settings).extra_apps)
@@ -377,7 +267,7 @@ def load_database_settings(**overrides: Any) -> DatabaseSettings:
         raise ConfigError(str(exc)) from None
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(**overrides: Any) -> CoreSettings:
     """Read the settings; a missing or malformed value raises ConfigError naming the variable."""
     try:
         return Settings(**overrides)
@@ -387,7 +277,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(str(exc)) from None
 
 
-def load_routes(settings: Settings, *, environ: Mapping[str, str] | None = None) -> Routing:
+def load_routes(settings: CoreSettings, *, environ: Mapping[str, str] | None = None) -> Routing:
     """The routing table from ROUTES_FILE (one default app when unset). The file names each
     app's key by variable; those are read here, from the environment or ``.env``."""
     from bot.routing import Routing

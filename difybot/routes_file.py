@@ -25,7 +25,7 @@ import yaml
 from bot.dify.client import MODES
 from bot.errors import ConfigError
 from bot.routing import CONTEXT_FIELDS, DEFAULT_APP, LOCALES, AppSpec, Route, Routing
-from difybot.config import PLATFORMS
+from difybot.platforms import platform_names
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _APP_KEYS = frozenset({"api_key_env", "api_base", "mode", "locale", "inputs"})
@@ -170,9 +170,9 @@ def _route(reader: _Reader, node: yaml.Node, apps: Mapping[str, AppSpec]) -> Rou
     elif app not in apps:
         reader.fail(fields["app"], f"route: no app named {app!r} under apps")
     if not platform:
-        reader.fail(node, f"route: platform is required ({', '.join(sorted(PLATFORMS))})")
+        reader.fail(node, f"route: platform is required ({', '.join(sorted(platform_names()))})")
     else:
-        reader.choice(fields["platform"], "route platform", PLATFORMS)
+        reader.choice(fields["platform"], "route platform", platform_names())
     if command and (platform != "slack" or not command.startswith("/")):
         reader.fail(fields["command"], "route: command is a Slack slash command, like /ask")
     if "locale" in fields:

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import insert_for
 from storage.tables import seen_callbacks as t
-from storage.units import units_for
+from storage.units import Database
 
 KEEP = 600.0  # seconds: the ±300 s timestamp window, whole
 PRUNE_EVERY = 60.0  # seconds between deletions of expired rows (per process)
@@ -28,13 +27,13 @@ PRUNE_EVERY = 60.0  # seconds between deletions of expired rows (per process)
 
 class SeenCallbacks:
     def __init__(
-        self, engine: AsyncEngine, *, keep: float = KEEP, clock: Callable[[], float] = time.time
+        self, db: Database, *, keep: float = KEEP, clock: Callable[[], float] = time.time
     ) -> None:
-        self._units = units_for(engine)
+        self._units = db.units
         self._keep = keep
         self._clock = clock
         self._pruned = 0.0
-        self._insert = insert_for(engine)(t).on_conflict_do_nothing(index_elements=[t.c.key])
+        self._insert = insert_for(db.engine)(t).on_conflict_do_nothing(index_elements=[t.c.key])
 
     async def first_time(self, scope: str, *parts: str) -> bool:
         """Remember this callback (``scope``: the route and account; ``parts``: timestamp,

@@ -19,12 +19,11 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.models import ConversationKey, Scope
 from storage.db import insert_for
 from storage.tables import conversations
-from storage.units import units_for
+from storage.units import Database
 
 GET = select(conversations.c.conversation_id, conversations.c.updated_at).where(
     conversations.c.key == bindparam("key")
@@ -56,18 +55,17 @@ class ConversationStore:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         idle_expiry: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._engine = engine
-        self._units = units_for(engine)
+        self._units = db.units
         self._idle_expiry = idle_expiry
         self._clock = clock
         # INSERT .. ON CONFLICT is one atomic statement on both backends, so two replicas writing
         # the same key at once both succeed; a SELECT-then-INSERT would race on the primary key.
-        insert = insert_for(engine)(conversations)
+        insert = insert_for(db.engine)(conversations)
         self._upsert = insert.on_conflict_do_update(
             index_elements=[conversations.c.key],
             set_={
@@ -129,15 +127,13 @@ class ConversationStore:
             .order_by(conversations.c.updated_at.desc(), conversations.c.key)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
+        rows = await self._units.run(lambda conn: conn.execute(query).mappings().all())
         return [to_stored(row) for row in rows]
 
     async def count(self, **filters: str | None) -> int:
         """How many conversations match every given filter (see ``delete_where``)."""
         query = select(func.count()).select_from(conversations).where(_matching(**filters))
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return int(await self._units.run(lambda conn: conn.execute(query).scalar_one()))
 
     async def delete_where(
         self,

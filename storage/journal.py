@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,29 +28,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
+from bot.stores import JournalEntry, State, StateChange
 from storage.db import insert_for
 from storage.tables import inbound_messages as t
-from storage.units import units_for
+from storage.units import Database
 
 OPEN = ("pending", "running")
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    id: int
-    message_key: str
-    conversation_key: str
-    platform: str
-    message: dict[str, Any]
-    reply: dict[str, Any]
-    reply_state: dict[str, Any] | None
-    status: str
-    owner: str | None
-    attempts: int
-    shown: bool = False  # some of the answer was shown before its replica let go
 
 
 _older = aliased(t)
@@ -106,19 +90,21 @@ RELEASE_OWNED = (
 SAVE_STATE = update(t).where(t.c.id == bindparam("entry")).values(reply_state=bindparam("state"))
 MARK_SHOWN = update(t).where(t.c.id == bindparam("entry")).values(shown=True)
 KNOWN = select(t.c.id).where(t.c.message_key == bindparam("key"))
+STATE = select(t.c.reply_state).where(t.c.id == bindparam("entry"))
+KEEP = update(t).where(t.c.id == bindparam("entry")).values(keep_until=bindparam("until"))
 
 
 class Journal:
-    """``clock`` returns Unix seconds; ``lease`` is how long a replica may stay silent."""
+    """Implements ``bot.stores.Journal`` and ``bot.stores.ReplyStates``. ``clock`` returns Unix
+    seconds; ``lease`` is how long a replica may stay silent."""
 
     def __init__(
-        self, engine: AsyncEngine, *, lease: float = 30.0, clock: Callable[[], float] = time.time
+        self, db: Database, *, lease: float = 30.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self._engine = engine
-        self._units = units_for(engine)
+        self._units = db.units
         self.lease = lease
         self._clock = clock
-        insert = insert_for(engine)(t)
+        insert = insert_for(db.engine)(t)
         self._record = insert.on_conflict_do_nothing(index_elements=[t.c.message_key]).returning(
             t.c.id
         )
@@ -132,8 +118,11 @@ class Journal:
         message: dict[str, Any],
         reply: dict[str, Any],
         owner: str,
+        place: str = "",
+        done: bool = False,
     ) -> tuple[int, bool]:
-        """Write the message unless its key is known; (row id, True if it was new)."""
+        """Write the message unless its key is known; (row id, True if it was new). ``done``:
+        recorded only so that its redeliveries are dropped (nobody answers it)."""
         now = self._now()
         values = {
             "message_key": message_key,
@@ -141,10 +130,11 @@ class Journal:
             "platform": platform,
             "message": _dump(message),
             "reply": _dump(reply),
-            "status": "pending",
+            "status": "done" if done else "pending",
             "owner": owner,
-            "lease_until": now + timedelta(seconds=self.lease),
+            "lease_until": None if done else now + timedelta(seconds=self.lease),
             "attempts": 0,
+            "place": place,
             "created_at": now,
             "updated_at": now,
         }
@@ -199,7 +189,7 @@ class Journal:
         """Some of the answer is on the user's screen: a replica taking over says it restarts."""
         await self._units.run(lambda conn: conn.execute(MARK_SHOWN, {"entry": entry_id}).rowcount)
 
-    async def save_reply_state(self, entry_id: int, state: dict[str, Any]) -> None:
+    async def save_reply_state(self, entry_id: int, state: State) -> None:
         params = {"entry": entry_id, "state": _dump(state)}
         await self._units.run(lambda conn: conn.execute(SAVE_STATE, params).rowcount)
 
@@ -208,12 +198,15 @@ class Journal:
         row = await self._units.run(lambda conn: conn.execute(query).mappings().first())
         return None if row is None else _entry(row)
 
-    async def orphans(self, *, limit: int = 100) -> list[JournalEntry]:
-        """Open messages whose lease ran out (their replica died or let go), oldest first."""
+    async def orphans(self, *, platforms: Iterable[str], limit: int = 100) -> list[JournalEntry]:
+        """Open messages of ``platforms`` whose lease ran out (their replica died or let go),
+        oldest first. Only platforms the caller can answer: another platform's orphans wait for
+        a replica that runs it, and never fill this page."""
         now = self._now()
         query = (
             select(t)
             .where(t.c.status.in_(OPEN), or_(t.c.lease_until.is_(None), t.c.lease_until < now))
+            .where(t.c.platform.in_(list(platforms)))
             .order_by(t.c.id)
             .limit(limit)
         )
@@ -221,10 +214,40 @@ class Journal:
         return [_entry(row) for row in rows]
 
     async def prune(self, *, older_than: float) -> int:
-        """Forget finished messages older than ``older_than`` seconds (the dedup window)."""
+        """Forget finished messages older than ``older_than`` seconds (the dedup window), but
+        not one kept longer (``keep``)."""
         cutoff = datetime.fromtimestamp(self._clock() - older_than, UTC)
-        statement = delete(t).where(and_(~t.c.status.in_(OPEN), t.c.updated_at < cutoff))
+        statement = delete(t).where(
+            and_(~t.c.status.in_(OPEN), t.c.updated_at < cutoff),
+            or_(t.c.keep_until.is_(None), t.c.keep_until < self._now()),
+        )
         return await self._units.run(lambda conn: conn.execute(statement).rowcount)
+
+    # ---- bot.stores.ReplyStates ----------------------------------------------------------------
+
+    async def change(self, entry_id: int, change: StateChange) -> State | None:
+        """Read, change and write the reply state in one transaction, the row locked (``FOR
+        UPDATE`` on PostgreSQL; SQLite has one writer), so two replicas never both take the same
+        part of an answer."""
+        read = STATE.with_for_update()
+
+        def apply(conn: Connection) -> State | None:
+            stored = conn.execute(read, {"entry": entry_id}).scalar()
+            state = change(orjson.loads(stored) if stored else None)
+            conn.execute(SAVE_STATE, {"entry": entry_id, "state": _dump_state(state)})
+            return state
+
+        return await self._units.run(apply)
+
+    async def recent(self, place: str, *, since: float) -> list[JournalEntry]:
+        after = datetime.fromtimestamp(since, UTC)
+        query = select(t).where(t.c.place == place, t.c.created_at > after).order_by(t.c.id)
+        rows = await self._units.run(lambda conn: conn.execute(query).mappings().all())
+        return [_entry(row) for row in rows]
+
+    async def keep(self, entry_id: int, *, until: float) -> None:
+        params = {"entry": entry_id, "until": datetime.fromtimestamp(until, UTC)}
+        await self._units.run(lambda conn: conn.execute(KEEP, params).rowcount)
 
     async def _ids(self, statement: Any, entry_ids: Iterable[int], owner: str) -> set[int]:
         ids = list(entry_ids)
@@ -244,6 +267,10 @@ def _dump(value: dict[str, Any]) -> str:
     return orjson.dumps(value).decode()
 
 
+def _dump_state(state: State | None) -> str | None:
+    return None if state is None else _dump(state)
+
+
 def _entry(row: Any) -> JournalEntry:
     state = row["reply_state"]
     return JournalEntry(
@@ -258,4 +285,6 @@ def _entry(row: Any) -> JournalEntry:
         owner=row["owner"],
         attempts=int(row["attempts"]),
         shown=bool(row["shown"]),
+        place=row["place"],
+        created_at=row["created_at"].timestamp(),
     )

@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import insert_for
 from storage.tables import replicas as t
-from storage.units import units_for
+from storage.units import Database
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +68,16 @@ class Membership:
 class ReplicaRegistry:
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._units = units_for(engine)
+        self._units = db.units
         self._clock = clock
         self._sleep = sleep
-        self._insert = insert_for(engine)(t).on_conflict_do_nothing(index_elements=[t.c.replica_id])
+        insert = insert_for(db.engine)(t)
+        self._insert = insert.on_conflict_do_nothing(index_elements=[t.c.replica_id])
 
     async def join(self, replica_id: str, *, stale: float = STALE) -> Membership:
         """Run under ``replica_id`` once no live process holds it (waiting at most ``stale``

@@ -75,7 +75,7 @@ conversations = Table(
 )
 
 
-# ---- WeChat / WeCom ----------------------------------------------------------------------------
+# ---- platform access tokens --------------------------------------------------------------------
 
 access_tokens = Table(
     "access_tokens",
@@ -85,40 +85,6 @@ access_tokens = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
-
-wechat_answers = Table(
-    "wechat_answers",
-    metadata,
-    Column("id", String(191), primary_key=True),  # "<account>:<MsgId>"
-    Column("account", String(128), nullable=False),
-    Column("user_id", String(128), nullable=False),  # OpenID / WeCom UserID
-    Column("status", String(16), nullable=False),  # running | done
-    Column("target", String(191), nullable=True),  # a "fetch" message: the answer it fetches
-    Column("parts", Text(), nullable=False),  # JSON list of the answer's messages once done
-    Column("taken", Integer(), nullable=False),  # parts handed to a delivery so far
-    Column("deliveries", Integer(), nullable=False),  # pushes of this MsgId seen (WeChat retries)
-    Column("pushes", Integer(), nullable=False),  # customer-service messages spent on it
-    Column("notified", Boolean(), nullable=False),  # user told "send any message to get it"
-    Column("handoff", Boolean(), nullable=False),  # no passive reply will come: push when done
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    Index("ix_wechat_answers_account_user", "account", "user_id"),
-    Index("ix_wechat_answers_created_at", "created_at"),
-)
-
-wecom_streams = Table(
-    "wecom_streams",
-    metadata,
-    Column("stream_id", String(64), primary_key=True),
-    Column("msg_id", String(191), nullable=False, unique=True),  # "<aibotid>:<msgid>"
-    Column("content", Text(), nullable=False),
-    Column("finished", Boolean(), nullable=False),
-    Column("response_url", Text(), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    Index("ix_wecom_streams_created_at", "created_at"),
-)
-
 
 # ---- reliability: the inbound journal ----------------------------------------------------------
 
@@ -141,9 +107,15 @@ inbound_messages = Table(
     Column("attempts", Integer(), nullable=False, default=0),
     # Some of the answer was shown to the user (a replica taking over says it starts again).
     Column("shown", Boolean(), nullable=False, default=False, server_default=false()),
+    # The chat place (the conversation key without its app): a platform finds the answers it
+    # still owes someone there (WeChat's "send any message to get it").
+    Column("place", String(512), nullable=False, default="", server_default=""),
+    # Kept past the dedup window until then: an answer its user has not fetched yet.
+    Column("keep_until", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_inbound_messages_conversation", "conversation_key", "status", "id"),
+    Index("ix_inbound_messages_place", "place", "id"),
     Index("ix_inbound_messages_status_lease", "status", "lease_until"),
     Index("ix_inbound_messages_created_at", "created_at"),
 )

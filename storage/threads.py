@@ -7,11 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import insert_for
 from storage.tables import followed_threads as t
-from storage.units import units_for
+from storage.units import Database
 
 PRUNE_EVERY = 500  # follows between deletions of expired rows
 OWNER = select(t.c.owner).where(t.c.key == bindparam("key"), t.c.expires_at > bindparam("now"))
@@ -21,11 +20,11 @@ class FollowedThreads:
     """``follow`` a thread for ``ttl`` seconds (refreshed on every answer in it); ``owner`` is
     who the thread's conversation belongs to, or None when nobody follows it (any more)."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
-        self._units = units_for(engine)
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._units = db.units
         self._clock = clock
         self._follows = 0
-        insert = insert_for(engine)(t)
+        insert = insert_for(db.engine)(t)
         self._follow = insert.on_conflict_do_update(
             index_elements=[t.c.key], set_={"expires_at": insert.excluded.expires_at}
         )  # the first owner stays: one Dify user per thread conversation

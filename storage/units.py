@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -118,31 +117,8 @@ class BatchedUnits:
         self._executor.shutdown(wait=True)
 
 
-_runners: weakref.WeakKeyDictionary[Engine, UnitRunner] = weakref.WeakKeyDictionary()
-
-
-def units_for(engine: AsyncEngine) -> UnitRunner:
-    """The engine's unit runner, made on first use (one per engine, shared by repositories)."""
-    runner = _runners.get(engine.sync_engine)
-    if runner is None:
-        runner = _runners[engine.sync_engine] = _make_runner(engine)
-    return runner
-
-
-async def close_units(engine: AsyncEngine) -> None:
-    """Stop the engine's unit runner, if it has one (before ``engine.dispose()``)."""
-    runner = _runners.pop(engine.sync_engine, None)
-    if runner is not None:
-        await runner.close()
-
-
-async def dispose(engine: AsyncEngine) -> None:
-    """Close the engine and its unit runner."""
-    await close_units(engine)
-    await engine.dispose()
-
-
-def _make_runner(engine: AsyncEngine) -> UnitRunner:
+def runner_for(engine: AsyncEngine) -> UnitRunner:
+    """The unit runner for ``engine``: batched on a SQLite file, a transaction each elsewhere."""
     url = engine.url
     if url.drivername != SQLITE_DRIVER or is_memory_sqlite(url):
         return AsyncUnits(engine)
@@ -157,3 +133,17 @@ def _make_runner(engine: AsyncEngine) -> UnitRunner:
     )
     event.listen(sync, "connect", set_sqlite_pragmas)
     return BatchedUnits(sync)
+
+
+class Database:
+    """One engine and the runner of its units of work: built once by the composition root (or
+    a test) and handed to every store, so they all share one connection pool and, on SQLite,
+    one writer thread. ``close`` stops the runner, then disposes the engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.units = runner_for(engine)
+
+    async def close(self) -> None:
+        await self.units.close()
+        await self.engine.dispose()

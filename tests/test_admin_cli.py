@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from bot.answering.inputs import with_inputs
-from bot.answering.preparing import Prepared
 from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope
+from bot.preparing import Prepared
 from storage.conversations import ConversationStore
 from storage.db import create_engine
 from storage.migrate import upgrade

@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from adapters.slack.events import RouteOptions, Router, clean_text
 from adapters.slack.memory import TtlMap
 from adapters.slack.mrkdwn import to_mrkdwn
-from adapters.tencent.errors import CallbackRejected
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
 from adapters.tencent.messages import to_push
 from adapters.tencent.xml import parse_xml
 from bot.dify.events import to_event
 from bot.dify.sse import iter_frames
-from bot.errors import DifyProtocolError, DifyStreamError
+from bot.errors import CallbackRejected, DifyProtocolError, DifyStreamError
 
 FAST = settings(max_examples=150, deadline=None)
 json_values = st.recursive(

@@ -14,8 +14,7 @@ from wechatpy.crypto import WeChatCrypto as OracleOfficial
 from wechatpy.enterprise.crypto import WeChatCrypto as OracleWeCom
 
 from adapters.tencent.crypto import MessageCrypto, is_valid_signature, signature
-from adapters.tencent.errors import CallbackRejected
-from bot.errors import ConfigError
+from bot.errors import CallbackRejected, ConfigError
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "payloads" / "wechat" / "tencent_vectors.json").read_text()

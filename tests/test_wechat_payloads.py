@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.tencent.errors import CallbackRejected
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
 from adapters.tencent.messages import to_incoming, to_push
 from adapters.tencent.outbound import MAX_TEXT, to_parts
 from adapters.tencent.xml import parse_xml, text_reply
 from adapters.wecom_bot import messages as aibot_messages
+from bot.errors import CallbackRejected
 from bot.models import Scope
 from bot.text import utf8_length
 

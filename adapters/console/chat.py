@@ -13,18 +13,17 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TextIO
 
 from rich.console import Console
 
 from adapters.console.screen import MarkdownReply, to_footer
-from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
-from bot.errors import DifyError
+from bot.contract import Delivery, Inbox, Platform, Reply, ReplyCapabilities
 from bot.models import Answer, ConversationKey, IncomingMessage, Scope
-from storage.conversations import ConversationStore
 
 PLATFORM = "console"
+WORKSPACE = "local"
 HELP = (
     "Commands: /help shows this, /new starts a new conversation, /quit leaves (or Ctrl-D).\n"
     "Ctrl-C stops an answer; ↑ and ↓ recall earlier questions; what you type while an answer "
@@ -115,33 +114,54 @@ class Screen:
 
 
 class ConsoleChat:
-    """The terminal adapter: same dispatcher, same progressive replies as every platform."""
+    """The terminal adapter: same inbox, same journal, same progressive replies as every
+    platform. Its answers are never taken over by another process (``takeover=False``): the
+    terminal that asked is the only place they can be shown."""
+
+    name = PLATFORM
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        inbox: Inbox,
         *,
         out: TextIO | None = None,
         tty: bool,
         screen: Screen | None = None,
-        store: ConversationStore | None = None,
         user: str | None = None,
+        continued: datetime | None = None,
     ) -> None:
-        self._dispatcher = dispatcher
+        self._inbox = inbox
         self._screen = screen or Screen(out or sys.stdout, out or sys.stdout)
-        self._tty = tty
-        self._store = store
+        self.tty = tty
         self._user = user or getpass.getuser()
-        self.key = ConversationKey(PLATFORM, "local", Scope.USER, self._user)
+        self.continued = continued
+        self.key = ConversationKey(PLATFORM, WORKSPACE, Scope.USER, self._user)
+        self._reply: ConsoleReply | MarkdownReply | None = None
         self._answering: asyncio.Task[None] | None = None
         self._stopped = False
         self.unanswered = 0  # questions that got no answer (an error, Dify unreachable)
 
+    def platform(self) -> Platform:
+        return Platform(name=PLATFORM, adapter=self, reply=self.reply, takeover=False)
+
+    async def start(self) -> None:
+        """Nothing to open: the terminal is there."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
+
+    def reply(self, delivery: Delivery) -> Reply:
+        """The reply of the question being asked (``takeover=False``: never another's)."""
+        assert self._reply is not None, "the terminal answers only the question it asked"
+        return self._reply
+
     async def run(self, lines: AsyncGenerator[str]) -> None:
-        if self._tty:
+        if self.tty:
             self._screen.say(f"Chatting with your Dify app. {HELP.splitlines()[0]}")
             await self._greet()
-        await self._tell_if_continued()
+        if self.continued is not None:
+            when = self.continued.astimezone().strftime("%Y-%m-%d %H:%M")
+            self._screen.note(f"(Continuing the conversation from {when}; /new starts a new one.)")
         async with contextlib.aclosing(lines):  # the line editor gives the terminal back at once
             async for line in lines:
                 question = line.strip()
@@ -156,8 +176,8 @@ class ConsoleChat:
         if command in ("/quit", "/exit"):
             return False
         if command == "/new":
-            await self._dispatcher.reset(self.key)
-            self._screen.say(self._dispatcher.texts.get("reset"))
+            await self._inbox.reset(self.key)
+            self._screen.say(self._inbox.text("reset"))
         elif command == "/help":
             self._screen.say(HELP)
         else:
@@ -166,31 +186,17 @@ class ConsoleChat:
 
     async def _greet(self) -> None:
         """The app's opening statement and starter questions, as Dify's own web chat shows
-        them; a slow or unreachable Dify must not hold up the prompt."""
-        try:
-            async with asyncio.timeout(5):
-                parameters = await self._dispatcher.dify_for(self.key).parameters()
-        except (DifyError, TimeoutError):
-            return
-        opening = str(parameters.get("opening_statement") or "").strip()
-        starters = [str(q) for q in parameters.get("suggested_questions") or () if q]
-        if opening:
-            self._screen.say(f"\n{opening}")
-        for question in starters:
+        them (an unreachable Dify shows nothing: the facts come back empty)."""
+        facts = await self._inbox.facts(PLATFORM, workspace=WORKSPACE)
+        if facts.opening_statement:
+            self._screen.say(f"\n{facts.opening_statement}")
+        for question in facts.starter_questions:
             self._screen.say(f"  • {question}")
-
-    async def _tell_if_continued(self) -> None:
-        """A stored conversation goes on where it stopped: say so, and how to start over."""
-        if self._store is None or not await self._store.get(self.key):
-            return
-        found = await self._store.list(platform=PLATFORM, user=self._user, limit=1)
-        when = found[0].updated_at.astimezone().strftime("%Y-%m-%d %H:%M") if found else "before"
-        self._screen.note(f"(Continuing the conversation from {when}; /new starts a new one.)")
 
     async def ask(self, question: str) -> None:
         message = IncomingMessage(
             platform=PLATFORM,
-            workspace="local",
+            workspace=WORKSPACE,
             user_id=self._user,
             text=question,
             key=self.key,
@@ -200,13 +206,15 @@ class ConsoleChat:
         if self._screen.rich is not None:
             reply = MarkdownReply(self._screen.rich)
         else:
-            reply = ConsoleReply(self._screen.out, tty=self._tty)
-        self._stopped = False
-        self._answering = self._dispatcher.submit(message, reply)
+            reply = ConsoleReply(self._screen.out, tty=self.tty)
+        self._reply, self._stopped = reply, False
+        accepted = await self._inbox.accept(message, where={})
+        self._answering = accepted.answer
         try:
-            await self._answering
+            if self._answering is not None:
+                await self._answering
         finally:
-            self._answering = None
+            self._answering = self._reply = None
         if reply.failed and not self._stopped:
             self.unanswered += 1
 
@@ -215,9 +223,15 @@ class ConsoleChat:
         if self._answering is None:
             return False
         self._stopped = True
-        task = asyncio.ensure_future(self._dispatcher.stop(self.key))
+        task = asyncio.ensure_future(self._inbox.stop(self.key))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return True
+
+    @classmethod
+    def of_process(cls, inbox: Inbox, *, continued: datetime | None = None) -> ConsoleChat:
+        """The chat on this process's terminal (or pipes)."""
+        tty = sys.stdin.isatty() and sys.stdout.isatty()
+        return cls(inbox, tty=tty, screen=Screen.of_process(tty=tty), continued=continued)
 
 
 async def stdin_lines() -> AsyncGenerator[str]:
@@ -237,11 +251,10 @@ async def stdin_lines() -> AsyncGenerator[str]:
         yield line
 
 
-async def run_console(dispatcher: Dispatcher, *, store: ConversationStore | None = None) -> int:
+async def run_console(chat: ConsoleChat) -> int:
     """``difybot chat``: Ctrl-C stops the current answer, or quits at the prompt. The exit
     status is 1 when questions came through a pipe and one of them got no answer."""
-    tty = sys.stdin.isatty() and sys.stdout.isatty()
-    chat = ConsoleChat(dispatcher, tty=tty, screen=Screen.of_process(tty=tty), store=store)
+    tty = chat.tty
     runner = asyncio.current_task()
     loop = asyncio.get_running_loop()
 

@@ -43,7 +43,7 @@ class ButtonActions:
         stopped = False
         if key is not None:
             try:
-                stopped = await self._answers.dispatcher.stop(key)
+                stopped = await self._answers.inbox.stop(key)
             except DifyError as exc:
                 log.warning("Dify refused to stop: %s", exc)
         if not stopped:
@@ -59,9 +59,8 @@ class ButtonActions:
         message_id, _, rest = str(action.get("value") or "").partition("|")
         dify_user, _, app = rest.partition("|")  # routing: buttons posted before it have no app
         rating = "like" if action.get("action_id") == FEEDBACK_LIKE else "dislike"
-        dify = self._answers.dispatcher.apps.get(app, self._answers.dispatcher.dify)
         try:
-            await dify.feedback(message_id, rating=rating, user=dify_user)
+            await self._answers.inbox.feedback(app, message_id, user=dify_user, rating=rating)
         except DifyError as exc:
             log.warning("Dify refused feedback: %s", exc)
             await self._tell(body, "error")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -22,7 +21,7 @@ from adapters.slack.actions import ButtonActions
 from adapters.slack.answers import SlackAnswers
 from adapters.slack.budget import Budgets
 from adapters.slack.commands import DifyCommand
-from adapters.slack.events import RouteOptions, Router
+from adapters.slack.events import PLATFORM, RouteOptions, Router
 from adapters.slack.files import SlackFiles
 from adapters.slack.inbound import check_shape, to_payload
 from adapters.slack.listeners import EventListeners
@@ -30,14 +29,11 @@ from adapters.slack.memory import TtlMap
 from adapters.slack.metering import MeteredRateLimitRetryHandler, MeteredWebClient
 from adapters.slack.people import People
 from adapters.slack.places import ReplyOptions
-from adapters.slack.profile import AppProfile
-from adapters.slack.texts import TEXTS as SLACK_TEXTS
-from adapters.webhooks import Refused, guard_of
-from bot.delivery.inbox import Dispatcher
-from bot.errors import ConfigError, connection_reason
-from bot.files.answers import FileServices
-from difybot.config import Settings
-from storage.threads import FollowedThreads
+from adapters.slack.settings import SlackSettings
+from adapters.spec import Services
+from adapters.webhooks import guard_of
+from bot.contract import Allowlist, Platform
+from bot.errors import CallbackRejected, ConfigError, connection_reason
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +119,16 @@ class SlackAdapter:
         five minutes from now (slack-sdk's window), is refused unread."""
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
         if not stamp.isdigit() or not request.headers.get("X-Slack-Signature"):
-            raise Refused("no Slack signature", status=401)
+            raise CallbackRejected("no Slack signature", status=401)
         if abs(self._clock() - int(stamp)) > SIGNATURE_WINDOW:
-            raise Refused("signature timestamp out of the 5-minute window", status=401)
+            raise CallbackRejected("signature timestamp out of the 5-minute window", status=401)
 
     async def handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """HTTP mode: the signature is checked on the raw bytes before anything is parsed, the
         payload read and held to Slack's shapes (bolt would crash on others), then bolt
         dispatches."""
         if not self._signed(body, request.headers):
-            raise Refused("bad signature", status=401)
+            raise CallbackRejected("bad signature", status=401)
         check_shape(to_payload(body, request.content_type))
         bolt_request = AsyncBoltRequest(
             body=body.decode("utf-8"),
@@ -142,7 +138,7 @@ class SlackAdapter:
         try:
             response = await self.bolt.async_dispatch(bolt_request)
         except Exception as exc:  # bolt's own parsing of a shape we let through
-            raise Refused(f"bolt could not read it ({type(exc).__name__})") from None
+            raise CallbackRejected(f"bolt could not read it ({type(exc).__name__})") from None
         return await to_aiohttp_response(response)
 
     def _signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
@@ -158,28 +154,18 @@ class SlackAdapter:
             return False
 
 
-def build_slack(
-    settings: Settings,
-    dispatcher: Dispatcher,
-    web_app: web.Application,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    files: FileServices | None = None,
-    threads: FollowedThreads | None = None,
-) -> SlackAdapter:
-    """The adapter from the settings; adds ``POST /slack/events`` when a signing secret is set.
-    With ``files``, attachments are taken in and answer files re-posted."""
-    dispatcher.texts.add(SLACK_TEXTS)
+def build_slack(settings: SlackSettings, services: Services) -> Platform:
+    """The platform from the settings; adds ``POST /slack/events`` when a signing secret is
+    set (HTTP mode), connects Socket Mode at start when an app token is."""
     assert settings.slack_bot_token is not None
     token = settings.slack_bot_token.get_secret_value()
-    base_url = str(settings.slack_api_url)
-    base_url = base_url if base_url.endswith("/") else base_url + "/"  # urljoin needs it
+    base_url = settings.slack_api_base
+    clock = services.clock
     # Listener calls may wait out a 429; reply edits must not (they skip instead), so the
     # replies get a client of their own without the retry handler.
     session = web_session()
     # metrics: both clients count their calls and 429s (adapters/slack/metering.py).
-    metrics = dispatcher.metrics
+    metrics = services.metrics
     bolt_client = MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics)
     bolt_client.retry_handlers.append(MeteredRateLimitRetryHandler(metrics, max_retry_count=2))
     secret = settings.slack_signing_secret
@@ -192,27 +178,21 @@ def build_slack(
         request_verification_enabled=secret is not None,
     )
     answers = SlackAnswers(
-        dispatcher=dispatcher,
+        inbox=services.inbox,
         client=MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics),
         budgets=Budgets(
             settings.slack_update_budget_per_minute,
             scale=settings.slack_budget_scale,
             clock=clock,
         ),
-        profile=AppProfile(dispatcher.dify, clock=clock),
         options=_reply_options(settings),
-        sleep=sleep,
-        files=files.answers if files is not None else None,
-        people=_people(settings, bolt_client, clock),  # routing: askers' locales
-        threads=threads,
+        sleep=services.sleep,
+        files=services.answer_files,
+        people=_people(settings, bolt_client, clock),
+        threads=services.threads,
         thread_ttl=settings.slack_thread_memory_hours * 3600,
     )
-    if files is not None:
-        files.intake.sources["slack"] = SlackFiles(
-            answers.client, files.fetch, token=token, api_url=base_url
-        )
-    _register(bolt, settings, answers, clock)
-    dispatcher.restorers["slack"] = answers.restore
+    _register(bolt, settings, answers, clock, scope=services.conversation_scope)
     app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else None
     adapter = SlackAdapter(
         bolt,
@@ -222,11 +202,22 @@ def build_slack(
         session=session,
     )
     if secret is not None:
-        route = guard_of(web_app).route(
+        route = guard_of(services.web).route(
             adapter.handle, max_body=MAX_BODY, precheck=adapter.precheck
         )
-        web_app.router.add_post(EVENTS_PATH, route)
-    return adapter  # one of the two modes is set: the settings' credential rule saw to it
+        services.web.router.add_post(EVENTS_PATH, route)
+    # one of the two modes is set: the settings' credential rule saw to it
+    return Platform(
+        name=PLATFORM,
+        adapter=adapter,
+        reply=answers.reply,
+        files=SlackFiles(answers.client, services.fetch, token=token, api_url=base_url),
+        allowlist=Allowlist.of(
+            workspaces=settings.slack_allowed_teams,
+            channels=settings.slack_allowed_channels,
+            users=settings.slack_allowed_users,
+        ),
+    )
 
 
 def web_session() -> aiohttp.ClientSession:
@@ -240,13 +231,18 @@ def web_session() -> aiohttp.ClientSession:
 
 
 def _people(
-    settings: Settings, client: AsyncWebClient, clock: Callable[[], float]
+    settings: SlackSettings, client: AsyncWebClient, clock: Callable[[], float]
 ) -> People | None:
     return People(client, TtlMap(86_400.0, clock=clock)) if settings.slack_user_lookup else None
 
 
 def _register(
-    bolt: AsyncApp, settings: Settings, answers: SlackAnswers, clock: Callable[[], float]
+    bolt: AsyncApp,
+    settings: SlackSettings,
+    answers: SlackAnswers,
+    clock: Callable[[], float],
+    *,
+    scope: str,
 ) -> None:
     memory_ttl = settings.slack_thread_memory_hours * 3600
     router = Router(
@@ -255,7 +251,7 @@ def _register(
         RouteOptions(
             allow_bots=settings.slack_allow_bots,
             dm_threads=settings.slack_dm_threads,
-            channel_scope=settings.conversation_scope or "thread",
+            channel_scope=scope or "thread",
         ),
     )
     EventListeners(router, answers, TtlMap(memory_ttl, clock=clock)).register(bolt)
@@ -263,7 +259,7 @@ def _register(
     ButtonActions(router, answers).register(bolt)
 
 
-def _reply_options(settings: Settings) -> ReplyOptions:
+def _reply_options(settings: SlackSettings) -> ReplyOptions:
     return ReplyOptions(
         native_streaming=settings.slack_native_streaming,
         markdown_blocks=settings.slack_markdown_blocks,

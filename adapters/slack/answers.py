@@ -1,4 +1,4 @@
-"""Turning an ``Ask`` into a running answer: the reply, its labels, and the dispatcher call."""
+"""Turning an ``Ask`` into a running answer: the inbox call, and the reply when its turn comes."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from adapters.slack.events import Ask
 from adapters.slack.memory import TtlMap
 from adapters.slack.people import People
 from adapters.slack.places import Place, ReplyOptions
-from adapters.slack.profile import AppProfile
 from adapters.slack.reply import SlackReply
+from adapters.slack.respond import RespondReply
 from adapters.slack.sender import SlackSender
-from bot.delivery.inbox import Dispatcher
-from bot.errors import DifyError
+from bot.contract import Delivery, Inbox, Reply
 from bot.files.answers import AnswerFiles
-from bot.models import Answer, IncomingMessage, Scope
-from storage.threads import FollowedThreads
+from bot.models import IncomingMessage, Scope
+from bot.stores import FollowedThreads
 
 log = logging.getLogger(__name__)
 
@@ -34,81 +33,80 @@ Sleep = Callable[[float], Awaitable[None]]
 class SlackAnswers:
     """Everything a listener needs to answer: one per adapter."""
 
-    dispatcher: Dispatcher
+    inbox: Inbox
     client: AsyncWebClient  # without rate-limit retry handlers: replies handle 429 themselves
     budgets: Budgets
-    profile: AppProfile
     options: ReplyOptions
     sleep: Sleep = asyncio.sleep
     files: AnswerFiles | None = None  # answer files re-posted natively
     running: set[asyncio.Task[None]] = field(default_factory=set)
-    # routing: which slash command started a thread (72 h, this process only).
+    # Which slash command started a thread (72 h, this process only): the thread's later
+    # messages go to that command's app.
     thread_commands: TtlMap[str, str] = field(default_factory=lambda: TtlMap(72 * 3600.0))
     people: People | None = None  # SLACK_USER_LOOKUP: askers' names and locales
     threads: FollowedThreads | None = None  # followed threads, shared by every replica
     thread_ttl: float = 72 * 3600.0
 
     def labels(self, locale: str | None = None) -> Labels:
-        texts = self.dispatcher.texts
-        return Labels.from_texts(lambda key: texts.get(key, locale))
+        return Labels.from_texts(lambda key: self.inbox.text(key, locale))
 
     def text(self, key: str, locale: str | None = None) -> str:
-        return self.dispatcher.texts.get(key, locale)
+        return self.inbox.text(key, locale)
 
     def sender(self, team: str) -> SlackSender:
         budget = self.budgets.for_team(team)
         return SlackSender(self.client, budget, sleep=self.sleep, later=self.later)
 
-    def reply(self, place: Place, locale: str | None = None) -> SlackReply:
+    def reply(self, delivery: Delivery) -> Reply:
+        """``bot.contract.Platform.reply``: the reply for a journal entry, new or taken over
+        (then it edits the messages the earlier attempt posted instead of posting anew)."""
+        where, locale = delivery.where, delivery.message.locale
+        if "response_url" in where:
+            labels, limit = self.labels(locale), self.options.message_limit
+            return RespondReply.restore(where, delivery, labels=labels, limit=limit)
+        place = place_from_record(dict(where))
+        resume = [str(ts) for ts in (delivery.state or {}).get("messages", ())]
         return SlackReply(
             self.sender(place.team),
             place,
             labels=self.labels(locale),
             options=self.options,
-            suggest=self._suggestions,
+            suggest=self.inbox.suggestions,
+            resume=resume,
             files=self.files,
+            save=delivery.save,
         )
 
-    async def accept(self, ask: Ask, *, command: str = "") -> asyncio.Task[None] | None:
+    async def accept(
+        self, ask: Ask, *, command: str = "", where: dict[str, Any] | None = None
+    ) -> asyncio.Task[None] | None:
         """Record the message in the journal (before bolt acks the event) and answer it once;
-        None for a redelivery some replica already took."""
-        message = await self._routed(ask, command)
+        None for a redelivery some replica already took. ``where`` overrides the place (the
+        ``/dify`` answer through a response_url)."""
+        message = await self._asked(ask, command)
         if self.threads is not None and message.key.scope is Scope.THREAD:
             # Another replica may get the next reply in this thread: tell them all we follow it.
             key = f"{message.workspace}/{message.key.scope_id}"
             await self.threads.follow(key, message.user_id, ttl=self.thread_ttl)
-        task = await self.dispatcher.accept(
-            message, self.reply(ask.place, message.locale), where=place_to_record(ask.place)
-        )
-        return None if task is None else self.track(task)
+        accepted = await self.inbox.accept(message, where=where or place_to_record(ask.place))
+        return None if accepted.answer is None else self.track(accepted.answer)
 
-    async def _routed(self, ask: Ask, command: str) -> IncomingMessage:
-        """routing: the message keyed to its app, in the asker's language when Slack told us
-        (SLACK_USER_LOOKUP). A thread a routed slash command started stays with its app."""
+    async def _asked(self, ask: Ask, command: str) -> IncomingMessage:
+        """The message with what the core routes it by: the slash command (a thread a routed
+        command started stays with its app) and the asker's language when Slack told us
+        (SLACK_USER_LOOKUP)."""
         thread = f"{ask.place.channel}:{ask.place.thread_ts}"
         if command:
             self.thread_commands.set(thread, command)
         command = command or self.thread_commands.get(thread) or ""
-        message, locale = ask.message, None
+        message = replace(ask.message, command=command)
         if self.people is not None:
             person = await self.people.get(ask.place.team, ask.place.user)
-            message = replace(message, user_name=person.name or message.user_name)
-            locale = person.locale or None
-        return self.dispatcher.routing.apply(message, command=command, user_locale=locale)
-
-    def restore(self, where: dict[str, Any], state: dict[str, Any] | None) -> SlackReply:
-        """Another replica's unfinished answer: edit the messages it posted, post no new one."""
-        resume = [str(ts) for ts in (state or {}).get("messages", ())]
-        place = place_from_record(where)
-        return SlackReply(
-            self.sender(place.team),
-            place,
-            labels=self.labels(),
-            options=self.options,
-            suggest=self._suggestions,
-            resume=resume,
-            files=self.files,
-        )
+            message = replace(
+                message, user_name=person.name or message.user_name,
+                user_locale=person.locale or None,
+            )  # fmt: skip
+        return message
 
     def later(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a listener's slow part after bolt has sent the ack (process_before_response)."""
@@ -116,7 +114,7 @@ class SlackAnswers:
         async def run() -> None:
             try:
                 await work
-            except Exception:
+            except Exception:  # this task's boundary: one listener's failure stays its own
                 log.exception("Slack listener work failed")
 
         return self.track(asyncio.create_task(run()))
@@ -131,17 +129,6 @@ class SlackAnswers:
         """Until every answer started so far has ended."""
         while self.running:
             await asyncio.wait(set(self.running))
-
-    async def _suggestions(self, answer: Answer) -> list[str]:
-        if not (await self.profile.get()).suggestions_after_answer:
-            return []
-        try:
-            async with asyncio.timeout(15):
-                dify = self.dispatcher.apps.get(answer.app, self.dispatcher.dify)  # routing: app
-                return await dify.suggested(answer.message_id, user=answer.dify_user)
-        except (DifyError, TimeoutError) as exc:
-            log.info("no suggested questions: %s", exc)
-            return []
 
 
 def place_to_record(place: Place) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sender import slack_error
-from difybot.checks import Check
-from difybot.config import Settings
+from adapters.slack.settings import SlackSettings
+from adapters.spec import Check
 
 # The bot scopes manifest.yml asks for (tests/test_ops_checks.py keeps the two equal).
 MANIFEST_SCOPES = frozenset(
@@ -29,10 +29,9 @@ MANIFEST_SCOPES = frozenset(
 _REINSTALL = "add them under OAuth & Permissions (or recreate the app from manifest.yml), reinstall"
 
 
-async def check_slack(settings: Settings) -> list[Check]:
+async def check_slack(settings: SlackSettings) -> list[Check]:
     assert settings.slack_bot_token is not None
-    base_url = str(settings.slack_api_url)
-    base_url = base_url if base_url.endswith("/") else base_url + "/"
+    base_url = settings.slack_api_base
     bot = AsyncWebClient(settings.slack_bot_token.get_secret_value(), base_url, timeout=10)
     try:
         response = await bot.auth_test()

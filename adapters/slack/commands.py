@@ -18,7 +18,6 @@ from adapters.slack.answers import SlackAnswers
 from adapters.slack.blocks import asked_block, fallback_text
 from adapters.slack.events import PLATFORM, Router
 from adapters.slack.listeners import team_of
-from adapters.slack.respond import RespondReply
 from adapters.slack.sender import slack_error
 from bot.models import ConversationKey, IncomingMessage, Scope
 
@@ -35,7 +34,7 @@ class DifyCommand:
 
     def register(self, app: AsyncApp) -> None:
         # routing: the routes file may name more slash commands, each routed to its app.
-        for name in dict.fromkeys((COMMAND, *self._answers.dispatcher.routing.commands("slack"))):
+        for name in dict.fromkeys((COMMAND, *self._answers.inbox.commands(PLATFORM))):
             app.command(name)(self.on_command)
 
     async def on_command(
@@ -50,15 +49,13 @@ class DifyCommand:
         team = team_of(command, context)
         user, channel = str(command.get("user_id")), str(command.get("channel_id"))
         name = str(command.get("command") or COMMAND)
-        routed = self._answers.dispatcher.routing.resolve(  # routing: the route's language
-            PLATFORM, workspace=team, channel=channel, command=name
-        )
+        locale = self._answers.inbox.locale(PLATFORM, workspace=team, channel=channel, command=name)
         if not text or word in ("help", "?"):
-            await ack(text=self._answers.text("slack_help", routed.locale))
+            await ack(text=self._answers.text("slack_help", locale))
             return
         if word in ("new", "reset"):
-            await self._answers.dispatcher.reset(self._fallback_key(team, user, channel))
-            await ack(text=self._answers.text("reset", routed.locale))
+            await self._answers.inbox.reset(self._fallback_key(team, user, channel))
+            await ack(text=self._answers.text("reset", locale))
             return
         await ack()
         # Bolt sends the ack when this listener returns (process_before_response): the rest,
@@ -77,7 +74,7 @@ class DifyCommand:
             if slack_error(exc) not in _NOT_HERE:
                 raise
             trigger = str(command.get("trigger_id") or "")
-            self._answer_by_respond(
+            await self._answer_by_respond(
                 respond, team=team, user=user, channel=channel, text=text, trigger=trigger,
                 name=str(command.get("command") or COMMAND),
             )  # fmt: skip
@@ -94,7 +91,7 @@ class DifyCommand:
         )
         return str(response["ts"])
 
-    def _answer_by_respond(
+    async def _answer_by_respond(
         self,
         respond: AsyncRespond,
         *,
@@ -105,6 +102,7 @@ class DifyCommand:
         trigger: str,
         name: str = COMMAND,
     ) -> None:
+        """Where the bot cannot post, the answer goes through the command's response_url."""
         key = self._fallback_key(team, user, channel)
         message = IncomingMessage(
             platform=PLATFORM,
@@ -114,12 +112,12 @@ class DifyCommand:
             key=key,
             message_id=f"{channel}:command:{trigger}",
             channel_id=channel,
+            command=name,
         )
-        message = self._answers.dispatcher.routing.apply(message, command=name)  # routing: app
-        labels = self._answers.labels(message.locale)
-        limit = self._answers.options.message_limit
-        reply = RespondReply(respond, user=user, question=text, labels=labels, limit=limit)
-        self._answers.track(self._answers.dispatcher.submit(message, reply))
+        where = {"response_url": respond.response_url, "user": user, "question": text}
+        accepted = await self._answers.inbox.accept(message, where=where)
+        if accepted.answer is not None:
+            self._answers.track(accepted.answer)
 
     @staticmethod
     def _fallback_key(team: str, user: str, channel: str) -> ConversationKey:

@@ -5,7 +5,7 @@ JSON object, or an ``event`` that is a string, raises inside it (HTTP 500, which
 A signed body can still be malformed (a bug on the sender's side, a replay of something that
 was never Slack's), so ``to_payload`` reads it first as bolt will, and ``check_shape`` holds it
 to the shapes Slack sends (Events API, interactivity, slash commands: slack.md §2-3) in every
-field the listeners read. Anything else is a ``Refused`` 400 with its reason for the log.
+field the listeners read. Anything else is a ``CallbackRejected`` 400 with its reason for the log.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from adapters.webhooks import Refused
+from bot.errors import CallbackRejected
 
 # Event fields the listeners read as strings; Slack never sends them as anything else.
 _EVENT_STRINGS = ("type", "channel", "ts", "thread_ts", "user", "text", "subtype", "bot_id",
@@ -30,7 +30,7 @@ def to_payload(body: bytes, content_type: str) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused("body is not UTF-8") from None
+        raise CallbackRejected("body is not UTF-8") from None
     if content_type == "application/json" or text.startswith("{"):
         return _object(text, "JSON body")
     form = dict(parse_qsl(text, keep_blank_values=True))
@@ -43,9 +43,9 @@ def _object(text: str, what: str) -> dict[str, Any]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise Refused(f"{what} is not JSON") from None
+        raise CallbackRejected(f"{what} is not JSON") from None
     if not isinstance(value, dict):
-        raise Refused(f"{what} is {type(value).__name__}, not an object")
+        raise CallbackRejected(f"{what} is {type(value).__name__}, not an object")
     return value
 
 
@@ -55,29 +55,29 @@ def check_shape(payload: dict[str, Any]) -> None:
     for name in _OBJECTS:
         value = payload.get(name)
         if value is not None and not isinstance(value, dict | str):
-            raise Refused(f"{name} is {type(value).__name__}")
+            raise CallbackRejected(f"{name} is {type(value).__name__}")
     kind = payload.get("type")
     if kind == "url_verification" and not isinstance(payload.get("challenge"), str):
-        raise Refused("url_verification without a string challenge")
+        raise CallbackRejected("url_verification without a string challenge")
     if kind == "event_callback" or "event" in payload:  # bolt's middleware reads any ``event``
         _check_event(payload.get("event"))
     if "actions" in payload:
         _check_actions(payload["actions"])
     if "authorizations" in payload and not _dicts(payload["authorizations"]):
-        raise Refused("authorizations is not a list of objects")
+        raise CallbackRejected("authorizations is not a list of objects")
 
 
 def _check_event(event: object) -> None:
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        raise Refused("event_callback without an event object")
+        raise CallbackRejected("event_callback without an event object")
     _strings(event, _EVENT_STRINGS, "event.")
     if "files" in event and not _dicts(event["files"]):
-        raise Refused("event.files is not a list of objects")
+        raise CallbackRejected("event.files is not a list of objects")
 
 
 def _check_actions(actions: object) -> None:
     if not isinstance(actions, list) or not actions or not _dicts(actions):
-        raise Refused("actions is not a list of objects")
+        raise CallbackRejected("actions is not a list of objects")
     for action in actions:
         _strings(action, ("action_id", "value", "block_id", "type"), "action.")
 
@@ -86,7 +86,7 @@ def _strings(fields: dict[str, Any], names: tuple[str, ...], prefix: str) -> Non
     for name in names:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
-            raise Refused(f"{prefix}{name} is {type(value).__name__}, not a string")
+            raise CallbackRejected(f"{prefix}{name} is {type(value).__name__}, not a string")
 
 
 def _dicts(value: object) -> bool:

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.answers import SlackAnswers
 from adapters.slack.blocks import body_blocks, fallback_text, suggestion_blocks
-from adapters.slack.events import Router, thread_id
+from adapters.slack.events import PLATFORM, Router, thread_id
 from adapters.slack.memory import TtlMap
 from adapters.slack.sender import slack_error
 
@@ -67,14 +67,21 @@ class EventListeners:
             if owner is not None:
                 self._router.threads.set(local, owner)
 
-    async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_home_opened(
+        self,
+        body: dict[str, Any],
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         """Dify's opening statement, once, when someone first opens the bot's DM."""
         if event.get("tab") != "messages" or not event.get("channel"):
             return
         user, channel = str(event.get("user")), str(event["channel"])
         if not self._greeted.add_new(user, True):
             return
-        profile = await self._answers.profile.get()
+        team = team_of(body, context)
+        profile = await self._answers.inbox.facts(PLATFORM, workspace=team, channel=channel)
         if not profile.opening_statement:
             return
         try:

@@ -56,6 +56,7 @@ class SlackReply:
         suggest: Suggest | None = None,
         resume: list[str] | None = None,
         files: AnswerFiles | None = None,
+        save: SaveState | None = None,
     ) -> None:
         self.capabilities = ReplyCapabilities(
             can_edit=True, max_length=options.message_limit, min_interval=options.min_interval
@@ -71,13 +72,10 @@ class SlackReply:
         self._markdown = options.markdown_blocks
         self._state = ShownState(messages=[PostedMessage(ts) for ts in resume or ()])
         self._stream: NativeStream | None = None
-        self._save: SaveState | None = None
-        self._saved: list[str] = list(resume or ())
-
-    def bind_state(self, save: SaveState) -> None:
-        """``bot.contract.Resumable``: report posted messages so another replica that takes
-        over this answer edits them instead of posting a second answer."""
+        # Posted messages are saved in the journal, so another replica that takes this answer
+        # over edits them instead of posting a second answer.
         self._save = save
+        self._saved: list[str] = list(resume or ())
 
     async def _save_state(self) -> None:
         posted = [message.ts for message in self._state.messages]

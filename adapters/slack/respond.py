@@ -1,18 +1,21 @@
 """A reply through a slash command's ``response_url``, for channels the bot is not in.
 
 A response_url takes 5 posts in 30 minutes and returns no ``ts`` to edit, so streaming through
-it is not possible (slack.md §6): one "thinking" note, then the whole answer at the end.
+it is not possible (slack.md §6): one "thinking" note, then the whole answer at the end. The
+journal keeps the URL (``where``), so a replica taking the answer over posts through it too,
+without a second "thinking" note.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from adapters.slack.blocks import Labels, asked_block, body_blocks, fallback_text, sources_block
-from bot.contract import ReplyCapabilities
+from bot.contract import Delivery, ReplyCapabilities
 from bot.models import Answer
 from bot.text import split_text
 
@@ -25,7 +28,15 @@ class RespondReply:
     """Implements ``bot.contract.Reply`` over ``respond()`` (no edits)."""
 
     def __init__(
-        self, respond: AsyncRespond, *, user: str, question: str, labels: Labels, limit: int
+        self,
+        respond: AsyncRespond,
+        *,
+        user: str,
+        question: str,
+        labels: Labels,
+        limit: int,
+        started: bool = False,
+        save: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.capabilities = ReplyCapabilities(can_edit=False, max_length=limit)
         self._respond = respond
@@ -33,9 +44,30 @@ class RespondReply:
         self._question = question
         self._labels = labels
         self._limit = limit
+        self._started = started
+        self._save = save
+
+    @classmethod
+    def restore(
+        cls, where: Mapping[str, Any], delivery: Delivery, *, labels: Labels, limit: int
+    ) -> RespondReply:
+        """From the journal: ``where`` holds the response_url, the asker and the question."""
+        return cls(
+            AsyncRespond(response_url=str(where["response_url"])),
+            user=str(where["user"]),
+            question=str(where["question"]),
+            labels=labels,
+            limit=limit,
+            started=bool((delivery.state or {}).get("started")),
+            save=delivery.save,
+        )
 
     async def start(self) -> None:
+        if self._started:  # taken over: the note is there already (and a use of the URL spent)
+            return
         await self._respond(text=f"_{self._labels.thinking}_", response_type="ephemeral")
+        if self._save is not None:
+            await self._save({"started": True})
 
     async def update(self, text: str) -> None:
         """Never called: ``can_edit`` is False."""

@@ -22,7 +22,7 @@ import orjson
 from adapters.tencent.errors import WeChatAPIError
 from bot.errors import FileUnavailable
 from bot.files.downloads import Download, body_of, check_size, content_type
-from storage.tokens import StoredToken, TokenStore
+from bot.stores import StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from adapters.tencent.crypto import MessageCrypto, is_valid_signature
-from adapters.tencent.errors import CallbackRejected
 from adapters.tencent.xml import MAX_BODY, encrypted_reply, parse_xml
-from adapters.webhooks import Handler, Refused, guard_of
-from storage.callbacks import SeenCallbacks
+from adapters.webhooks import Handler, guard_of
+from bot.errors import CallbackRejected
+from bot.stores import SeenCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +129,9 @@ def add_callback_route(
     precheck: Precheck,
     read_body: bool = True,
 ) -> None:
-    """A route behind the shared webhook guard; ``CallbackRejected`` becomes its bare status."""
-
-    async def checked(request: web.Request, body: bytes) -> web.StreamResponse:
-        try:
-            return await handler(request, body)
-        except CallbackRejected as exc:
-            raise Refused(exc.message, status=exc.status or 400) from None
-
-    def prechecked(request: web.Request) -> None:
-        try:
-            precheck(request)
-        except CallbackRejected as exc:
-            raise Refused(exc.message, status=exc.status or 400) from None
-
-    route = guard_of(app).route(checked, max_body=MAX_BODY, precheck=prechecked,
+    """A route behind the shared webhook guard (a ``CallbackRejected`` becomes its bare
+    status there)."""
+    route = guard_of(app).route(handler, max_body=MAX_BODY, precheck=precheck,
                                 read_body=read_body)  # fmt: skip
     app.router.add_route(method, path, route)
 

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from adapters.tencent.errors import CallbackRejected
-from bot.errors import ConfigError
+from bot.errors import CallbackRejected, ConfigError
 
 BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
 _HEADER = 20  # 16 random bytes + 4-byte length

@@ -36,6 +36,7 @@ from bot.files.downloads import (
     body_of,
     check_size,
     content_type,
+    read_all,
 )
 from bot.files.types import MB
 from bot.models import Attachment
@@ -87,7 +88,10 @@ class MediaFiles:
         name = attachment.name
         if attachment.platform_id and self._api is not None:
             async with self._api.open_media(attachment.platform_id, limit=limit, name=name) as got:
-                yield got
+                if attachment.voice:
+                    yield await _voice(got, attachment, limit)
+                else:
+                    yield got
             return
         if not attachment.url:
             raise FileUnavailable(f"{name}: no media id and no URL", name=name)
@@ -96,6 +100,23 @@ class MediaFiles:
         ) as response:
             served = content_type(response) or attachment.mime_type
             yield Download(name, served, None, body_of(response, limit, name=name))
+
+
+async def _voice(download: Download, attachment: Attachment, limit: int) -> Download:
+    """A recording as Dify's speech-to-text takes it, named by its bytes first: WeChat's
+    ``Format`` may say ``speex`` while ``media/get`` serves AMR (wechat.md §6.1), and Dify takes
+    AMR as it is. Real Speex has no decoder in Python's standard library and ffmpeg is not in
+    our image, so it is refused here rather than sent for a guaranteed 415."""
+    data = await read_all(download, limit)
+    if data.startswith(b"#!AMR"):
+        mime = "audio/amr"
+    elif attachment.mime_type in ("audio/speex", "audio/x-speex"):
+        name = attachment.name
+        raise FileUnavailable(f"{name}: Speex cannot be transcribed without a decoder", name=name)
+    else:
+        mime = attachment.mime_type
+    stem = attachment.name.rsplit(".", 1)[0]
+    return Download(f"{stem}.{mime.split('/')[-1]}", mime, len(data), _once(data))
 
 
 class BotMediaFiles:

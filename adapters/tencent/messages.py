@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.tencent.errors import CallbackRejected
+from bot.errors import CallbackRejected
 from bot.models import Attachment, ConversationKey, IncomingMessage, Scope
 
-# Kinds whose words we can put to Dify; an image goes as an attachment, voice via ASR.
+# Kinds whose words we can put to Dify; an image goes as an attachment, voice via speech-to-text.
 TEXT_KINDS = frozenset({"text", "link", "location"})
 
 
@@ -63,24 +63,45 @@ def _words(kind: str, fields: dict[str, str]) -> str:
     return ""
 
 
+def refusal(push: Push, *, downloads: bool) -> str | None:
+    """The text key to answer a push Dify cannot be asked about with, else None. Images and
+    voice without WeChat's transcript need the media API (``downloads``)."""
+    if push.kind in TEXT_KINDS or push.text:
+        return None
+    if push.kind == "image" and (push.pic_url or (push.media_id and downloads)):
+        return None
+    if push.kind == "voice":
+        return None if push.media_id and downloads else "voice_failed"
+    return "wechat_unsupported"
+
+
 def attachments_of(push: Push) -> tuple[Attachment, ...]:
-    """An image push as an attachment for the attachments pipeline (media id and direct URL)."""
-    if push.kind != "image":
-        return ()
-    name = f"{push.media_id or push.msg_id}.jpg"
-    return (
-        Attachment(
-            name=name,
-            mime_type="image/jpeg",
-            url=push.pic_url or None,
-            platform_id=push.media_id or None,
-        ),
-    )
+    """An image, or a voice message WeChat did not transcribe, as an attachment for the
+    attachments pipeline (media id and direct URL); voice goes through Dify's speech-to-text."""
+    if push.kind == "image":
+        name = f"{push.media_id or push.msg_id}.jpg"
+        return (
+            Attachment(
+                name=name,
+                mime_type="image/jpeg",
+                url=push.pic_url or None,
+                platform_id=push.media_id or None,
+            ),
+        )
+    if push.kind == "voice" and not push.text and push.media_id:
+        declared = push.voice_format or "amr"
+        return (
+            Attachment(
+                name=f"{push.media_id}.{declared}",
+                mime_type=f"audio/{declared}",
+                platform_id=push.media_id,
+                voice=True,
+            ),
+        )
+    return ()
 
 
-def to_incoming(
-    push: Push, *, platform: str, workspace: str, text: str, locale: str
-) -> IncomingMessage:
+def to_incoming(push: Push, *, platform: str, workspace: str, locale: str) -> IncomingMessage:
     """The core's message: one conversation per user (WeChat chats are one-to-one)."""
     key = ConversationKey(
         platform=platform, workspace=workspace, scope=Scope.USER, scope_id=push.user_id
@@ -89,7 +110,7 @@ def to_incoming(
         platform=platform,
         workspace=workspace,
         user_id=push.user_id,
-        text=text,
+        text=push.text,
         key=key,
         message_id=push.msg_id,
         attachments=attachments_of(push),

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from adapters.tencent.errors import CallbackRejected
+from bot.errors import CallbackRejected
 
 MAX_BODY = 256 * 1024  # a push is a few KB; encrypted ones ~3x their plaintext
 # Characters XML 1.0 cannot carry at all (CDATA does not help): C0 controls except \t \n \r.

@@ -8,40 +8,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiohttp import web
 
+from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, stable_token
-from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route, params, seal_xml
 from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text
 from adapters.tencent.media import MediaFiles
-from adapters.tencent.messages import Push, to_incoming, to_push
+from adapters.tencent.messages import Push, refusal, to_incoming, to_push
 from adapters.tencent.metering import meter
 from adapters.tencent.outbound import AnswerMedia, CustomerService
-from adapters.tencent.questions import to_question
-from adapters.tencent.texts import TEXTS as WECHAT_TEXTS
 from adapters.tencent.xml import text_reply
 from adapters.wechat.passive import PassiveAnswers, PassiveTiming
-from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
-from bot.errors import ConfigError, DifyError
+from adapters.wechat.settings import OfficialAccountSettings
+from bot.contract import Allowlist, Delivery, Inbox, Platform, ReplyCapabilities
+from bot.errors import ShuttingDown
 from bot.files.answers import AnswerFiles
-from bot.models import Answer, IncomingMessage
-from storage.callbacks import SeenCallbacks
-from storage.tokens import TokenStore
-from storage.wechat_answers import PendingAnswers
-
-if TYPE_CHECKING:
-    from difybot.app import Core
+from bot.models import Answer
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "wechat"
-KEEP_ANSWERS = 3 * 24 * 3600.0  # an owed answer waits this long for the user's next message
 
 
 class OfficialReply:
@@ -52,13 +43,13 @@ class OfficialReply:
     def __init__(
         self,
         answers: PassiveAnswers,
-        answer_id: str,
+        entry_id: int,
         user_id: str,
         *,
         images: OfficialImages | None = None,
     ) -> None:
         self._answers = answers
-        self._answer_id = answer_id
+        self._answer_id = entry_id
         self._user_id = user_id
         self._images = images
 
@@ -116,7 +107,7 @@ class OfficialAccountAdapter:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        inbox: Inbox,
         *,
         checks: CallbackChecks,
         app_id: str,
@@ -126,7 +117,7 @@ class OfficialAccountAdapter:
         images: OfficialImages | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.inbox = inbox
         self._images = images
         self.answers = answers
         self._checks = checks
@@ -135,7 +126,6 @@ class OfficialAccountAdapter:
         self._api = api
         self._locale = locale
         self._clock = clock
-        self._background = Background()
 
     def add_routes(self, app: web.Application, path: str = "/wechat") -> None:
         add_callback_route(app, "GET", path, self.verify, precheck=self._verify_first,
@@ -143,13 +133,18 @@ class OfficialAccountAdapter:
         add_callback_route(app, "POST", path, self.receive, precheck=self._receive_first)
 
     async def start(self) -> None:
-        self._background.every(3600, partial(self.answers.store.prune, older_than=KEEP_ANSWERS))
+        """Nothing to open: WeChat calls us."""
 
     async def stop(self) -> None:
-        await self._background.close()
         await self.answers.close()
         if self._api is not None:
             await self._api.http.aclose()
+
+    def reply(self, delivery: Delivery) -> OfficialReply:
+        """``bot.contract.Platform.reply``: the answer goes into the entry's delivery state,
+        where every delivery of the message (on any replica) and the user's next one find it."""
+        user = str(delivery.where["user"])
+        return OfficialReply(self.answers, delivery.entry_id, user, images=self._images)
 
     def _verify_first(self, request: web.Request) -> None:
         """URL verification is plainly signed in every mode."""
@@ -169,7 +164,10 @@ class OfficialAccountAdapter:
         sealed = self._checks.is_sealed(request.query)
         opened = await self._checks.open_xml(request.query, body, sealed=sealed)
         push = to_push(opened.fields)
-        text = await self._reply_text(push, arrival, request)
+        try:
+            text = await self._reply_text(push, arrival, request)
+        except ShuttingDown:  # WeChat delivers again in 5 s, to a replica that is not stopping
+            return web.Response(status=503, text="")
         if not text:
             return web.Response(text="success")  # WeChat: no reply, and no redelivery
         now = int(self._clock())
@@ -183,102 +181,85 @@ class OfficialAccountAdapter:
     async def _reply_text(self, push: Push, arrival: float, request: web.Request) -> str | None:
         if push.kind == "event":
             return await self._welcome() if push.event == "subscribe" else None
+        if problem := refusal(push, downloads=self._api is not None):
+            return self.inbox.text(problem, self._locale)
+        message = to_incoming(push, platform=PLATFORM, workspace=self._app_id, locale=self._locale)
+        # The user was told to send any message to get an answer: this one fetches it.
+        owed = await self.answers.owed_to(message.key.place)
+        where: dict[str, Any] = {"user": push.user_id, "fetch": owed.id if owed else None}
+        accepted = await self.inbox.accept(message, where=where, answer=owed is None)
+        target = await self._target(accepted.entry_id, owed.id if owed and accepted.new else None)
 
         def connected() -> bool:
             transport = request.transport
             return transport is not None and not transport.is_closing()
 
-        async def start(answer_id: str) -> None:
-            self._background.spawn(self._answer(push, answer_id))
-
         return await self.answers.reply_for(
-            push.user_id, push.msg_id, arrival=arrival, start=start, connected=connected
+            accepted.entry_id, target=target, arrival=arrival, connected=connected
         )
 
-    async def _answer(self, push: Push, answer_id: str) -> None:
-        """Turn the push into a question (transcribing voice if needed) and ask the dispatcher."""
-        reply = OfficialReply(self.answers, answer_id, push.user_id, images=self._images)
-        try:
-            await self._ask(push, reply)
-        except Exception:  # the answer row must not stay "running": the user is owed a reply
-            log.exception("could not start answering a WeChat message")
-            await reply.fail("", self.dispatcher.texts.get("error", self._locale))
-
-    async def _ask(self, push: Push, reply: OfficialReply) -> None:
-        asked = self._incoming(push, "")
-        user, dify = asked.dify_user, self.dispatcher.dify_for(asked.key)  # routing: its app
-        text, problem = await to_question(push, api=self._api, dify=dify, dify_user=user)
-        if problem:
-            await reply.fail("", self.dispatcher.texts.get(problem, self._locale))
-            return
-        self.dispatcher.submit(self._incoming(push, text), reply)
+    async def _target(self, entry_id: int, fetch: int | None) -> int:
+        """The entry whose answer this delivery carries: the owed one its message fetches (as
+        its first delivery decided, on whichever replica), else its own."""
+        if fetch is None:
+            entry = await self.answers.states.get(entry_id)
+            fetch = entry.reply.get("fetch") if entry is not None else None
+        return int(fetch) if fetch else entry_id
 
     async def _welcome(self) -> str | None:
         """``subscribe``: the Dify app's opening statement, if it comes within the window."""
         try:
             async with asyncio.timeout(self.answers.timing.window):
-                app = self.dispatcher.routing.resolve(PLATFORM, workspace=self._app_id).app
-                parameters = await self.dispatcher.dify_for(app).parameters()  # routing
-        except (DifyError, TimeoutError) as exc:
-            log.warning("no opening statement for a new follower: %s", exc)
+                facts = await self.inbox.facts(PLATFORM, workspace=self._app_id)
+        except TimeoutError:
+            log.warning("no opening statement for a new follower: Dify is slow")
             return None
-        statement = str(parameters.get("opening_statement") or "")
-        return to_plain_text(statement)[:600] or None  # ≤ 600 characters stays under 2048 bytes
-
-    def _incoming(self, push: Push, text: str) -> IncomingMessage:
-        message = to_incoming(
-            push, platform=PLATFORM, workspace=self._app_id, text=text, locale=self._locale
-        )
-        return self.dispatcher.routing.apply(message)  # routing: app and locale
+        return to_plain_text(facts.opening_statement)[:600] or None  # ≤ 600 chars < 2048 bytes
 
 
-def build_official_account(core: Core, app: web.Application) -> OfficialAccountAdapter:
-    """The adapter from the settings, its routes added to ``app``."""
-    core.dispatcher.texts.add(WECHAT_TEXTS)
-    settings = core.settings
-    if settings.wechat_token is None or not settings.wechat_app_id:
-        raise ConfigError("WECHAT_TOKEN and WECHAT_APP_ID are both needed for the Official Account")
+def build_official_account(settings: OfficialAccountSettings, services: Services) -> Platform:
+    """The platform from the settings, its routes added to the web app."""
+    assert settings.wechat_token is not None and settings.wechat_app_id
     app_id = settings.wechat_app_id
     key = settings.wechat_encoding_aes_key
     token = settings.wechat_token.get_secret_value()
     checks = CallbackChecks(
         token=token,
         crypto=MessageCrypto(token, key.get_secret_value(), app_id) if key else None,
-        seen=SeenCallbacks(core.engine),
+        seen=services.callbacks,
         scope=f"{PLATFORM}:{app_id}",
         compatible=settings.wechat_compatible_mode,
     )
     api = None
     if settings.wechat_app_secret is not None:
-        http = meter(build_http(str(settings.wechat_api_base)), core.metrics, PLATFORM)
+        http = meter(build_http(str(settings.wechat_api_base)), services.metrics, PLATFORM)
         fetch = partial(
             stable_token, http, app_id=app_id, secret=settings.wechat_app_secret.get_secret_value()
         )
-        tokens = AccessTokens(TokenStore(core.engine), f"wechat:{app_id}", fetch)
-        api = PlatformAPI(http, tokens)
-    # routing: the account's route may set the language of the bot's own texts.
-    locale = core.dispatcher.routing.resolve(PLATFORM, workspace=app_id).locale
-    locale = locale or settings.wechat_locale
+        api = PlatformAPI(http, AccessTokens(services.tokens, f"wechat:{app_id}", fetch))
+    # The account's route may set the language of the bot's own texts.
+    locale = services.inbox.locale(PLATFORM, workspace=app_id) or settings.wechat_locale
     verified = settings.wechat_account_verified and api is not None
     service = CustomerService(api) if verified and api is not None else None
     answers = PassiveAnswers(
-        PendingAnswers(core.engine),
-        account=f"{PLATFORM}:{app_id}",
-        texts=core.dispatcher.texts,
+        services.states,
+        text=services.inbox.text,
         locale=locale,
         timing=PassiveTiming(window=settings.wechat_reply_window),
         service=service,
     )
     images = None
-    if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(
-            api, core.files.fetch, api_base=str(settings.wechat_api_base)
-        )
-        if service is not None and api is not None:
-            images = OfficialImages(core.files.answers, api, service)
+    if service is not None and api is not None:
+        images = OfficialImages(services.answer_files, api, service)
     adapter = OfficialAccountAdapter(
-        core.dispatcher, checks=checks, app_id=app_id, answers=answers, api=api, locale=locale,
+        services.inbox, checks=checks, app_id=app_id, answers=answers, api=api, locale=locale,
         images=images,
     )  # fmt: skip
-    adapter.add_routes(app)
-    return adapter
+    adapter.add_routes(services.web)
+    return Platform(
+        name=PLATFORM,
+        adapter=adapter,
+        reply=adapter.reply,
+        files=MediaFiles(api, services.fetch, api_base=str(settings.wechat_api_base)),
+        allowlist=Allowlist.of(users=settings.wechat_allowed_users),
+    )

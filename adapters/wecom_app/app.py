@@ -1,8 +1,9 @@
 """The WeCom (企业微信) self-built app at ``GET/POST /wecom``: encrypted callbacks, answers by API.
 
-WeCom also redelivers a push it got no 200 for (5 s, three times), so the push is acknowledged at
-once with an empty body and answered later through ``/cgi-bin/message/send``; every delivery of
-a MsgId is recorded in the shared store and only the first is answered.
+WeCom also redelivers a push it got no 200 for (5 s, three times), so the push is recorded in the
+journal and acknowledged at once with an empty body, then answered through
+``/cgi-bin/message/send``; every delivery of a MsgId after the first is dropped, on any replica,
+and a replica that dies mid-answer leaves the entry to another one.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiohttp import web
 
+from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, wecom_token
 from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route
@@ -25,23 +26,15 @@ from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
 from adapters.tencent.media import MediaFiles
-from adapters.tencent.messages import Push, to_incoming, to_push
+from adapters.tencent.messages import refusal, to_incoming, to_push
 from adapters.tencent.metering import meter
 from adapters.tencent.outbound import AnswerMedia
-from adapters.tencent.questions import to_question
-from adapters.tencent.texts import TEXTS as WECHAT_TEXTS
-from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
-from bot.errors import ConfigError
+from adapters.wecom_app.settings import WeComAppSettings
+from bot.contract import Allowlist, Delivery, Inbox, Platform, ReplyCapabilities
+from bot.errors import ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
 from bot.text import split_text, utf8_length
-from storage.callbacks import SeenCallbacks
-from storage.tokens import TokenStore
-from storage.wechat_answers import PendingAnswers
-
-if TYPE_CHECKING:
-    from difybot.app import Core
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +124,10 @@ class AppSender:
 
 
 class WeComAppReply:
-    """One answer to one member; WeCom app messages cannot be edited, so only the end counts."""
+    """One answer to one member; WeCom app messages cannot be edited, so only the end counts.
+
+    Its state records a delivered answer: a replica that takes the entry over after this one
+    sent it but died before closing the entry sends nothing more."""
 
     capabilities = ReplyCapabilities(can_edit=False, max_length=MAX_MESSAGE, measure="utf8")
 
@@ -139,14 +135,16 @@ class WeComAppReply:
         self,
         sender: AppSender,
         user_id: str,
-        done: Callable[[], Awaitable[None]],
         *,
         files: AnswerFiles | None = None,
+        delivered: bool = False,
+        save: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self._sender = sender
         self._user_id = user_id
-        self._done = done
         self._files = files
+        self._delivered = delivered
+        self._save = save
 
     async def start(self) -> None:
         """WeCom apps have no typing indicator."""
@@ -158,28 +156,29 @@ class WeComAppReply:
         """No status line either."""
 
     async def finish(self, text: str, answer: Answer) -> None:
-        try:
-            if self._files is None:
-                links = [
-                    f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text
-                ]
-                await self._sender.send(self._user_id, "\n\n".join([text, *links]))
-                return
-            # Dify's file URLs expire in minutes: fetch and upload them before anything else.
-            out = await AnswerMedia.prepare(
-                self._files, self._sender.api, text, answer, kinds={"image", "file"}
-            )
-            await self._sender.send(self._user_id, "\n\n".join([out.text, *out.links]))
-            for kind, media_id in out.media:
-                await self._sender.send_media(self._user_id, kind, media_id)
-        finally:
-            await self._done()
+        if self._delivered:
+            return
+        if self._files is None:
+            links = [f"{f.filename or f.type}: {f.url}" for f in answer.files if f.url not in text]
+            await self._send("\n\n".join([text, *links]))
+            return
+        # Dify's file URLs expire in minutes: fetch and upload them before anything else.
+        out = await AnswerMedia.prepare(
+            self._files, self._sender.api, text, answer, kinds={"image", "file"}
+        )
+        await self._send("\n\n".join([out.text, *out.links]))
+        for kind, media_id in out.media:
+            await self._sender.send_media(self._user_id, kind, media_id)
 
     async def fail(self, text: str, notice: str) -> None:
-        try:
-            await self._sender.send(self._user_id, f"{text}\n\n{notice}" if text else notice)
-        finally:
-            await self._done()
+        if not self._delivered:
+            await self._send(f"{text}\n\n{notice}" if text else notice)
+
+    async def _send(self, text: str) -> None:
+        await self._sender.send(self._user_id, text)
+        self._delivered = True
+        if self._save is not None:
+            await self._save({"delivered": True})
 
 
 class WeComAppAdapter:
@@ -189,27 +188,21 @@ class WeComAppAdapter:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        inbox: Inbox,
         *,
         corp_id: str,
         checks: CallbackChecks,
         sender: AppSender,
-        store: PendingAnswers,
         locale: str,
         files: AnswerFiles | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
-        self.store = store
+        self.inbox = inbox
         self._files = files
         self._corp_id = corp_id
         self._checks = checks
         self._sender = sender
         self._locale = locale
         self._background = Background()
-
-    @property
-    def account(self) -> str:
-        return f"{PLATFORM}:{self._corp_id}:{self._sender.agent_id}"
 
     def add_routes(self, app: web.Application, path: str = "/wecom") -> None:
         add_callback_route(app, "GET", path, self.verify, precheck=self._first, read_body=False)
@@ -226,6 +219,16 @@ class WeComAppAdapter:
         await self._background.close()
         await self._sender.api.http.aclose()
 
+    def reply(self, delivery: Delivery) -> WeComAppReply:
+        """``bot.contract.Platform.reply``: the answer to the member who asked."""
+        return WeComAppReply(
+            self._sender,
+            str(delivery.where["user"]),
+            files=self._files,
+            delivered=bool((delivery.state or {}).get("delivered")),
+            save=delivery.save,
+        )
+
     async def verify(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """URL verification: decrypt ``echostr`` and return it as is (WeCom wants it within 1 s)."""
         return web.Response(body=await self._checks.open_echostr(request.query))
@@ -233,73 +236,57 @@ class WeComAppAdapter:
     async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
         opened = await self._checks.open_xml(request.query, body, sealed=True)
         push = to_push(opened.fields)
-        if push.kind != "event":
-            arrival = await self.store.arrive(self.account, push.msg_id, push.user_id)
-            if arrival.deliveries == 1:  # a redelivery joins the answer already under way
-                self._background.spawn(self._answer(push, arrival.id))
+        if push.kind == "event":
+            return web.Response(text="")
+        message = to_incoming(push, platform=PLATFORM, workspace=self._corp_id, locale=self._locale)
+        problem = refusal(push, downloads=True)
+        try:
+            accepted = await self.inbox.accept(
+                message, where={"user": push.user_id}, answer=problem is None
+            )
+        except ShuttingDown:  # WeCom delivers again in 5 s, to a replica that is not stopping
+            return web.Response(status=503, text="")
+        if problem is not None and accepted.new:
+            notice = self.inbox.text(problem, self._locale)
+            self._background.spawn(self._sender.send(push.user_id, notice))
         return web.Response(text="")  # WeCom: 200 with an empty body = received, no reply
 
-    async def _answer(self, push: Push, answer_id: str) -> None:
-        incoming = self.dispatcher.routing.apply(  # routing: app and locale
-            to_incoming(
-                push, platform=PLATFORM, workspace=self._corp_id, text="", locale=self._locale
-            )
-        )
 
-        async def done() -> None:
-            await self.store.complete(answer_id, [])
-
-        reply = WeComAppReply(self._sender, push.user_id, done, files=self._files)
-        api, dify = self._sender.api, self.dispatcher.dify_for(incoming.key)  # routing
-        text, problem = await to_question(push, api=api, dify=dify, dify_user=incoming.dify_user)
-        if problem:
-            await reply.fail("", self.dispatcher.texts.get(problem, self._locale))
-            return
-        incoming = replace(incoming, text=text)
-        try:
-            self.dispatcher.submit(incoming, reply)
-        except RuntimeError:  # shutting down: say so rather than stay silent
-            await reply.fail("", self.dispatcher.texts.get("unavailable", self._locale))
-
-
-def build_wecom_app(core: Core, app: web.Application) -> WeComAppAdapter:
-    """The adapter from the settings, its routes added to ``app``."""
-    core.dispatcher.texts.add(WECHAT_TEXTS)
-    s = core.settings
-    if not (s.wecom_corp_id and s.wecom_agent_id and s.wecom_secret and s.wecom_token):
-        raise ConfigError("WECOM_CORP_ID, WECOM_AGENT_ID, WECOM_SECRET and WECOM_TOKEN are needed")
-    if s.wecom_encoding_aes_key is None:
-        raise ConfigError("WECOM_ENCODING_AES_KEY is needed (WeCom callbacks are always encrypted)")
-    if not s.wecom_agent_id.isdigit():
-        raise ConfigError("WECOM_AGENT_ID must be the app's numeric AgentId")
+def build_wecom_app(settings: WeComAppSettings, services: Services) -> Platform:
+    """The platform from the settings, its routes added to the web app."""
+    s = settings
+    assert s.wecom_corp_id and s.wecom_agent_id and s.wecom_secret and s.wecom_token
+    assert s.wecom_encoding_aes_key is not None
     token = s.wecom_token.get_secret_value()
     checks = CallbackChecks(
         token=token,
         crypto=MessageCrypto(token, s.wecom_encoding_aes_key.get_secret_value(), s.wecom_corp_id),
-        seen=SeenCallbacks(core.engine),
+        seen=services.callbacks,
         scope=f"{PLATFORM}:{s.wecom_corp_id}:{s.wecom_agent_id}",
     )
-    http = meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM)  # metrics
+    http = meter(build_http(str(s.wecom_api_base)), services.metrics, PLATFORM)
     fetch = partial(
         wecom_token, http, corp_id=s.wecom_corp_id, secret=s.wecom_secret.get_secret_value()
     )
     name = f"wecom:{s.wecom_corp_id}:{s.wecom_agent_id}"
-    api = PlatformAPI(http, AccessTokens(TokenStore(core.engine), name, fetch))
+    api = PlatformAPI(http, AccessTokens(services.tokens, name, fetch))
     sender = AppSender(
         api,
         agent_id=int(s.wecom_agent_id),
         markdown=s.wecom_reply_format == "markdown",
         limiter=MemberLimiter(),
     )
+    # The account's route may set the language of the bot's own texts.
+    locale = services.inbox.locale(PLATFORM, workspace=s.wecom_corp_id) or s.wechat_locale
     adapter = WeComAppAdapter(
-        core.dispatcher, corp_id=s.wecom_corp_id, checks=checks, sender=sender,
-        store=PendingAnswers(core.engine), files=core.files.answers if core.files else None,
-        locale=core.dispatcher.routing.resolve(PLATFORM, workspace=s.wecom_corp_id).locale
-        or s.wechat_locale,  # routing: the account's route may set the bot's language
+        services.inbox, corp_id=s.wecom_corp_id, checks=checks, sender=sender, locale=locale,
+        files=services.answer_files,
     )  # fmt: skip
-    if core.files is not None:
-        core.files.intake.sources[PLATFORM] = MediaFiles(
-            api, core.files.fetch, api_base=str(s.wecom_api_base)
-        )
-    adapter.add_routes(app)
-    return adapter
+    adapter.add_routes(services.web)
+    return Platform(
+        name=PLATFORM,
+        adapter=adapter,
+        reply=adapter.reply,
+        files=MediaFiles(api, services.fetch, api_base=str(s.wecom_api_base)),
+        allowlist=Allowlist.of(users=s.wecom_allowed_users),
+    )

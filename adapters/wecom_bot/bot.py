@@ -2,32 +2,30 @@
 
 The first reply to a message opens a ``stream``; WeCom then polls with refresh callbacks (about
 once a second, on any replica) and shows whatever content the reply carries, until one says
-``finish``. The answering replica writes the text so far to the shared store, and every refresh is
-served from there. WeCom stops polling 6 minutes after the message: an answer that ends later, or
-runs past a stream's 20 480 bytes, is delivered through the message's one-time ``response_url``.
+``finish``. The answering replica writes the text so far into the message's journal entry (its
+reply state), and every refresh is served from there; the stream's id names the entry. WeCom
+stops polling 6 minutes after the message: an answer that ends later, or runs past a stream's
+20 480 bytes, is delivered through the message's one-time ``response_url``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import orjson
 from aiohttp import web
 
+from adapters.spec import Services
 from adapters.tencent.api import build_http, to_result
-from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route, params
 from adapters.tencent.crypto import MessageCrypto
-from adapters.tencent.errors import CallbackRejected, WeChatAPIError
+from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.media import BotMediaFiles
 from adapters.tencent.metering import meter
-from adapters.tencent.texts import TEXTS as WECHAT_TEXTS
 from adapters.wecom_bot.messages import (
     PLATFORM,
     BotPush,
@@ -35,26 +33,22 @@ from adapters.wecom_bot.messages import (
     to_bot_push,
     to_incoming,
 )
-from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
-from bot.errors import ConfigError, DifyError
+from adapters.wecom_bot.settings import WeComBotSettings
+from bot.contract import Allowlist, Delivery, Inbox, Platform, ReplyCapabilities
+from bot.errors import CallbackRejected, ShuttingDown
 from bot.models import Answer
+from bot.stores import ReplyStates, State
 from bot.text import split_text, utf8_length
-from storage.callbacks import SeenCallbacks
-from storage.wecom_streams import StoredStream, StreamStore
-
-if TYPE_CHECKING:
-    from difybot.app import Core
 
 log = logging.getLogger(__name__)
 
 MAX_STREAM = 20_480  # bytes of UTF-8 in one stream's content
 STREAM_WINDOW = 330.0  # WeCom polls for 6 minutes; past 5.5 the answer goes by response_url
-KEEP_STREAMS = 24 * 3600.0
+Save = Callable[[State], Awaitable[None]]
 
 
 class WeComBotReply:
-    """Writes the answer so far into the shared stream state; refreshes read it from there."""
+    """Writes the answer so far into its journal entry; refreshes read it from there."""
 
     capabilities = ReplyCapabilities(
         can_edit=True, max_length=MAX_STREAM, measure="utf8", min_interval=0.5
@@ -62,15 +56,17 @@ class WeComBotReply:
 
     def __init__(
         self,
-        streams: StreamStore,
-        stream: StoredStream,
+        save: Save,
         *,
+        opened_at: float,
+        response_url: str,
         http: httpx.AsyncClient,
         window: float = STREAM_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._streams = streams
-        self._stream = stream
+        self._save = save
+        self._opened_at = opened_at
+        self._response_url = response_url
         self._http = http
         self._window = window
         self._clock = clock
@@ -79,7 +75,7 @@ class WeComBotReply:
         """The open stream is the sign of life."""
 
     async def update(self, text: str) -> None:
-        await self._streams.write(self._stream.stream_id, _head(text))
+        await self._save({"content": _head(text), "finished": False})
 
     async def status(self, text: str) -> None:
         """The stream has no status line; the growing text shows progress."""
@@ -93,10 +89,10 @@ class WeComBotReply:
 
     async def _end(self, text: str) -> None:
         parts = split_text(text, MAX_STREAM, measure=utf8_length) if text else [""]
-        await self._streams.write(self._stream.stream_id, parts[0], finished=True)
-        late = self._clock() - self._stream.created_at > self._window
+        await self._save({"content": parts[0], "finished": True})
+        late = self._clock() - self._opened_at > self._window
         rest = parts if late else parts[1:]
-        if rest and self._stream.response_url:
+        if rest and self._response_url:
             if len(rest) > 1:
                 log.warning(
                     "answer longer than two WeCom messages; %d part(s) dropped", len(rest) - 1
@@ -108,9 +104,7 @@ class WeComBotReply:
         body = orjson.dumps({"msgtype": "markdown", "markdown": {"content": content}})
         headers = {"Content-Type": "application/json"}
         try:
-            response = await self._http.post(
-                self._stream.response_url, content=body, headers=headers
-            )
+            response = await self._http.post(self._response_url, content=body, headers=headers)
             to_result(response, response.content)
         except (httpx.HTTPError, WeChatAPIError) as exc:
             log.error("answer not delivered by response_url: %s", exc)
@@ -120,25 +114,35 @@ def _head(text: str) -> str:
     return split_text(text, MAX_STREAM, measure=utf8_length)[0] if text else ""
 
 
+def stream_id(entry_id: int) -> str:
+    """A message's stream is named after its journal entry: every delivery and every refresh,
+    on every replica, finds the same one."""
+    return f"e{entry_id}"
+
+
+def entry_of(stream: str) -> int | None:
+    return int(stream[1:]) if stream.startswith("e") and stream[1:].isdigit() else None
+
+
 class WeComBotAdapter:
     """Verifies and decrypts JSON callbacks and answers each with an encrypted JSON reply."""
 
-    name = "wecom_bot"
+    name = PLATFORM
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        inbox: Inbox,
         *,
         checks: CallbackChecks,
-        streams: StreamStore,
+        states: ReplyStates,
         http: httpx.AsyncClient,
         locale: str,
         per_chat: bool = False,
         window: float = STREAM_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.dispatcher = dispatcher
-        self.streams = streams
+        self.inbox = inbox
+        self.states = states
         self._checks = checks
         assert checks.crypto is not None  # the AI bot's callbacks are always encrypted
         self._crypto = checks.crypto
@@ -147,7 +151,6 @@ class WeComBotAdapter:
         self._per_chat = per_chat
         self.stream_window = window
         self._clock = clock
-        self._background = Background()
 
     def add_routes(self, app: web.Application, path: str = "/wecom/bot") -> None:
         add_callback_route(app, "GET", path, self.verify, precheck=self._first, read_body=False)
@@ -157,11 +160,22 @@ class WeComBotAdapter:
         self._checks.precheck(request.query, sealed=True)
 
     async def start(self) -> None:
-        self._background.every(3600, partial(self.streams.prune, older_than=KEEP_STREAMS))
+        """Nothing to open: WeCom calls us."""
 
     async def stop(self) -> None:
-        await self._background.close()
         await self._http.aclose()
+
+    def reply(self, delivery: Delivery) -> WeComBotReply:
+        """``bot.contract.Platform.reply``: the stream of this entry (a taker writes the same)."""
+        where = delivery.where
+        return WeComBotReply(
+            delivery.save,
+            opened_at=float(where.get("at") or self._clock()),
+            response_url=str(where.get("response_url") or ""),
+            http=self._http,
+            window=self.stream_window,
+            clock=self._clock,
+        )
 
     async def verify(self, request: web.Request, body: bytes) -> web.StreamResponse:
         return web.Response(body=await self._checks.open_echostr(request.query))
@@ -175,7 +189,10 @@ class WeComBotAdapter:
         opened = self._crypto.open(given, timestamp, nonce, encrypted)
         await self._checks.first_time(request.query, sealed=True)
         push = to_bot_push(_json(opened))
-        reply = await self._reply(push)
+        try:
+            reply = await self._reply(push)
+        except ShuttingDown:  # WeCom calls again; another replica opens the stream
+            return web.Response(status=503, text="")
         if reply is None:
             return web.Response(text="")
         now = str(int(self._clock()))
@@ -186,46 +203,37 @@ class WeComBotAdapter:
 
     async def _reply(self, push: BotPush) -> dict[str, Any] | None:
         if push.kind == "stream":  # a refresh: the newest text, wherever it was written
-            stream = await self.streams.get(push.stream_id)
-            if stream is None:
-                return stream_reply(push.stream_id, "", finished=True)
-            return stream_reply(stream.stream_id, stream.content, finished=stream.finished)
+            return await self._refresh(push.stream_id)
         if push.kind == "event":
             return await self._welcome(push.bot_id) if push.event == "enter_chat" else None
         if not push.msg_id:
             raise CallbackRejected("AI bot message without msgid", status=400)
-        stream, created = await self.streams.open(
-            f"{push.bot_id}:{push.msg_id}", uuid.uuid4().hex, response_url=push.response_url
-        )
-        if created:  # WeCom may call twice for one message: the second joins the first stream
-            self._background.spawn(self._answer(push, stream))
-        return stream_reply(stream.stream_id, stream.content, finished=stream.finished)
+        message = to_incoming(push, text=push.text, per_chat=self._per_chat, locale=self._locale)
+        answerable = bool(message.text or message.attachments)
+        where = {"response_url": push.response_url, "at": self._clock()}
+        # WeCom may call twice for one message: the second joins the first one's stream.
+        accepted = await self.inbox.accept(message, where=where, answer=answerable)
+        if accepted.new and not answerable:
+            notice = self.inbox.text("wechat_unsupported", self._locale)
+            await self.states.change(accepted.entry_id, lambda _: _shown(notice, finished=True))
+        return await self._refresh(stream_id(accepted.entry_id))
 
-    async def _answer(self, push: BotPush, stream: StoredStream) -> None:
-        reply = WeComBotReply(
-            self.streams, stream, http=self._http, window=self.stream_window, clock=self._clock
-        )
-        incoming = to_incoming(push, text=push.text, per_chat=self._per_chat, locale=self._locale)
-        incoming = self.dispatcher.routing.apply(incoming)  # routing: app and locale
-        texts = self.dispatcher.texts
-        if not incoming.text and not incoming.attachments:
-            await reply.fail("", texts.get("wechat_unsupported", self._locale))
-            return
-        try:
-            self.dispatcher.submit(incoming, reply)
-        except RuntimeError:  # shutting down: close the stream rather than leave WeCom polling
-            await reply.fail("", texts.get("unavailable", self._locale))
+    async def _refresh(self, stream: str) -> dict[str, Any]:
+        entry_id = entry_of(stream)
+        entry = await self.states.get(entry_id) if entry_id is not None else None
+        if entry is None or entry.platform != PLATFORM:
+            return stream_reply(stream, "", finished=True)
+        state = entry.reply_state or {}
+        content = str(state.get("content") or "")
+        return stream_reply(stream, content, finished=bool(state.get("finished")))
 
     async def _welcome(self, bot_id: str) -> dict[str, Any] | None:
-        app = self.dispatcher.routing.resolve(PLATFORM, workspace=bot_id).app  # routing
-        try:
-            statement = str(
-                (await self.dispatcher.dify_for(app).parameters()).get("opening_statement") or ""
-            )
-        except DifyError as exc:
-            log.warning("no opening statement: %s", exc)
-            return None
+        statement = (await self.inbox.facts(PLATFORM, workspace=bot_id)).opening_statement
         return {"msgtype": "text", "text": {"content": statement}} if statement else None
+
+
+def _shown(content: str, *, finished: bool) -> State:
+    return {"content": content, "finished": finished}
 
 
 def _json(body: bytes) -> Any:
@@ -235,34 +243,34 @@ def _json(body: bytes) -> Any:
         raise CallbackRejected("AI bot body is not JSON", status=400) from None
 
 
-def build_wecom_bot(core: Core, app: web.Application) -> WeComBotAdapter:
-    """The adapter from the settings, its routes added to ``app``."""
-    core.dispatcher.texts.add(WECHAT_TEXTS)
-    s = core.settings
-    if s.wecom_bot_token is None or s.wecom_bot_encoding_aes_key is None:
-        raise ConfigError("WECOM_BOT_TOKEN and WECOM_BOT_ENCODING_AES_KEY are both needed")
+def build_wecom_bot(settings: WeComBotSettings, services: Services) -> Platform:
+    """The platform from the settings, its routes added to the web app."""
+    s = settings
+    assert s.wecom_bot_token is not None and s.wecom_bot_encoding_aes_key is not None
     # The AI bot's receive id is documented as empty; not checking it keeps us working if it
     # is not (the signature, keyed by the token, authenticates every callback anyway).
     token = s.wecom_bot_token.get_secret_value()
+    key = s.wecom_bot_encoding_aes_key.get_secret_value()
     checks = CallbackChecks(
         token=token,
-        crypto=MessageCrypto(token, s.wecom_bot_encoding_aes_key.get_secret_value(), None),
-        seen=SeenCallbacks(core.engine),
+        crypto=MessageCrypto(token, key, None),
+        seen=services.callbacks,
         scope="wecom_bot",
     )
+    api_base = str(s.wecom_api_base)
     adapter = WeComBotAdapter(
-        core.dispatcher,
+        services.inbox,
         checks=checks,
-        streams=StreamStore(core.engine),
-        http=meter(build_http(str(s.wecom_api_base)), core.metrics, PLATFORM),  # metrics
+        states=services.states,
+        http=meter(build_http(api_base), services.metrics, PLATFORM),
         locale=s.wechat_locale,
-        per_chat=s.conversation_scope == "channel",
+        per_chat=services.conversation_scope == "channel",
     )
-    if core.files is not None:
-        core.files.intake.sources[PLATFORM] = BotMediaFiles(
-            core.files.fetch,
-            s.wecom_bot_encoding_aes_key.get_secret_value(),
-            api_base=str(s.wecom_api_base),
-        )
-    adapter.add_routes(app)
-    return adapter
+    adapter.add_routes(services.web)
+    return Platform(
+        name=PLATFORM,
+        adapter=adapter,
+        reply=adapter.reply,
+        files=BotMediaFiles(services.fetch, key, api_base=api_base),
+        allowlist=Allowlist.of(users=s.wecom_allowed_users),
+    )

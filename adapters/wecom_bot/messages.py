@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.tencent.errors import CallbackRejected
+from bot.errors import CallbackRejected
 from bot.models import Attachment, ConversationKey, IncomingMessage, Scope
 
 PLATFORM = "wecom_bot"

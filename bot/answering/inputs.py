@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from bot.answering.preparing import Prepare, Prepared
 from bot.dify.client import DifyClient
 from bot.models import IncomingMessage
+from bot.preparing import Prepare, Prepared
 from bot.routing import AppSpec, context_value
 
 

@@ -7,31 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.contract import Reply
+from bot.contract import Allowlist, Reply
 from bot.models import IncomingMessage
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Allowlist:
-    """Empty sets allow everyone; a non-empty set must contain the message's value."""
-
-    workspaces: frozenset[str] = frozenset()
-    channels: frozenset[str] = frozenset()
-    users: frozenset[str] = frozenset()
-
-    def allows(self, message: IncomingMessage) -> bool:
-        return (
-            _within(self.workspaces, message.workspace)
-            and _within(self.channels, message.channel_id)
-            and _within(self.users, message.author)
-        )
-
-
-def _within(allowed: frozenset[str], value: str | None) -> bool:
-    return not allowed or (value is not None and value in allowed)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from bot.answering.preparing import Prepare, Prepared, as_is
 from bot.answering.progressive import ProgressiveReply
 from bot.dify.client import AnswerRequest, DifyClient
 from bot.dify.stream import AnswerStream
@@ -37,8 +36,8 @@ from bot.models import (
     TextDelta,
     TextReplace,
 )
+from bot.preparing import Prepare, Prepared, as_is
 from bot.texts import Texts
-from storage.conversations import ConversationStore
 
 log = logging.getLogger(__name__)
 
@@ -242,30 +241,3 @@ def text_from_outputs(outputs: dict[str, Any]) -> str:
     if len(strings) == 1:
         return strings[0]
     return orjson.dumps(outputs, option=orjson.OPT_INDENT_2).decode() if outputs else ""
-
-
-async def answer_in_conversation(run: AnswerRun, store: ConversationStore) -> Outcome:
-    """Answer in the stored conversation; if Dify no longer knows it, forget it and ask once
-    more, fresh (only before any of the answer was shown)."""
-    key = run.message.key
-    conversation_id = await store.get(key)
-    try:
-        await run.reply.start()
-        return await run.ask(conversation_id)
-    except ConversationNotFound:
-        if not conversation_id or run.chunks:
-            raise
-    log.info("stale conversation dropped trace=%s", run.trace_id)
-    await store.delete(key)
-    return await run.ask(None)
-
-
-async def remember(store: ConversationStore, run: AnswerRun) -> None:
-    """Keep the conversation the answer runs in (refreshing its idle clock), once."""
-    if not run.conversation_id or run.conversation_saved:
-        return
-    try:
-        await store.set(run.message.key, run.conversation_id, dify_user=run.message.dify_user)
-        run.conversation_saved = True
-    except Exception:
-        log.exception("could not save conversation id trace=%s", run.trace_id)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from bot.answering.run import Outcome
-from bot.contract import Reply, Resumable
-from storage.journal import Journal
+from bot.stores import Journal
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +70,12 @@ class LeaseKeeper:
             self._answering[entry_id] = task
         return True
 
-    async def answer(
-        self, entry_id: int, reply: Reply, answer: Callable[[], Awaitable[Outcome]]
-    ) -> None:
+    async def answer(self, entry_id: int, answer: Callable[[], Awaitable[Outcome]]) -> None:
         """Answer the entry when its turn comes, holding the lease: finish it afterwards, give
         it back on shutdown (another replica finishes it), skip it if it is not ours."""
         try:
             if not await self.turn(entry_id):
                 return  # finished, or taken over by another replica
-            if isinstance(reply, Resumable):
-                reply.bind_state(functools.partial(self.journal.save_reply_state, entry_id))
             outcome = await answer()
         except asyncio.CancelledError:
             await self.release(entry_id)

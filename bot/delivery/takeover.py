@@ -1,6 +1,6 @@
 """The sweeper: finishes messages whose replica died or let go, on whichever replica runs it.
 
-A message is taken over through its platform's restorer (the reply rebuilt from where it was
+A message is taken over through its platform's ``reply`` (the reply rebuilt from where it was
 going and what it had shown) and answered again from the start: where some of the answer was
 already on screen, the user is told it starts again. This is the one place a taken-over answer
 is decided, so a Dify run that can be resumed (resumable runs) continues here instead.
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.models import from_record
-from storage.journal import Journal
-from storage.replicas import Membership
+from bot.stores import Journal, Membership, State
 
 if TYPE_CHECKING:
-    from bot.delivery.inbox import Dispatcher
+    from bot.delivery.inbox import JournalInbox
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +35,23 @@ class Takeover:
 
     entry_id: int
     shown: bool = False
+    state: State | None = None  # what the earlier attempt's reply saved
 
 
 class Sweeper:
     """Every second (half a lease at most): orphans (expired or released leases) are restored
-    through their adapter's restorer and answered here; day-old finished entries are pruned;
+    through their platform and answered here; day-old finished entries are pruned;
     the replica's ``membership`` heartbeat is kept."""
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        inbox: JournalInbox,
         journal: Journal,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         membership: Membership | None = None,
     ) -> None:
-        self._dispatcher = dispatcher
+        self._inbox = inbox
         self._journal = journal
         self._sleep = sleep
         self._membership = membership
@@ -67,7 +67,7 @@ class Sweeper:
         while True:
             try:
                 await self._beat()
-                await self.sweep_once(self._dispatcher, self._journal)
+                await self.sweep_once(self._inbox, self._journal)
                 if rounds % PRUNE_EVERY == 0:
                     await self._journal.prune(older_than=DEDUP_WINDOW)
             except Exception:
@@ -81,20 +81,18 @@ class Sweeper:
                       self._membership.replica_id)  # fmt: skip
 
     @staticmethod
-    async def sweep_once(dispatcher: Dispatcher, journal: Journal) -> int:
+    async def sweep_once(inbox: JournalInbox, journal: Journal) -> int:
         taken = 0
-        for entry in await journal.orphans():
-            restore = dispatcher.restorers.get(entry.platform)
-            if restore is None or dispatcher.handles(entry.id):
+        for entry in await journal.orphans(platforms=inbox.restorable):
+            if inbox.handles(entry.id):
                 continue
             try:
                 message = from_record(entry.message)
-                reply = restore(entry.reply, entry.reply_state)
-            except Exception:
-                log.exception("cannot restore journal entry %d", entry.id)
+            except (KeyError, TypeError, ValueError):  # written by an older version, say
+                log.exception("cannot read journal entry %d", entry.id)
                 continue
-            if dispatcher.resume(message, reply, Takeover(entry.id, shown=entry.shown)):
+            if inbox.resume(entry, message):
                 log.info("taking over entry=%d platform=%s", entry.id, entry.platform)
-                dispatcher.metrics.takeovers.labels(entry.platform).inc()
+                inbox.metrics.takeovers.labels(entry.platform).inc()
                 taken += 1
         return taken

@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.answering.preparing import Prepared, Unanswerable
 from bot.dify.client import DifyClient
 from bot.dify.multipart import FilePart
 from bot.errors import DifyError, DifyHTTPError, FileError, FileRefused, FileTooLarge
 from bot.files.downloads import FileSource, capped, check_size, read_all
 from bot.files.types import AUDIO_TO_TEXT_LIMIT, MB, FileRules, file_type, speech_mime_type
 from bot.models import Attachment, IncomingMessage
+from bot.preparing import Prepared, Unanswerable
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class _Item:
 
 
 class Intake:
-    """Implements ``bot.answering.preparing.Prepare``; ``sources`` maps a platform to its
+    """Implements ``bot.preparing.Prepare``; ``sources`` maps a platform to its
     ``FileSource`` (adapters register theirs when they are built)."""
 
     def __init__(
@@ -206,15 +206,20 @@ class Intake:
         self, item: _Item, source: FileSource, message: IncomingMessage, dify: DifyClient
     ) -> str:
         attachment = item.attachment
-        async with source.open(attachment, limit=item.limit) as download:
-            data = await read_all(download, item.limit)
-            mime = speech_mime_type(
-                _mime(download.mime_type, attachment.mime_type), attachment.name
-            )
+        try:
+            async with source.open(attachment, limit=item.limit) as download:
+                data = await read_all(download, item.limit)
+                name = download.filename or attachment.name
+                mime = speech_mime_type(_mime(download.mime_type, attachment.mime_type), name)
+        except FileRefused:
+            raise
+        except FileError as exc:  # a voice note that cannot be had: say so, as for any failure
+            log.warning("voice not fetched: %s", exc)
+            raise self._refusal("voice_failed", message) from None
         try:
             text = await dify.audio_to_text(
                 data,
-                filename=safe_filename(attachment.name),
+                filename=safe_filename(name),
                 mime_type=mime,
                 user=message.dify_user,
             )
