@@ -141,8 +141,13 @@ class PlatformError(DifybotError):
 
 
 class CallbackRejected(PlatformError):
-    """An inbound callback failed a check; ``status`` is what the webhook answers (no detail
-    for a forger to learn from)."""
+    """An inbound callback failed a check; ``status`` is what the webhook answers (400 unless
+    said; no detail for a forger to learn from), ``retry_after`` its Retry-After."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
 
 
 class PlatformAPIError(PlatformError):

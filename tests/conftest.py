@@ -17,7 +17,7 @@ from bot.ops.logs import quiet_libraries
 from storage.conversations import ConversationStore
 from storage.db import create_engine, init_db
 from storage.tables import metadata
-from storage.units import dispose
+from storage.units import Database
 from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 
@@ -40,22 +40,30 @@ class FakeClock:
 
 
 @pytest.fixture(params=BACKENDS)
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The database every store of a test shares (one engine, one unit runner), on each
+    configured backend."""
     if request.param == "sqlite":
         # A folder that does not exist yet: create_engine must make it.
-        db = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'not' / 'yet' / 'difybot.db'}")
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'not' / 'yet' / 'difybot.db'}")
     else:
-        db = create_engine(POSTGRES_URL)
+        engine = create_engine(POSTGRES_URL)
+    database = Database(engine)
     try:
         # Tests share one PostgreSQL database and run serially: start each from empty tables.
-        async with db.begin() as conn:
+        async with engine.begin() as conn:
             await conn.run_sync(metadata.drop_all)
-        await init_db(db)
-        yield db
-        async with db.begin() as conn:
+        await init_db(engine)
+        yield database
+        async with engine.begin() as conn:
             await conn.run_sync(metadata.drop_all)
     finally:
-        await dispose(db)
+        await database.close()
+
+
+@pytest.fixture
+def engine(db: Database) -> AsyncEngine:
+    return db.engine
 
 
 @pytest.fixture
@@ -78,8 +86,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(engine: AsyncEngine, clock: FakeClock) -> ConversationStore:
-    return ConversationStore(engine, clock=clock)
+def store(db: Database, clock: FakeClock) -> ConversationStore:
+    return ConversationStore(db, clock=clock)
 
 
 # ---- the secret scan: nothing the whole test run logged may contain a secret -------------------

@@ -14,6 +14,7 @@ from bot.preparing import Prepared
 from storage.conversations import ConversationStore
 from storage.db import create_engine
 from storage.migrate import upgrade
+from storage.units import Database
 from tests.test_cli_e2e import clean_env, difybot
 
 ROWS = [
@@ -26,14 +27,15 @@ ROWS = [
 
 async def seed(tmp_path: Path) -> dict[str, str]:
     env = clean_env(tmp_path)
-    engine = create_engine(env["DATABASE_URL"])
+    db = Database(create_engine(env["DATABASE_URL"]))
+    engine = db.engine
     try:
         await upgrade(engine)
-        store = ConversationStore(engine)
+        store = ConversationStore(db)
         for n, key in enumerate(ROWS):
             await store.set(key, f"conv-{n}", dify_user=f"{key.platform}:{key.workspace}:U1")
     finally:
-        await engine.dispose()
+        await db.close()
     return env
 
 

@@ -16,7 +16,9 @@ from aiohttp import web
 
 from adapters.slack.check import MANIFEST_SCOPES
 from difybot.checks import Check, run_checks
-from difybot.config import CREDENTIALS, Settings, load_settings
+from difybot.config import CoreSettings as Settings
+from difybot.config import load_settings
+from difybot.platforms import PLATFORMS
 from storage.db import create_engine
 from storage.migrate import upgrade
 from tests.fakes.dify import FakeDify
@@ -126,7 +128,7 @@ async def test_each_broken_piece_is_one_failed_line_with_its_fix(
 async def test_a_broken_routes_file_and_an_unreachable_dify(fakes: Fakes) -> None:
     fakes.routes.write_text("routes:\n  - {platform: slack, app: nope}\n", encoding="utf-8")
     await fakes.dify.close()
-    no_platforms = {name: None for platform in CREDENTIALS for name in platform.names}
+    no_platforms = {name: None for spec in PLATFORMS for name in spec.credentials.names}
     found = by_name(await run_checks(fakes.settings(**no_platforms)))
     assert not found["routes file"].ok
     assert "routes.yml:2: route: no app named 'nope'" in found["routes file"].detail

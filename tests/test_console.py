@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncGenerator
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from adapters.console.chat import ConsoleChat
-from bot.delivery.inbox import Dispatcher
 from bot.dify.client import DifyClient, build_http
-from storage.conversations import ConversationStore
+from storage.units import Database
+from tests.fakes.core import core_rig
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_wire import load_json
 
@@ -20,7 +18,7 @@ async def lines(*typed: str) -> AsyncGenerator[str]:
         yield line + "\n"
 
 
-async def test_a_tty_session_opens_with_the_apps_greeting(engine: AsyncEngine) -> None:
+async def test_a_tty_session_opens_with_the_apps_greeting(db: Database) -> None:
     parameters = {
         **load_json("parameters"),
         "opening_statement": "Hi, I'm the support bot.",
@@ -30,8 +28,10 @@ async def test_a_tty_session_opens_with_the_apps_greeting(engine: AsyncEngine) -
         http = build_http(dify.base_url)
         client = DifyClient(http, api_key=dify.api_key, mode=dify.mode)
         out = io.StringIO()
-        chat = ConsoleChat(Dispatcher(client, ConversationStore(engine)), out=out, tty=True)
-        await chat.run(lines("hello", "/new", "/quit"))
+        async with core_rig(db, client) as core:
+            chat = ConsoleChat(core.inbox, out=out, tty=True)
+            core.inbox.register(chat.platform())
+            await chat.run(lines("hello", "/new", "/quit"))
         await http.aclose()
     screen = out.getvalue()
     assert "Hi, I'm the support bot.\n  • Reset my password\n  • Pricing?\n" in screen

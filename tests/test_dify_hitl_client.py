@@ -14,9 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.delivery.inbox import Dispatcher
 from bot.dify.client import AnswerRequest, DifyClient, build_http
 from bot.dify.events import to_form
 from bot.errors import (
@@ -42,7 +40,8 @@ from bot.models import (
     TextDelta,
     TextReplace,
 )
-from storage.conversations import ConversationStore
+from storage.units import Database
+from tests.fakes.core import core_rig
 from tests.fakes.dify import Answer, CutRun, FakeDify, HumanFlow, HumanInput
 from tests.fakes.dify_behaviours import REJECT, file_input, paragraph, select
 from tests.fakes.replies import RecordingReply
@@ -570,19 +569,17 @@ async def test_reattach_after_a_cut_continues_without_rewinding(live: bool) -> N
     assert all(later.startswith(earlier) for earlier, later in pairwise(seen))  # no rewind
 
 
-async def test_the_answerer_takes_the_new_events_in_its_stride(engine: AsyncEngine) -> None:
+async def test_the_answerer_takes_the_new_events_in_its_stride(db: Database) -> None:
     """Until forms are answered in chat (issue 17), a pause still ends with the old notice, at
     once rather than when Dify's body ends; reasoning and audio do not disturb an answer."""
     async with FakeDify(flow=HumanFlow(), close_delay=30.0) as fake:
         fake.enqueue("/chat-messages", Answer(chunks=["4"], reasoning=("2+2",), tts=("SUQz",)))
         http = build_http(fake.base_url)
         client = DifyClient(http, api_key=fake.api_key, mode="advanced-chat")
-        dispatcher = Dispatcher(client, ConversationStore(engine), texts=TEXTS, edit_interval=0.0)
         answered, paused = RecordingReply(), RecordingReply()
-        async with asyncio.timeout(10):
-            await dispatcher.submit(message("2+2?"), answered)
-            await dispatcher.submit(message("ship it?"), paused)
-        await dispatcher.close()
+        async with core_rig(db, client, texts=TEXTS) as core, asyncio.timeout(10):
+            await core.ask(message("2+2?"), answered)
+            await core.ask(message("ship it?"), paused)
         await http.aclose()
     assert answered.final == ("finish", "4")
     assert paused.final == ("fail", "before form: ship it?|" + TEXTS.get("paused"))

@@ -1,4 +1,5 @@
-"""The dispatcher against the loopback fake Dify and the real store (SQLite and PostgreSQL)."""
+"""The core (inbox and answerer) against the loopback fake Dify and the real store and journal
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
 from bot.dify.client import DifyClient, build_http
+from bot.errors import ShuttingDown
 from bot.models import ConversationKey, IncomingMessage, Scope
 from bot.texts import Texts
 from storage.conversations import ConversationStore
+from storage.units import Database
+from tests.fakes.core import CoreRig, Replies, core_rig
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer, Cut, HttpError, SilentPing, StreamError
 from tests.fakes.replies import RecordingReply
@@ -34,7 +36,7 @@ class Rig:
     dify: FakeDify
     client: DifyClient
     store: ConversationStore
-    dispatcher: Dispatcher
+    core: CoreRig
 
 
 async def no_sleep(_: float) -> None:
@@ -42,7 +44,7 @@ async def no_sleep(_: float) -> None:
 
 
 @pytest.fixture(params=["advanced-chat", "chat"])
-async def rig(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[Rig]:
+async def rig(request: pytest.FixtureRequest, db: Database) -> AsyncIterator[Rig]:
     async with FakeDify(mode=request.param) as dify:
         http = build_http(dify.base_url)
         client = DifyClient(
@@ -52,12 +54,10 @@ async def rig(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncItera
             first_event_timeout=0.3,
             sleep=no_sleep,
         )
-        store = ConversationStore(engine)
-        dispatcher = Dispatcher(client, store, texts=TEXTS, edit_interval=0.0)
         try:
-            yield Rig(dify, client, store, dispatcher)
+            async with core_rig(db, client, texts=TEXTS, replies=Replies(takeover=False)) as core:
+                yield Rig(dify, client, core.store, core)
         finally:
-            await dispatcher.close()
             await http.aclose()
 
 
@@ -68,7 +68,7 @@ def message(text: str, user: str = "U1", scope_id: str | None = None) -> Incomin
 
 async def ask(rig: Rig, text: str, **kwargs: str) -> RecordingReply:
     reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
-    await rig.dispatcher.submit(message(text, **kwargs), reply)
+    await rig.core.ask(message(text, **kwargs), reply)
     return reply
 
 
@@ -95,27 +95,29 @@ async def test_same_conversation_in_order_without_forking(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", Answer(chunks=["slow ", "first"], delay=0.15))
     replies = [RecordingReply(), RecordingReply()]
     tasks = [
-        rig.dispatcher.submit(message("one"), replies[0]),
-        rig.dispatcher.submit(message("two"), replies[1]),
+        await rig.core.submit(message("one"), replies[0]),
+        await rig.core.submit(message("two"), replies[1]),
     ]
     await rig.dify.wait_for("/chat-messages", 1)
     assert not replies[0].done.is_set()
     assert len(rig.dify.requests_to("/chat-messages")) == 1  # "two" waits for "one"
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(t for t in tasks if t is not None))
     bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
     assert "conversation_id" not in bodies[0]
     assert bodies[1]["conversation_id"] == replies[0].answers[0].conversation_id
-    assert len(rig.dispatcher._queues) == 0  # no lock outlives its messages
+    entries = [await rig.core.journal.get(d.entry_id) for d in rig.core.replies.delivered]
+    assert [e.status for e in entries if e] == ["done", "done"]  # nothing left open
 
 
 async def test_different_conversations_run_concurrently(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", Answer(chunks=["slow"], delay=0.5))
     slow, fast = RecordingReply(), RecordingReply()
-    slow_task = rig.dispatcher.submit(message("slow", user="A"), slow)
+    slow_task = await rig.core.submit(message("slow", user="A"), slow)
     await rig.dify.wait_for("/chat-messages", 1)
-    await rig.dispatcher.submit(message("fast", user="B"), fast)
+    await rig.core.ask(message("fast", user="B"), fast)
     assert fast.final == ("finish", "echo: fast")
     assert not slow.done.is_set()
+    assert slow_task is not None
     await slow_task
     assert slow.final == ("finish", "slow")
 
@@ -170,9 +172,10 @@ async def test_stop_ends_the_answer_cleanly(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", Answer(chunks=["a", "b", "c", "d", "e", "f"], delay=0.2))
     reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
     msg = message("long one")
-    task = rig.dispatcher.submit(msg, reply)
+    task = await rig.core.submit(msg, reply)
     await asyncio.wait_for(reply.updated.wait(), 5)
-    assert await rig.dispatcher.stop(msg.key) is True
+    assert await rig.core.inbox.stop(msg.key) is True
+    assert task is not None
     await task
     kind, text = reply.final
     assert rig.dify.stops and rig.dify.stops[0] == reply_task_id(rig)
@@ -181,7 +184,7 @@ async def test_stop_ends_the_answer_cleanly(rig: Rig) -> None:
     else:  # Chatbot apps close a stopped answer with message_end and the partial text
         assert kind == "finish"
     assert text.startswith("a") and "f" not in text
-    assert await rig.dispatcher.stop(msg.key) is False  # nothing running any more
+    assert await rig.core.inbox.stop(msg.key) is False  # nothing running any more
 
 
 def reply_task_id(rig: Rig) -> str:
@@ -190,14 +193,14 @@ def reply_task_id(rig: Rig) -> str:
 
 async def test_reset_starts_a_new_conversation(rig: Rig) -> None:
     await ask(rig, "one")
-    assert await rig.dispatcher.reset(message("x").key) is True
+    assert await rig.core.inbox.reset(message("x").key) is True
     await ask(rig, "two")
     bodies = [r.json for r in rig.dify.requests_to("/chat-messages")]
     assert "conversation_id" not in bodies[1]
 
 
 async def test_trace_id_is_sent_and_logged(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.delivery.inbox"):
+    with caplog.at_level(logging.INFO, logger="bot.answering"):
         await ask(rig, "trace me")
     trace = rig.dify.requests_to("/chat-messages")[0].headers["x-trace-id"]
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("answered"))
@@ -206,16 +209,36 @@ async def test_trace_id_is_sent_and_logged(rig: Rig, caplog: pytest.LogCaptureFi
 
 
 async def test_shutdown_cancels_and_tells_the_user(rig: Rig) -> None:
+    """On a platform no other process can finish an answer for (the terminal)."""
     rig.dify.enqueue("/chat-messages", Answer(chunks=["x"] * 50, delay=0.2))
     reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
-    task = rig.dispatcher.submit(message("hi"), reply)
+    task = await rig.core.submit(message("hi"), reply)
     await rig.dify.wait_for("/chat-messages", 1)
-    await rig.dispatcher.close(grace=0.05)
-    assert task.cancelled()
+    await rig.core.inbox.close(grace=0.05)
+    assert task is not None and task.cancelled()
     assert reply.final[0] == "fail" and reply.final[1].endswith(TEXTS.get("interrupted"))
     await rig.dify.wait_streams(0)  # cancelling closed the connection to Dify
-    with pytest.raises(RuntimeError):
-        rig.dispatcher.submit(message("late"), RecordingReply())
+    with pytest.raises(ShuttingDown):
+        await rig.core.submit(message("late"), RecordingReply())
+
+
+async def test_shutdown_hands_a_platforms_answer_over_untold(db: Database, dify: FakeDify) -> None:
+    """Where another replica can finish the answer, closing releases the entry at once and
+    tells the user nothing: the taker answers."""
+    dify.enqueue("/chat-messages", Answer(chunks=["x"] * 50, delay=0.2))
+    async with (
+        build_http(dify.base_url) as http,
+        core_rig(db, DifyClient(http, api_key=dify.api_key)) as core,
+    ):
+        reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=0.0))
+        task = await core.submit(message("hi"), reply)
+        await dify.wait_for("/chat-messages", 1)
+        await core.inbox.close(grace=0.05)
+        assert task is not None and task.cancelled()
+        (delivery,) = core.replies.delivered
+        entry = await core.journal.get(delivery.entry_id)
+    assert not [c for c in reply.calls if c[0] == "fail"]
+    assert entry is not None and entry.status == "pending" and entry.owner is None
 
 
 async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) -> None:
@@ -224,7 +247,7 @@ async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) ->
             raise RuntimeError("platform down")
 
     reply = Broken()
-    await rig.dispatcher.submit(message("hi"), reply)
+    await rig.core.ask(message("hi"), reply)
     assert reply.final == ("fail", "echo: hi|" + TEXTS.get("error"))
 
 
@@ -237,15 +260,15 @@ async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) ->
     ],
 )
 async def test_every_app_mode_answers_a_chat_message(
-    engine: AsyncEngine, mode: str, path: str, expected: str
+    db: Database, mode: str, path: str, expected: str
 ) -> None:
     async with FakeDify(mode=mode) as dify:
         http = build_http(dify.base_url)
         client = DifyClient(http, api_key=dify.api_key)  # mode learned from /info
         assert await client.detect_mode() == mode
-        dispatcher = Dispatcher(client, ConversationStore(engine), edit_interval=0.0)
         reply = RecordingReply()
-        await dispatcher.submit(message("what time is it"), reply)
+        async with core_rig(db, client) as core:
+            await core.ask(message("what time is it"), reply)
         await http.aclose()
     assert reply.final == ("finish", expected)
     assert len(dify.requests_to(path)) == 1

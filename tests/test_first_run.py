@@ -20,6 +20,7 @@ from bot.models import ConversationKey, Scope
 from storage.conversations import ConversationStore
 from storage.db import create_engine
 from storage.migrate import upgrade
+from storage.units import Database
 from tests.conftest import POSTGRES_URL
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import HttpError
@@ -403,15 +404,16 @@ async def test_listed_ids_are_never_cut_and_an_empty_database_says_so(tmp_path: 
     env = clean_env(tmp_path)
     code, _, err = await run("conversations", "list", env=env, cwd=tmp_path)
     assert code == 2 and "the database has no schema yet" in one_line(err)
-    engine = create_engine(env["DATABASE_URL"])
+    db = Database(create_engine(env["DATABASE_URL"]))
+    engine = db.engine
     try:
         await upgrade(engine)
         key = ConversationKey("slack", "T0123456789", Scope.THREAD, "C0123456789:1700000000.000100")
-        await ConversationStore(engine).set(
+        await ConversationStore(db).set(
             key, "9a1b2c3d-4e5f-6789-abcd-ef0123456789", dify_user="slack:T0123456789:U0123456789"
         )
     finally:
-        await engine.dispose()
+        await db.close()
     code, out, _ = await run("conversations", "list", env=env, cwd=tmp_path)
     assert code == 0
     assert "C0123456789:1700000000.000100" in out and "9a1b2c3d-4e5f-6789-abcd-ef0123456789" in out

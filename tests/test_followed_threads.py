@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from storage.threads import FollowedThreads
+from storage.units import Database
 from tests.conftest import FakeClock
 
 
 async def test_followed_threads_expire_and_keep_their_first_owner(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    threads = FollowedThreads(engine, clock=clock)
+    threads = FollowedThreads(db, clock=clock)
     assert await threads.owner("T1/C1:1.1") is None
     await threads.follow("T1/C1:1.1", "U1", ttl=60)
     await threads.follow("T1/C1:1.1", "U2", ttl=120)  # a later answer refreshes, same owner

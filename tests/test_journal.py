@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from storage.journal import Journal
+from storage.units import Database
 from tests.conftest import FakeClock
 
 
-def journal_for(engine: AsyncEngine, clock: FakeClock, lease: float = 30.0) -> Journal:
-    return Journal(engine, lease=lease, clock=clock)
+def journal_for(db: Database, clock: FakeClock, lease: float = 30.0) -> Journal:
+    return Journal(db, lease=lease, clock=clock)
 
 
 async def record(journal: Journal, key: str, conversation: str = "c1", owner: str = "A") -> int:
@@ -27,8 +26,8 @@ async def record(journal: Journal, key: str, conversation: str = "c1", owner: st
     return entry_id
 
 
-async def test_a_message_key_is_recorded_once(engine: AsyncEngine, clock: FakeClock) -> None:
-    journal = journal_for(engine, clock)
+async def test_a_message_key_is_recorded_once(db: Database, clock: FakeClock) -> None:
+    journal = journal_for(db, clock)
     first = await record(journal, "slack/T1/C1:1.1")
     again, new = await journal.record(
         "slack/T1/C1:1.1", conversation_key="c1", platform="test", message={}, reply={}, owner="B"
@@ -41,9 +40,9 @@ async def test_a_message_key_is_recorded_once(engine: AsyncEngine, clock: FakeCl
 
 
 async def test_concurrent_deliveries_of_one_message_make_one_row(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    journal = journal_for(engine, clock)
+    journal = journal_for(db, clock)
     results = await asyncio.gather(
         *(
             journal.record(
@@ -57,9 +56,9 @@ async def test_concurrent_deliveries_of_one_message_make_one_row(
 
 
 async def test_claim_waits_for_older_messages_of_the_conversation(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    journal = journal_for(engine, clock)
+    journal = journal_for(db, clock)
     first = await record(journal, "m1", owner="A")
     second = await record(journal, "m2", owner="B")
     other = await record(journal, "m3", conversation="c2", owner="B")
@@ -72,19 +71,19 @@ async def test_claim_waits_for_older_messages_of_the_conversation(
 
 
 async def test_a_live_lease_cannot_be_taken_an_expired_one_can(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    journal = journal_for(engine, clock, lease=30)
+    journal = journal_for(db, clock, lease=30)
     entry = await record(journal, "m1", owner="A")
     assert await journal.claim(entry, "A")
     assert not await journal.claim(entry, "B")
-    assert await journal.orphans() == []
+    assert await journal.orphans(platforms=["test", "slack"]) == []
     clock.now += 20
     assert await journal.renew(entry, "A")
     clock.now += 20  # 40 s after the claim, 20 s after the renewal: still A's
     assert not await journal.claim(entry, "B")
     clock.now += 11  # A went silent for longer than the lease (it died)
-    orphans = await journal.orphans()
+    orphans = await journal.orphans(platforms=["test", "slack"])
     assert [o.id for o in orphans] == [entry]
     assert await journal.claim(entry, "B")
     assert not await journal.renew(entry, "A")  # A, if alive after all, learns it lost
@@ -92,40 +91,34 @@ async def test_a_live_lease_cannot_be_taken_an_expired_one_can(
     assert taken is not None and (taken.owner, taken.attempts) == ("B", 2)
 
 
-async def test_release_hands_over_at_once_and_finish_closes(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    journal = journal_for(engine, clock)
+async def test_release_hands_over_at_once_and_finish_closes(db: Database, clock: FakeClock) -> None:
+    journal = journal_for(db, clock)
     entry = await record(journal, "m1", owner="A")
     assert await journal.claim(entry, "A")
     await journal.save_reply_state(entry, {"messages": ["1.5"]})
     await journal.release(entry, "A")
-    (orphan,) = await journal.orphans()
+    (orphan,) = await journal.orphans(platforms=["test", "slack"])
     assert orphan.reply_state == {"messages": ["1.5"]} and orphan.owner is None
     assert await journal.claim(entry, "B")
     await journal.finish(entry, "B", failed=True)
     done = await journal.get(entry)
     assert done is not None and done.status == "failed"
     assert not await journal.claim(entry, "C")
-    assert await journal.orphans() == []
+    assert await journal.orphans(platforms=["test", "slack"]) == []
 
 
-async def test_waiting_owner_keeps_its_pending_message(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    journal = journal_for(engine, clock, lease=10)
+async def test_waiting_owner_keeps_its_pending_message(db: Database, clock: FakeClock) -> None:
+    journal = journal_for(db, clock, lease=10)
     await record(journal, "m1", owner="A")
     waiting = await record(journal, "m2", owner="A")
     clock.now += 8
     assert await journal.renew(waiting, "A")  # renewed while it waits for m1
     clock.now += 8
-    assert [o.message_key for o in await journal.orphans()] == ["m1"]
+    assert [o.message_key for o in await journal.orphans(platforms=["test", "slack"])] == ["m1"]
 
 
-async def test_prune_forgets_only_old_finished_messages(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    journal = journal_for(engine, clock)
+async def test_prune_forgets_only_old_finished_messages(db: Database, clock: FakeClock) -> None:
+    journal = journal_for(db, clock)
     old = await record(journal, "old")
     assert await journal.claim(old, "A")
     await journal.finish(old, "A")

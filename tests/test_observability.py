@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ops.logs import REDACTED, build_handler
 from bot.ops.metrics import Metrics
+from storage.units import Database
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer, HttpError
 from tests.fakes.slack_bot import slack_bot
@@ -63,11 +63,11 @@ async def test_metrics_count_messages_answers_errors_and_platform_calls(tmp_path
     assert value(samples, "difybot_platform_rate_limited_total", **posts) == 1
 
 
-async def test_duplicates_and_takeovers_are_counted(engine: AsyncEngine) -> None:
+async def test_duplicates_and_takeovers_are_counted(db: Database) -> None:
     async with FakeDify() as dify:
         restored: list[ResumableReply] = []
-        a = make_dispatcher(dify, engine, "replica-a", restored, lease=2.0)
-        b = make_dispatcher(dify, engine, "replica-b", restored, lease=2.0)
+        a = make_dispatcher(dify, db, "replica-a", restored, lease=2.0)
+        b = make_dispatcher(dify, db, "replica-b", restored, lease=2.0)
         try:
             task = await accept(a, message("hello", "C1:1.1"), ResumableReply())
             assert await accept(b, message("hello", "C1:1.1"), ResumableReply()) is None
@@ -76,13 +76,13 @@ async def test_duplicates_and_takeovers_are_counted(engine: AsyncEngine) -> None
             await accept(a, message("long", "C1:1.2"), ResumableReply())
             await dify.wait_for("/chat-messages", 2)
             await a.close(grace=0.05)  # shutting down hands the answer over
-            assert await b.take_over() == 1
-            await asyncio.wait_for(b.idle(), 5)
+            assert await b.inbox.take_over() == 1
+            await asyncio.wait_for(b.inbox.idle(), 5)
         finally:
-            for dispatcher in (a, b):
-                await dispatcher.close()
-                await dispatcher.dify._http.aclose()
-    registry = b.metrics.registry
+            for replica in (a, b):
+                await replica.close()
+                await replica.answerer.apps.default._http.aclose()
+    registry = b.inbox.metrics.registry
     labels = {"platform": "test"}
     assert registry.get_sample_value("difybot_duplicate_deliveries_total", labels) == 1
     assert registry.get_sample_value("difybot_lease_takeovers_total", labels) == 1
@@ -112,7 +112,7 @@ async def test_json_logs_carry_the_trace_id_sent_to_dify(tmp_path: Path) -> None
     assert answered["platform"] == "slack" and answered["app"] == "default"
     assert answered["outcome"] == "answered" and answered["chunks"] >= 1
     assert isinstance(answered["duration_ms"], int)
-    assert answered["level"] == "INFO" and answered["logger"] == "bot.delivery.inbox"
+    assert answered["level"] == "INFO" and answered["logger"] == "bot.answering"
 
 
 def test_json_lines_are_scrubbed_of_secrets_like_text_ones() -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.answering.policy import Allowlist, Gate, RateLimiter
-from bot.delivery.inbox import Dispatcher
 from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope
 from bot.texts import Texts
-from difybot.app import build_gate
 from difybot.config import load_settings
-from storage.conversations import ConversationStore
+from difybot.wiring import build_core, build_platforms, build_web
+from storage.units import Database
+from tests.fakes.core import Replies, core_rig
 from tests.fakes.dify import FakeDify
 from tests.fakes.replies import RecordingReply
 
@@ -66,24 +68,38 @@ def test_rate_limiter_allows_a_burst_then_refills() -> None:
     assert RateLimiter(per_minute=0, burst=1).allow("u")
 
 
-def test_gate_from_settings() -> None:
+async def test_each_platforms_allowlist_joins_the_gate(tmp_path: Path, dify: FakeDify) -> None:
+    """The rate limit comes from the core's settings, each allowlist from its platform's."""
     settings = load_settings(
         _env_file=None,
-        dify_api_key="app-x",
+        dify_api_key=dify.api_key,
+        dify_api_base=dify.base_url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/difybot.db",
+        slack_bot_token="xoxb-test-token",
+        slack_signing_secret="test-signing-secret",
         slack_allowed_channels="C1, C2,",
+        wechat_token="wechat-token",
+        wechat_app_id="wx0123456789abcdef",
         wechat_allowed_users="oABC",
         rate_limit_per_minute=0,
     )
-    gate = build_gate(settings)
-    assert gate.check(message(channel="C2")) is None
-    assert gate.check(message(channel="C3")) == "denied"
-    assert gate.check(message("oXYZ", platform="wechat", channel=None)) == "denied"
-    assert gate.check(message("oABC", platform="wechat", channel=None)) is None
-    assert gate.limiter is None
+    core = await build_core(settings)
+    try:
+        build_platforms(core, build_web(core))
+        gate = core.gate
+        assert gate.check(message(channel="C2")) is None
+        assert gate.check(message(channel="C3")) == "denied"
+        assert gate.check(message("oXYZ", platform="wechat", channel=None)) == "denied"
+        assert gate.check(message("oABC", platform="wechat", channel=None)) is None
+        assert gate.limiter is None
+    finally:
+        for adapter in core.adapters:
+            await adapter.stop()
+        await core.close()
 
 
 @pytest.mark.parametrize("silent", [False, True])
-async def test_refused_messages_never_reach_dify(engine: AsyncEngine, silent: bool) -> None:
+async def test_refused_messages_never_reach_dify(db: Database, silent: bool) -> None:
     gate = Gate(
         allowlists={"slack": Allowlist(users=frozenset({"U1"}))},
         limiter=RateLimiter(per_minute=1, burst=2, clock=Clock()),
@@ -93,13 +109,12 @@ async def test_refused_messages_never_reach_dify(engine: AsyncEngine, silent: bo
     async with FakeDify() as dify:
         http = build_http(dify.base_url)
         client = DifyClient(http, api_key=dify.api_key, mode=dify.mode)
-        dispatcher = Dispatcher(client, ConversationStore(engine), texts=texts, gate=gate)
-        stranger = RecordingReply()
-        await dispatcher.submit(message("U2"), stranger)
-        replies = [RecordingReply() for _ in range(3)]
-        for reply in replies:
-            await dispatcher.submit(message("U1"), reply)
-        await dispatcher.close()
+        async with core_rig(db, client, texts=texts, gate=gate, replies=Replies("slack")) as core:
+            stranger = RecordingReply()
+            await core.ask(message("U2"), stranger)
+            replies = [RecordingReply() for _ in range(3)]
+            for n, reply in enumerate(replies):
+                await core.ask(replace(message("U1"), message_id=f"m{n}"), reply)
         await http.aclose()
     assert stranger.calls == ([] if silent else [("fail", "|" + texts.get("denied"))])
     assert [r.final[0] for r in replies] == ["finish", "finish", "fail"]

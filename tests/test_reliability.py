@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.contract import ReplyCapabilities
-from bot.delivery.inbox import Dispatcher
+from bot.contract import Delivery, ReplyCapabilities
 from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope, to_record
-from storage.conversations import ConversationStore
 from storage.journal import Journal
+from storage.units import Database
+from tests.fakes.core import CoreRig, Replies, make_rig
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.replies import RecordingReply
@@ -33,8 +32,9 @@ class ResumableReply(RecordingReply):
     saves: list[dict[str, Any]] = field(default_factory=list)
     _save: SaveState | None = None
 
-    def bind_state(self, save: SaveState) -> None:
-        self._save = save
+    def bind(self, delivery: Delivery) -> None:
+        """What a platform's reply gets from its delivery: where to save its state."""
+        self._save = delivery.save
 
     async def start(self) -> None:
         if self.resumed:
@@ -50,45 +50,42 @@ class ResumableReply(RecordingReply):
 @dataclass
 class Replicas:
     dify: FakeDify
-    a: Dispatcher
-    b: Dispatcher
+    a: CoreRig
+    b: CoreRig
     restored: list[ResumableReply]
 
 
 def make_dispatcher(
-    dify: FakeDify, engine: AsyncEngine, name: str, restored: list[ResumableReply], lease: float
-) -> Dispatcher:
+    dify: FakeDify, db: Database, name: str, restored: list[ResumableReply], lease: float
+) -> CoreRig:
+    """One replica: the core with the test platform, whose taken-over replies resume."""
     client = DifyClient(build_http(dify.base_url), api_key=dify.api_key, mode=dify.mode)
-    dispatcher = Dispatcher(
-        client,
-        ConversationStore(engine),
-        journal=Journal(engine, lease=lease),
-        replica=name,
-        edit_interval=0.0,
-    )
 
-    def restore(where: dict[str, Any], state: dict[str, Any] | None) -> ResumableReply:
-        assert where == {"channel": "C1"}
-        reply = ResumableReply(capabilities=ReplyCapabilities(min_interval=0.0), resumed=state)
+    def restore(delivery: Delivery) -> ResumableReply:
+        assert delivery.where == {"channel": "C1"}
+        reply = ResumableReply(
+            capabilities=ReplyCapabilities(min_interval=0.0), resumed=dict(delivery.state or {})
+        )
         restored.append(reply)
         return reply
 
-    dispatcher.restorers["test"] = restore
-    return dispatcher
+    return make_rig(
+        db, client, lease=lease, replica=name, replies=Replies(restore=restore), edit_interval=0.0
+    )
 
 
 @pytest.fixture
-async def replicas(engine: AsyncEngine) -> AsyncIterator[Replicas]:
+async def replicas(db: Database) -> AsyncIterator[Replicas]:
     async with FakeDify() as dify:
         restored: list[ResumableReply] = []
-        a = make_dispatcher(dify, engine, "replica-a", restored, lease=2.0)
-        b = make_dispatcher(dify, engine, "replica-b", restored, lease=2.0)
+        a = make_dispatcher(dify, db, "replica-a", restored, lease=2.0)
+        b = make_dispatcher(dify, db, "replica-b", restored, lease=2.0)
         try:
             yield Replicas(dify, a, b, restored)
         finally:
-            for dispatcher in (a, b):
-                await dispatcher.close()
-                await dispatcher.dify._http.aclose()
+            for replica in (a, b):
+                await replica.close()
+                await replica.answerer.apps.default._http.aclose()
 
 
 def message(text: str, message_id: str, user: str = "U1") -> IncomingMessage:
@@ -96,8 +93,8 @@ def message(text: str, message_id: str, user: str = "U1") -> IncomingMessage:
     return IncomingMessage("test", "W1", user, text, key, message_id=message_id)
 
 
-async def accept(dispatcher: Dispatcher, msg: IncomingMessage, reply: RecordingReply) -> Any:
-    return await dispatcher.accept(msg, reply, where={"channel": "C1"})
+async def accept(replica: CoreRig, msg: IncomingMessage, reply: RecordingReply) -> Any:
+    return await replica.submit(msg, reply, where={"channel": "C1"})
 
 
 async def test_redeliveries_on_any_replica_are_answered_once(replicas: Replicas) -> None:
@@ -129,10 +126,10 @@ async def test_one_conversation_across_replicas_in_order_without_forking(
 
 
 async def test_a_dead_replicas_answer_is_finished_in_the_same_reply(
-    replicas: Replicas, engine: AsyncEngine
+    replicas: Replicas, db: Database
 ) -> None:
     # A replica claimed the message, posted its placeholder and died (its clock says: long ago).
-    dead = Journal(engine, lease=2.0, clock=lambda: time.time() - 100)
+    dead = Journal(db, lease=2.0, clock=lambda: time.time() - 100)
     msg = message("are you there", "C1:9.9")
     entry, _ = await dead.record(
         "default/test/W1/C1:9.9",
@@ -145,16 +142,16 @@ async def test_a_dead_replicas_answer_is_finished_in_the_same_reply(
     assert await dead.claim(entry, "dead")
     await dead.save_reply_state(entry, {"messages": ["posted-by-dead"]})
 
-    assert await replicas.b.take_over() == 1
-    assert await replicas.b.take_over() == 0  # already being answered here
-    (reply,) = replicas.restored
-    await asyncio.wait_for(replicas.b.idle(), 5)
+    assert await replicas.b.inbox.take_over() == 1
+    assert await replicas.b.inbox.take_over() == 0  # already being answered here
+    await asyncio.wait_for(replicas.b.inbox.idle(), 5)
+    (reply,) = replicas.restored  # built when its turn came
     assert reply.calls[0] == ("resume", "posted-by-dead")  # edits the dead one's message
     assert ("start", "") not in reply.calls
     assert not any(RESTARTED in text for _, text in reply.calls)  # nothing was shown yet
     assert reply.final == ("finish", "echo: are you there")
-    assert await replicas.a.take_over() == 0
-    finished = await replicas.b.journal.get(entry)  # type: ignore[union-attr]
+    assert await replicas.a.inbox.take_over() == 0
+    finished = await replicas.b.journal.get(entry)
     assert finished is not None and finished.status == "done"
 
 
@@ -166,9 +163,9 @@ async def test_shutdown_hands_unfinished_answers_to_another_replica(replicas: Re
     await replicas.a.close(grace=0.05)
     assert task.cancelled()
     assert not reply.done.is_set()  # no "interrupted" notice: another replica carries on
-    assert await replicas.b.take_over() == 1
+    assert await replicas.b.inbox.take_over() == 1
+    await asyncio.wait_for(replicas.b.inbox.idle(), 5)
     (restored,) = replicas.restored
-    await asyncio.wait_for(replicas.b.idle(), 5)
     assert restored.calls[0] == ("resume", reply.saves[0]["messages"][0])
     # "slow" was on screen: the answer that starts over says so first, until it is final.
     assert restored.calls[1] == ("update", RESTARTED)
@@ -176,33 +173,33 @@ async def test_shutdown_hands_unfinished_answers_to_another_replica(replicas: Re
 
 
 async def test_a_live_replica_keeps_its_lease_through_a_long_answer(
-    engine: AsyncEngine,
+    db: Database,
 ) -> None:
     async with FakeDify() as dify:
         restored: list[ResumableReply] = []
-        a = make_dispatcher(dify, engine, "a", restored, lease=0.6)  # renewed every 0.2 s
-        b = make_dispatcher(dify, engine, "b", restored, lease=0.6)
+        a = make_dispatcher(dify, db, "a", restored, lease=0.6)  # renewed every 0.2 s
+        b = make_dispatcher(dify, db, "b", restored, lease=0.6)
         dify.enqueue("/chat-messages", Answer(chunks=["x"] * 8, delay=0.2))
         reply = ResumableReply()
         task = await accept(a, message("long", "C1:3.1"), reply)
         await dify.wait_for("/chat-messages", 1)
         for _ in range(4):
             await asyncio.sleep(0.3)  # wall time must pass for leases to (not) expire
-            assert await b.take_over() == 0
+            assert await b.inbox.take_over() == 0
         await task
         assert reply.final == ("finish", "x" * 8)
         assert restored == [] and len(dify.requests_to("/chat-messages")) == 1
-        for dispatcher in (a, b):
-            await dispatcher.close()
-            await dispatcher.dify._http.aclose()
+        for replica in (a, b):
+            await replica.close()
+            await replica.answerer.apps.default._http.aclose()
 
 
 async def test_a_taken_over_message_goes_before_newer_ones_waiting_here(
-    replicas: Replicas, engine: AsyncEngine
+    replicas: Replicas, db: Database
 ) -> None:
     """The dead replica's message is older than one already waiting on this replica: it must
     be answered first, and the newer one after it (the chaos run once deadlocked here)."""
-    dead = Journal(engine, lease=2.0, clock=lambda: time.time() - 100)
+    dead = Journal(db, lease=2.0, clock=lambda: time.time() - 100)
     older = message("first", "C1:5.1")
     entry, _ = await dead.record(
         "default/test/W1/C1:5.1",
@@ -215,8 +212,8 @@ async def test_a_taken_over_message_goes_before_newer_ones_waiting_here(
     assert await dead.claim(entry, "dead")
     newer = ResumableReply()
     await accept(replicas.b, message("second", "C1:5.2"), newer)
-    assert await replicas.b.take_over() == 1
-    await asyncio.wait_for(replicas.b.idle(), 10)
+    assert await replicas.b.inbox.take_over() == 1
+    await asyncio.wait_for(replicas.b.inbox.idle(), 10)
     (taken,) = replicas.restored
     assert taken.final == ("finish", "echo: first")
     assert newer.final == ("finish", "echo: second")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,9 @@ def test_apply_keys_the_message_to_its_app_and_picks_the_language() -> None:
     routed = routing.apply(message(channel="C0SUPPORT", locale="zh"))
     assert routed.key.app == "support" and routed.key.as_str().startswith("support/")
     assert routed.locale == "ja"  # the route's language over the adapter's default
-    assert routing.apply(message(channel="C0SUPPORT"), user_locale="en-US").locale == "en-US"
-    assert routing.apply(message(channel="C9"), command="/sales").key.app == "sales"
+    own = replace(message(channel="C0SUPPORT"), user_locale="en-US")
+    assert routing.apply(own).locale == "en-US"
+    assert routing.apply(replace(message(channel="C9"), command="/sales")).key.app == "sales"
     assert Routing().apply(message()).key.app == DEFAULT_APP  # no routes file: the default
 
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from bot.errors import ConfigError
-from difybot.app import build_core
 from difybot.config import load_settings
+from difybot.wiring import build_core
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_wire import load_json
 from tests.fakes.slack_api import SlackCall

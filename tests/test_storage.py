@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.errors import ConfigError
 from bot.models import ConversationKey, Scope
 from storage.conversations import ConversationStore, StoredConversation
 from storage.db import create_engine, init_db, ping
+from storage.units import Database
 from tests.conftest import FakeClock
 
 
@@ -82,10 +82,8 @@ async def test_delete(store: ConversationStore) -> None:
     assert await store.delete(key()) is False
 
 
-async def test_idle_conversation_expires_and_is_removed(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    store = ConversationStore(engine, idle_expiry=3600, clock=clock)
+async def test_idle_conversation_expires_and_is_removed(db: Database, clock: FakeClock) -> None:
+    store = ConversationStore(db, idle_expiry=3600, clock=clock)
     await store.set(key("old"), "conv-old", dify_user="u")
     clock.now += 1800
     await store.set(key("fresh"), "conv-fresh", dify_user="u")
@@ -96,8 +94,8 @@ async def test_idle_conversation_expires_and_is_removed(
     assert [row.scope_id for row in await store.list()] == ["fresh"]
 
 
-async def test_idle_expiry_counts_from_the_last_set(engine: AsyncEngine, clock: FakeClock) -> None:
-    store = ConversationStore(engine, idle_expiry=3600, clock=clock)
+async def test_idle_expiry_counts_from_the_last_set(db: Database, clock: FakeClock) -> None:
+    store = ConversationStore(db, idle_expiry=3600, clock=clock)
     await store.set(key(), "conv-1", dify_user="u")
     clock.now += 3000
     await store.set(key(), "conv-1", dify_user="u")
@@ -164,18 +162,18 @@ async def test_concurrent_upserts_of_one_key(store: ConversationStore) -> None:
     assert await store.get(key()) == rows[0].conversation_id
 
 
-async def test_concurrent_upserts_from_two_replicas(engine: AsyncEngine) -> None:
+async def test_concurrent_upserts_from_two_replicas(db: Database) -> None:
     """Two processes, two engines, one database: neither writer fails on the primary key."""
-    other = create_engine(engine.url.render_as_string(hide_password=False))
+    other = Database(create_engine(db.engine.url.render_as_string(hide_password=False)))
     try:
-        stores = [ConversationStore(engine), ConversationStore(other)]
+        stores = [ConversationStore(db), ConversationStore(other)]
         await asyncio.gather(
             *(stores[n % 2].set(key(), f"conv-{n}", dify_user="u") for n in range(20))
         )
         [row] = await stores[0].list()
         assert await stores[1].get(key()) == row.conversation_id
     finally:
-        await other.dispose()
+        await other.close()
 
 
 @pytest.mark.parametrize(
@@ -221,14 +219,14 @@ async def test_sqlite_relative_path_is_under_current_folder(
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://"])
 async def test_in_memory_sqlite_is_one_database(url: str) -> None:
-    engine = create_engine(url)
+    db = Database(create_engine(url))
     try:
-        await init_db(engine)
-        store = ConversationStore(engine)
+        await init_db(db.engine)
+        store = ConversationStore(db)
         await asyncio.gather(*(store.set(key(str(n)), "c", dify_user="u") for n in range(5)))
         assert len(await store.list()) == 5
     finally:
-        await engine.dispose()
+        await db.close()
 
 
 @pytest.mark.parametrize(
@@ -274,8 +272,8 @@ def test_sqlite_folder_that_cannot_be_created_is_config_error(tmp_path: Path) ->
         create_engine(f"sqlite+aiosqlite:///{tmp_path / 'file' / 'sub' / 'bot.db'}")
 
 
-async def test_ping_true(engine: AsyncEngine) -> None:
-    assert await ping(engine) is True
+async def test_ping_true(db: Database) -> None:
+    assert await ping(db.engine) is True
 
 
 async def test_ping_false_when_database_is_unreachable() -> None:

@@ -18,13 +18,12 @@ from bot.text import split_text, utf8_length
 from bot.texts import Texts
 from difybot.cli import PLATFORM_NAMES
 from difybot.config import (
-    CREDENTIALS,
-    PLATFORMS,
     AppMode,
     Settings,
     load_settings,
     unknown_variables,
 )
+from difybot.platforms import PLATFORMS, platform_names
 
 # ---- split_text ------------------------------------------------------------------------------
 
@@ -150,9 +149,9 @@ def test_an_empty_credential_is_unset_and_a_partial_set_names_what_is_missing(
 
 def test_every_credential_and_name_list_matches_its_source() -> None:
     fields = set(Settings.model_fields)
-    assert all(set(platform.names) <= fields for platform in CREDENTIALS)
+    assert all(set(spec.credentials.names) <= fields for spec in PLATFORMS)
     assert set(get_args(AppMode)) == MODES | {""}
-    assert set(PLATFORM_NAMES) == PLATFORMS
+    assert set(PLATFORM_NAMES) == platform_names()
 
 
 def test_unknown_variables_are_those_that_look_like_settings() -> None:

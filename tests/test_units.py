@@ -7,10 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.tables import followed_threads
-from storage.units import AsyncUnits, BatchedUnits, close_units, units_for
+from storage.units import AsyncUnits, BatchedUnits, Database
 
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -27,15 +26,15 @@ def fail(conn: Connection) -> int:
     raise ValueError("this unit is broken")
 
 
-async def count(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
+async def count(db: Database) -> int:
+    async with db.engine.connect() as conn:
         query = select(func.count()).select_from(followed_threads)
         return int((await conn.execute(query)).scalar_one())
 
 
-async def test_concurrent_units_on_sqlite_share_one_transaction(engine: AsyncEngine) -> None:
-    runner = units_for(engine)
-    if engine.dialect.name != "sqlite":
+async def test_concurrent_units_on_sqlite_share_one_transaction(db: Database) -> None:
+    runner = db.units
+    if db.engine.dialect.name != "sqlite":
         assert isinstance(runner, AsyncUnits)  # PostgreSQL: a transaction per unit
         return
     assert isinstance(runner, BatchedUnits)
@@ -48,9 +47,9 @@ async def test_concurrent_units_on_sqlite_share_one_transaction(engine: AsyncEng
 
 
 async def test_a_failing_unit_fails_alone_and_the_rest_of_its_batch_lands(
-    engine: AsyncEngine,
+    db: Database,
 ) -> None:
-    runner = units_for(engine)
+    runner = db.units
     results = await asyncio.gather(
         runner.run(follow("T1/C1:1")),
         runner.run(fail),
@@ -59,11 +58,11 @@ async def test_a_failing_unit_fails_alone_and_the_rest_of_its_batch_lands(
     )
     assert results[0] == 1 and results[2] == 1
     assert isinstance(results[1], ValueError)
-    assert await count(engine) == 2  # the batch was rolled back, then run unit by unit
+    assert await count(db) == 2  # the batch was rolled back, then run unit by unit
 
 
-async def test_a_unit_sees_what_an_earlier_unit_of_its_batch_wrote(engine: AsyncEngine) -> None:
-    runner = units_for(engine)
+async def test_a_unit_sees_what_an_earlier_unit_of_its_batch_wrote(db: Database) -> None:
+    runner = db.units
     if not isinstance(runner, BatchedUnits):
         return  # PostgreSQL runs concurrent units in concurrent transactions: no order to keep
 
@@ -73,13 +72,3 @@ async def test_a_unit_sees_what_an_earlier_unit_of_its_batch_wrote(engine: Async
     first = runner.run(follow("T1/C1:3"))
     wrote, read = await asyncio.gather(first, runner.run(owners))
     assert (wrote, read) == (1, ["U1"])
-
-
-async def test_a_closed_runner_is_replaced_on_next_use(engine: AsyncEngine) -> None:
-    first = units_for(engine)
-    await first.run(follow("T1/C1:4"))
-    await close_units(engine)
-    second = units_for(engine)
-    assert second is not first
-    assert await second.run(lambda conn: conn.execute(select(func.count())).scalar()) == 1
-    assert await count(engine) == 1

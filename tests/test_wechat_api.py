@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, stable_token, wecom_token
 from adapters.tencent.errors import WeChatAPIError
 from storage.tokens import TokenStore
+from storage.units import Database
 from tests.fakes.wechat import FakeWeChatAPI, Media
 
 SEND = "/cgi-bin/message/custom/send"
@@ -24,13 +24,13 @@ async def fake() -> AsyncIterator[FakeWeChatAPI]:
 
 
 @pytest.fixture
-async def replicas(fake: FakeWeChatAPI, engine: AsyncEngine) -> AsyncIterator[list[PlatformAPI]]:
+async def replicas(fake: FakeWeChatAPI, db: Database) -> AsyncIterator[list[PlatformAPI]]:
     """Two replicas' clients for one Official Account, sharing the token store."""
     clients = []
     for _ in range(2):
         http = build_http(fake.url)
         fetch = partial(stable_token, http, app_id=fake.app_id, secret=fake.app_secret)
-        clients.append(PlatformAPI(http, AccessTokens(TokenStore(engine), "wechat:app", fetch)))
+        clients.append(PlatformAPI(http, AccessTokens(TokenStore(db), "wechat:app", fetch)))
     yield clients
     for client in clients:
         await client.http.aclose()
@@ -95,10 +95,10 @@ async def test_media_download_and_its_text_plain_errors(
     assert failed.value.errcode == 40007
 
 
-async def test_wrong_app_secret_is_a_clear_error(fake: FakeWeChatAPI, engine: AsyncEngine) -> None:
+async def test_wrong_app_secret_is_a_clear_error(fake: FakeWeChatAPI, db: Database) -> None:
     http = build_http(fake.url)
     fetch = partial(stable_token, http, app_id=fake.app_id, secret="wrong")
-    client = PlatformAPI(http, AccessTokens(TokenStore(engine), "wechat:bad", fetch))
+    client = PlatformAPI(http, AccessTokens(TokenStore(db), "wechat:bad", fetch))
     try:
         with pytest.raises(WeChatAPIError) as failed:
             await client.post(SEND, MESSAGE)
@@ -108,10 +108,10 @@ async def test_wrong_app_secret_is_a_clear_error(fake: FakeWeChatAPI, engine: As
     assert not fake.calls_to(SEND)
 
 
-async def test_wecom_token_refresh_on_42001(fake: FakeWeChatAPI, engine: AsyncEngine) -> None:
+async def test_wecom_token_refresh_on_42001(fake: FakeWeChatAPI, db: Database) -> None:
     http = build_http(fake.url)
     fetch = partial(wecom_token, http, corp_id=fake.corp_id, secret=fake.corp_secret)
-    client = PlatformAPI(http, AccessTokens(TokenStore(engine), "wecom:c:1", fetch))
+    client = PlatformAPI(http, AccessTokens(TokenStore(db), "wecom:c:1", fetch))
     body = {"touser": "zhangsan", "agentid": 1, "msgtype": "text", "text": {"content": "hi"}}
     try:
         await client.post("/cgi-bin/message/send", body)

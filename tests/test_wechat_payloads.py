@@ -58,7 +58,7 @@ def test_pushes_normalize(name: str, kind: str, text: str, msg_id: str) -> None:
 
 def test_an_image_push_becomes_an_attachment_in_a_per_user_conversation() -> None:
     push = to_push(parse_xml((PAYLOADS / "oa_image.xml").read_bytes()))
-    message = to_incoming(push, platform="wechat", workspace="wxapp", text="", locale="zh")
+    message = to_incoming(push, platform="wechat", workspace="wxapp", locale="zh")
     (image,) = message.attachments
     assert image.url == "http://mmbiz.qpic.cn/mmbiz/u_example/0"
     assert image.platform_id and image.mime_type == "image/jpeg"

@@ -1,21 +1,25 @@
-"""The WeChat family's shared state: access tokens, owed answers, AI bot streams (SQLite and PG)."""
+"""The WeChat family's shared state: access tokens, and an answer's delivery state in its journal
+entry (deliveries, parts taken once, the push quota, owed answers), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from adapters.wechat.passive import KEEP_OWED, Delivered, PassiveAnswers
+from bot.texts import Texts
+from storage.journal import Journal
 from storage.tokens import TokenStore
-from storage.wechat_answers import PendingAnswers
-from storage.wecom_streams import StreamStore
+from storage.units import Database
 from tests.conftest import FakeClock
+
+PLACE = "wechat/wx/user/u"
+TEXTS = Texts("zh", tables=[{"zh": {"wechat_more": "(more)", "wechat_pending": "(pending)"}}])
 
 
 async def test_tokens_are_shared_replaced_and_discarded_only_if_current(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    one, two = TokenStore(engine, clock=clock), TokenStore(engine, clock=clock)
+    one, two = TokenStore(db, clock=clock), TokenStore(db, clock=clock)
     assert await one.get("wechat:wx1") is None
     await one.put("wechat:wx1", "t1", expires_at=clock.now + 7200)
     stored = await two.get("wechat:wx1")
@@ -27,81 +31,101 @@ async def test_tokens_are_shared_replaced_and_discarded_only_if_current(
     assert await two.get("wechat:wx1") is None
 
 
-async def test_deliveries_of_one_msgid_count_up_and_only_the_first_owns_it(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    store = PendingAnswers(engine, clock=clock)
-    rows = await asyncio.gather(*(store.arrive("wechat:wx", "m1", "u") for _ in range(3)))
-    assert sorted(r.deliveries for r in rows) == [1, 2, 3]
-    assert {r.id for r in rows} == {"wechat:wx:m1"}
+async def record(journal: Journal, msg_id: str, place: str = PLACE) -> int:
+    entry, new = await journal.record(
+        f"default/wechat/wx/{msg_id}",
+        conversation_key=f"default/{place}",
+        platform="wechat",
+        message={},
+        reply={"user": place.rsplit("/", 1)[1]},
+        owner="r1",
+        place=place,
+    )
+    assert new
+    return entry
+
+
+def answers(journal: Journal, clock: FakeClock) -> PassiveAnswers:
+    return PassiveAnswers(journal, text=TEXTS.get, locale="zh", clock=clock)
+
+
+async def test_concurrent_changes_of_one_state_all_land(db: Database, clock: FakeClock) -> None:
+    """Deliveries of one MsgId on several replicas count up: each change is read, changed and
+    written under the row's lock."""
+    one, two = Journal(db, clock=clock), Journal(db, clock=clock)
+    entry = await record(one, "m1")
+
+    def arrive(state: dict[str, object] | None) -> dict[str, object]:
+        delivered = Delivered.of(state)
+        return Delivered(deliveries=delivered.deliveries + 1).to_state()
+
+    await asyncio.gather(*(journal.change(entry, arrive) for journal in (one, two, one, two)))
+    stored = await two.get(entry)
+    assert stored is not None and Delivered.of(stored.reply_state).deliveries == 4
 
 
 async def test_parts_are_taken_once_and_given_back_on_failure(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    store = PendingAnswers(engine, clock=clock)
-    row = await store.arrive("wechat:wx", "m1", "u")
-    done = await store.complete(row.id, ["a", "b", "c"])
-    assert done is not None and done.remaining == ("a", "b", "c") and done.owed
-    assert await store.take(row.id, taken=0)
-    assert not await store.take(row.id, taken=0)  # a second delivery loses the race
-    assert await store.take(row.id, taken=1)
-    assert await store.give_back(row.id, taken=2, to=1)
-    assert (await store.get(row.id)).remaining == ("b", "c")  # type: ignore[union-attr]
+    journal = Journal(db, clock=clock)
+    entry = await record(journal, "m1")
+    one, two = answers(journal, clock), answers(Journal(db, clock=clock), clock)
+    await one.complete(entry, "u", "a")
+    assert await one._take(entry, taken=0)
+    assert not await two._take(entry, taken=0)  # a second delivery loses the race
+    assert await two._give_back(entry, taken=1, to=0)
+    stored = await journal.get(entry)
+    assert stored is not None and Delivered.of(stored.reply_state).remaining == ("a",)
+
+
+async def test_a_completed_answer_is_not_replaced_by_a_second_completion(
+    db: Database, clock: FakeClock
+) -> None:
+    """A replica that takes an entry over after the first one completed it (and died before
+    closing it) must not change parts that may already be handed out."""
+    journal = Journal(db, clock=clock)
+    entry = await record(journal, "m1")
+    await answers(journal, clock).complete(entry, "u", "first run")
+    await answers(journal, clock).complete(entry, "u", "second run")
+    stored = await journal.get(entry)
+    assert stored is not None and Delivered.of(stored.reply_state).parts == ("first run",)
 
 
 async def test_push_quota_is_five_per_user_message_within_48_hours(
-    engine: AsyncEngine, clock: FakeClock
+    db: Database, clock: FakeClock
 ) -> None:
-    store = PendingAnswers(engine, clock=clock)
-    row = await store.arrive("wechat:wx", "m1", "u")
-    spent = [await store.spend_push(row.id, limit=5, window=48 * 3600) for _ in range(6)]
+    journal = Journal(db, clock=clock)
+    passive = answers(journal, clock)
+    entry = await record(journal, "m1")
+    trigger = await passive._load(entry)
+    assert trigger is not None
+    spent = [await passive._spend_push(trigger) for _ in range(6)]
     assert spent == [True] * 5 + [False]
-    late = await store.arrive("wechat:wx", "m2", "u")
+    late = await passive._load(await record(journal, "m2"))
     clock.now += 48 * 3600 + 1
-    assert not await store.spend_push(late.id, limit=5, window=48 * 3600)
+    assert late is not None and not await passive._spend_push(late)
 
 
-async def test_owed_answers_are_found_oldest_first_and_pruned(
-    engine: AsyncEngine, clock: FakeClock
+async def test_owed_answers_are_found_oldest_first_and_kept_until_fetched(
+    db: Database, clock: FakeClock
 ) -> None:
-    store = PendingAnswers(engine, clock=clock)
-    first = await store.arrive("wechat:wx", "m1", "u")
+    journal = Journal(db, clock=clock)
+    passive = answers(journal, clock)
+    first = await record(journal, "m1")
     clock.now += 1
-    running = await store.arrive("wechat:wx", "m2", "u")
-    assert await store.owed_to("wechat:wx", "u", exclude="x") is None  # running, user not told
-    await store.mark(running.id, notified=True)
-    assert (await store.owed_to("wechat:wx", "u", exclude="x")).id == running.id  # type: ignore[union-attr]
-    await store.complete(first.id, ["answer"])
-    assert (await store.owed_to("wechat:wx", "u", exclude="x")).id == first.id  # type: ignore[union-attr]
-    assert await store.owed_to("wechat:wx", "someone else", exclude="x") is None
-    clock.now += 3 * 24 * 3600
-    assert await store.prune(older_than=24 * 3600) == 2
-
-
-async def test_a_stream_is_joined_by_a_redelivery_and_frozen_once_finished(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    one, two = StreamStore(engine, clock=clock), StreamStore(engine, clock=clock)
-    _, created = await one.open("bot:m1", "s1", response_url="https://x/r")
-    again, created_again = await two.open("bot:m1", "s2", response_url="https://x/r")
-    assert created and not created_again and again.stream_id == "s1"
-    await one.write("s1", "Hel")
-    assert (await two.get("s1")).content == "Hel"  # type: ignore[union-attr]
-    await one.write("s1", "Hello", finished=True)
-    await one.write("s1", "late edit")
-    final = await two.get("s1")
-    assert final is not None and (final.content, final.finished) == ("Hello", True)
-    clock.now += 2 * 24 * 3600
-    assert await one.prune(older_than=24 * 3600) == 1 and await two.get("s1") is None
-
-
-async def test_an_answer_running_for_too_long_is_not_owed(
-    engine: AsyncEngine, clock: FakeClock
-) -> None:
-    """Its process died: the user's next message must be a question again, not a fetch."""
-    store = PendingAnswers(engine, clock=clock)
-    lost = await store.arrive("wechat:wx", "m1", "u")
-    await store.mark(lost.id, notified=True)
-    clock.now += 1801
-    assert await store.owed_to("wechat:wx", "u", exclude="x") is None
+    running = await record(journal, "m2")
+    assert await passive.owed_to(PLACE) is None  # running, and the user was not told
+    await passive._mark(running, notified=True)
+    assert (await passive.owed_to(PLACE)).id == running  # type: ignore[union-attr]
+    await passive.complete(first, "u", "answer")
+    assert (await passive.owed_to(PLACE)).id == first  # type: ignore[union-attr]
+    assert await passive.owed_to("wechat/wx/user/someone-else") is None
+    await passive._take(first, taken=0)  # the user's next message fetched it
+    assert (await passive.owed_to(PLACE)).id == running  # type: ignore[union-attr]
+    for entry in (first, running):
+        await journal.finish(entry, "r1")
+    clock.now += 2 * 24 * 3600  # past the journal's day of deduplication
+    assert await journal.prune(older_than=24 * 3600) == 1  # the delivered one
+    assert await journal.get(running) is not None  # still owed: kept
+    clock.now += KEEP_OWED
+    assert await journal.prune(older_than=24 * 3600) == 1

@@ -1,5 +1,4 @@
-"""What a refused WeChat or WeCom token means, for ``difybot check`` (each product checks its own).
-"""
+"""What a refused WeChat or WeCom token means (each product runs its own ``difybot check``)."""
 
 from __future__ import annotations
 

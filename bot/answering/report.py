@@ -7,7 +7,7 @@ import logging
 from bot.answering.run import AnswerRun, Outcome
 from bot.ops.metrics import Metrics
 
-log = logging.getLogger("bot.delivery.inbox")  # the answered line has always come from here
+log = logging.getLogger("bot.answering")  # one "answered" line per message, from here
 
 
 def report_answer(run: AnswerRun, outcome: Outcome, metrics: Metrics) -> None:

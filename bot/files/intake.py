@@ -134,7 +134,8 @@ class Intake:
     def _plan(self, message: IncomingMessage, rules: FileRules) -> list[_Item]:
         items: list[_Item] = []
         for attachment in message.attachments:
-            kind = file_type(attachment.mime_type, attachment.name)
+            # A voice note is audio whatever its platform calls the format (WeChat: "speex").
+            kind = "audio" if attachment.voice else file_type(attachment.mime_type, attachment.name)
             if kind == "audio" and attachment.voice and not rules.accepts("audio"):
                 items.append(_Item(attachment, "voice", min(AUDIO_TO_TEXT_LIMIT, self._max_bytes)))
                 continue

@@ -15,9 +15,9 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.slack import SlackAdapter
-from difybot.app import Core, build_adapters, build_core, build_web
+from adapters.slack.adapter import SlackAdapter
 from difybot.config import load_settings
+from difybot.wiring import Core, build_core, build_platforms, build_web
 from tests.fakes.dify import FakeDify
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 
@@ -109,7 +109,7 @@ async def slack_bot(
         )
         core = await build_core(config)
         app = build_web(core)
-        core.adapters = build_adapters(core, app)
+        build_platforms(core, app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()

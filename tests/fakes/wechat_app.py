@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from difybot.app import Core, build_adapters, build_core, build_web
 from difybot.config import load_settings
+from difybot.wiring import Core, build_core, build_platforms, build_web
 from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 
@@ -60,7 +60,7 @@ async def difybot(dify: FakeDify, database: Path, **settings: Any) -> AsyncItera
     )
     core = await build_core(config)
     app = build_web(core)
-    core.adapters = build_adapters(core, app)
+    build_platforms(core, app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
