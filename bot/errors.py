@@ -12,6 +12,8 @@
     │       └── FileRefused              never fetched: not the platform's own file host, or a
     │                                    host that resolves to no public address
     ├── ShuttingDown                     the process is stopping and takes no new message
+    ├── StoreError                       the database failed a statement (connection lost, lock
+    │                                    timeout): transient, the next attempt may succeed
     ├── PlatformError                    a chat platform refused, failed, or sent what it must not
     │   ├── CallbackRejected             an inbound callback we refuse (``status`` 400/401/403/
     │   │                                413): bad signature, stale timestamp, replay, bad body
@@ -134,6 +136,11 @@ class FileRefused(FileUnavailable):
 class ShuttingDown(DifybotError):
     """The process is stopping: the message is not taken (the platform redelivers, or the user
     is told to try again)."""
+
+
+class StoreError(DifybotError):
+    """The database failed a statement; storage raises it for its driver's errors, so the
+    core can tell a database hiccup from a bug without knowing the driver."""
 
 
 class PlatformError(DifybotError):

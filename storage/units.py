@@ -24,8 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.errors import StoreError
 from storage.db import SQLITE_DRIVER, is_memory_sqlite, set_sqlite_pragmas
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,11 @@ class AsyncUnits:
         self._engine = engine
 
     async def run(self, unit: Unit[T]) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(unit)
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(unit)
+        except _DRIVER_ERRORS as exc:
+            raise _translated(exc) from exc
 
     async def close(self) -> None:
         return None
@@ -81,7 +86,7 @@ class BatchedUnits:
             except BaseException as exc:  # the loop is closing, or the executor is shut down
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(RuntimeError(f"database work not run: {exc!r}"))
+                        future.set_exception(StoreError(f"database work not run: {exc!r}"))
                 raise
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():  # its caller was cancelled meanwhile
@@ -89,7 +94,7 @@ class BatchedUnits:
                 if ok:
                     future.set_result(value)
                 else:
-                    future.set_exception(value)
+                    future.set_exception(_translated(value))
 
     def _run_batch(self, units: list[Unit[Any]]) -> list[tuple[bool, Any]]:
         """On the database thread: all units in one transaction, or, if one fails, each alone."""
@@ -110,11 +115,22 @@ class BatchedUnits:
 
     async def close(self) -> None:
         if self._drainer is not None:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(StoreError, asyncio.CancelledError):
                 await self._drainer
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._engine.dispose)
         self._executor.shutdown(wait=True)
+
+
+# What the drivers raise for a statement the database could not run (a lost connection, a lock
+# timeout, a constraint): callers see ``StoreError`` and need not know SQLAlchemy.
+_DRIVER_ERRORS = (SQLAlchemyError, OSError)
+
+
+def _translated(exc: BaseException) -> BaseException:
+    if isinstance(exc, _DRIVER_ERRORS):
+        return StoreError(f"database: {type(exc).__name__}: {exc}".splitlines()[0])
+    return exc  # a bug in a unit: its own error, as it is
 
 
 def runner_for(engine: AsyncEngine) -> UnitRunner:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from logging import ERROR
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from bot.errors import FileUnavailable
 from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
 from bot.files.downloads import Download, GuardedFetch, Hop, body_of, check_size, content_type
 from bot.models import Answer, Attachment
+from bot.ops.effort import best_effort
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +122,9 @@ class AnswerUploads:
         linked = files.find(text, answer)
         if not linked:
             return cls(text, [], [])
-        try:
+        with best_effort("fetch the answer's files (their links stay)", log, level=ERROR) as got:
             fetched, failed = await files.fetch_all(linked)
-        except Exception:  # an extra: never lose the answer's text over its files
-            log.exception("answer files not fetched")
+        if got.failed:
             return cls(text, [], [])
         stripped = without(text, [f.source for f in fetched])
         return cls(stripped or ", ".join(f.filename for f in fetched), fetched, failed)

@@ -33,6 +33,7 @@ from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
 from bot.contract import ReplyCapabilities
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
+from bot.ops.effort import best_effort
 from bot.text import split_text
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,8 @@ class SlackReply:
         if self._save is None or posted == self._saved:
             return
         self._saved = posted
-        try:
+        with best_effort("save the reply's state (a taker would post anew)", log):
             await self._save({"messages": posted})
-        except Exception:
-            log.warning("could not save the reply's state", exc_info=True)
 
     async def start(self) -> None:
         place = self._place
@@ -252,15 +251,13 @@ class SlackReply:
         """Dify's suggested questions come from a separate (slow, LLM) call: a small message
         after the answer, so the answer itself is never held back for them."""
         assert self._suggest is not None
-        try:
+        with best_effort("offer suggested questions", log):
             questions = await self._suggest(answer)
             blocks = suggestion_blocks(questions, self._labels)
             if blocks:
                 await self._sender.post(
                     self._place.channel, self._place.thread_ts, blocks, self._labels.suggested
                 )
-        except Exception:  # optional extra: never fail an answer over it
-            log.warning("could not offer suggested questions", exc_info=True)
 
     async def _set_status(self, text: str) -> None:
         """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best effort)."""

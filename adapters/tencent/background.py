@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+
+from bot.ops.effort import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -22,32 +23,8 @@ class Background:
         task.add_done_callback(self._done)
         return task
 
-    def every(
-        self,
-        seconds: float,
-        work: Callable[[], Awaitable[object]],
-        *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        """Run ``work`` now and then every ``seconds`` until closed; a failure is logged."""
-
-        async def loop() -> None:
-            while True:
-                try:
-                    await work()
-                except Exception:
-                    log.warning("periodic job failed", exc_info=True)
-                await sleep(seconds)
-
-        self.spawn(loop())
-
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancelled(*self._tasks)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

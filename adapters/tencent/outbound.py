@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from logging import ERROR
 
 from adapters.tencent.api import PlatformAPI
 from adapters.tencent.errors import WeChatAPIError
 from bot.files.answers import AnswerFiles, LinkedFile, fallback_links, without
 from bot.files.types import MB
 from bot.models import Answer
+from bot.ops.effort import best_effort
 from bot.text import split_text, utf8_length
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,9 @@ class AnswerMedia:
         cls, files: AnswerFiles, api: PlatformAPI, text: str, answer: Answer, *, kinds: set[str]
     ) -> AnswerMedia:
         found = files.find(text, answer)
-        try:
+        with best_effort("fetch the answer's files (their links stay)", log, level=ERROR) as got:
             fetched, failed = await files.fetch_all(found, limit=MEDIA_LIMIT)
-        except Exception:  # an extra: never lose the answer's text over its files
-            log.exception("answer files not fetched")
+        if got.failed:
             return cls(text, [], [])
         media: list[tuple[str, str]] = []
         sent: list[LinkedFile] = []

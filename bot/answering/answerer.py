@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from logging import ERROR
 
 from bot.answering.policy import Gate, refuse
 from bot.answering.progressive import ProgressiveReply
@@ -27,6 +28,7 @@ from bot.contract import Reply
 from bot.dify.apps import DifyApps
 from bot.errors import ConversationNotFound
 from bot.models import ConversationKey, IncomingMessage
+from bot.ops.effort import best_effort
 from bot.ops.logs import TRACE_ID
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
@@ -159,11 +161,9 @@ class Answerer:
         if not run.conversation_id or run.conversation_saved:
             return
         message = run.message
-        try:
+        with best_effort(f"save the conversation id trace={run.trace_id}", log, level=ERROR):
             await self._store.set(message.key, run.conversation_id, dify_user=message.dify_user)
             run.conversation_saved = True
-        except Exception:  # best effort: the answer goes on; the next message starts afresh
-            log.exception("could not save conversation id trace=%s", run.trace_id)
 
     async def _refuse(self, message: IncomingMessage, reply: Reply, verdict: str) -> Outcome:
         self._metrics.failed.labels(message.platform, message.key.app, "refused").inc()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from bot.contract import Allowlist, Reply
 from bot.models import IncomingMessage
+from bot.ops.effort import best_effort
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,5 @@ async def refuse(
     log.info("refused platform=%s reason=%s", message.platform, verdict)
     if verdict == "denied" and gate.silent_denials:
         return
-    try:
+    with best_effort("tell the user they were refused", log):
         await reply.fail("", texts.get(verdict, message.locale))
-    except Exception:
-        log.warning("could not tell the user they were refused", exc_info=True)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.contract import Reply
 from bot.models import Answer
+from bot.ops.effort import best_effort, cancelled
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,8 @@ class ProgressiveReply:
 
     async def start(self) -> None:
         """A sign of life; a platform hiccup here must not cost the answer."""
-        try:
+        with best_effort("show the start of a reply", log):
             await self._reply.start()
-        except Exception:
-            log.warning("could not show the start of a reply", exc_info=True)
         self._started = True
         if self._notes:
             self._schedule()
@@ -112,11 +111,7 @@ class ProgressiveReply:
     async def close(self) -> None:
         """Stop edits without a final message (cancellation paths)."""
         self._closed = True
-        for task in (self._timer, self._edit):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        await cancelled(self._timer, self._edit)
 
     def _schedule(self) -> None:
         if not self._editable or self._closed:
@@ -147,31 +142,32 @@ class ProgressiveReply:
             self._edit = None
             return
         try:
-            self._last_edit = self._clock()
-            if self._status != self._shown_status:
-                self._shown_status = self._status
-                await self._reply.status(self._status)
-            visible = self._visible(self.text)
-            if visible != self._shown_text:
-                self._shown_text = visible
-                self.edits += 1
-                await self._reply.update(visible)
-                await self._shown()
-        except Exception:  # an interim edit may fail; the final one is what must arrive
-            log.warning("interim edit failed; the final answer will carry the text", exc_info=True)
+            with best_effort("show an interim edit (the final answer carries the text)", log):
+                await self._show()
         finally:
             self._edit = None
         if self._visible(self.text) != self._shown_text or self._status != self._shown_status:
             self._schedule()
 
+    async def _show(self) -> None:
+        """One interim edit: the status line if it changed, then the text if it changed."""
+        self._last_edit = self._clock()
+        if self._status != self._shown_status:
+            self._shown_status = self._status
+            await self._reply.status(self._status)
+        visible = self._visible(self.text)
+        if visible != self._shown_text:
+            self._shown_text = visible
+            self.edits += 1
+            await self._reply.update(visible)
+            await self._shown()
+
     async def _shown(self) -> None:
         """After the first edit that showed answer text (a note alone does not count)."""
         if self._on_shown is not None and self.text:
             on_shown, self._on_shown = self._on_shown, None
-            try:
+            with best_effort("record that the answer is shown", log):
                 await on_shown()
-            except Exception:  # bookkeeping only: the answer goes on
-                log.warning("could not record that the answer is shown", exc_info=True)
 
     async def _settle(self) -> None:
         """No more interim edits: cancel the timer, let the edit in flight land."""
@@ -184,5 +180,5 @@ class ProgressiveReply:
         if self._edit is not None:
             await asyncio.shield(self._edit)
         if self._shown_status:
-            with contextlib.suppress(Exception):
+            with best_effort("clear the status line", log):
                 await self._reply.status("")

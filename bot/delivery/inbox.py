@@ -13,7 +13,6 @@ up (``bot.delivery.takeover``). Leases are owned by ``replica``: with a ``member
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -28,6 +27,7 @@ from bot.delivery.leasing import LeaseKeeper
 from bot.delivery.takeover import Sweeper, Takeover
 from bot.errors import DifyError, ShuttingDown
 from bot.models import Answer, AppFacts, ConversationKey, IncomingMessage, to_record
+from bot.ops.effort import best_effort, cancelled
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
 from bot.routing import Routing
@@ -251,12 +251,8 @@ class JournalInbox:
         tasks = set(self._tasks)
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancelled(*tasks)
         await self._leases.close()
         if self.membership is not None:  # a successor under this id need not wait for us
-            with contextlib.suppress(Exception):
+            with best_effort("leave the replica registry", log):
                 await self.membership.leave()

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.answering.run import Outcome
+from bot.errors import StoreError
+from bot.ops.effort import best_effort
 from bot.stores import Journal
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ class LeaseKeeper:
     async def release(self, entry_id: int) -> None:
         """Let another replica take the entry now (this one is shutting down)."""
         self.forget(entry_id)
-        with contextlib.suppress(Exception):
+        with best_effort("give a journal entry back (its lease will run out)", log):
             await self.journal.release(entry_id, self.owner)
 
     def forget(self, entry_id: int) -> None:
@@ -116,7 +118,7 @@ class LeaseKeeper:
                     await self._renew()
                 if self._waiting:
                     await self._hand_out_turns()
-            except Exception:  # the database hiccuped: the next tick tries again
+            except StoreError:  # the database hiccuped: the next tick tries again
                 log.warning("journal lease upkeep failed", exc_info=True)
 
     async def _renew(self) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.errors import StoreError
 from bot.models import from_record
 from bot.stores import Journal, Membership, State
 
@@ -70,8 +71,8 @@ class Sweeper:
                 await self.sweep_once(self._inbox, self._journal)
                 if rounds % PRUNE_EVERY == 0:
                     await self._journal.prune(older_than=DEDUP_WINDOW)
-            except Exception:
-                log.warning("journal sweep failed", exc_info=True)
+            except StoreError:
+                log.warning("journal sweep failed; the next one tries again", exc_info=True)
             rounds += 1
             await self._sleep(min(SWEEP_EVERY, self._journal.lease / 2))
 

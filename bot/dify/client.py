@@ -127,12 +127,6 @@ class DifyClient:
         body["query"] = request.query
         return "completion-messages", body
 
-    async def chat_blocking(self, request: AnswerRequest) -> dict[str, Any]:
-        """A whole answer in one JSON body (chat, advanced-chat and completion apps only)."""
-        path, body = self._route(request)
-        body["response_mode"] = "blocking"
-        return await self._json("POST", path, json=body, trace_id=request.trace_id)
-
     async def stop(self, task_id: str, *, user: str) -> None:
         """Ask Dify to stop a running answer (it answers success even for unknown tasks)."""
         mode = self.mode or "chat"
@@ -229,12 +223,6 @@ class DifyClient:
             self.mode = mode
         return self.mode
 
-    async def upload(
-        self, data: bytes, *, filename: str, mime_type: str, user: str
-    ) -> dict[str, Any]:
-        files = {"file": (filename, data, mime_type)}
-        return await self._json("POST", "files/upload", files=files, data={"user": user})
-
     async def upload_stream(self, part: FilePart, *, user: str) -> dict[str, Any]:
         """``/files/upload`` fed straight from a download (never retried: a stream is read once).
         ``user`` must be the chat call's: Dify only lets that user reference the file."""
@@ -271,17 +259,6 @@ class DifyClient:
         except DifyError:
             return True
         return True
-
-    async def conversations(
-        self, *, user: str, limit: int = 20, last_id: str | None = None
-    ) -> dict[str, Any]:
-        params = {"user": user, "limit": str(limit)}
-        if last_id:
-            params["last_id"] = last_id
-        return await self._json("GET", "conversations", params=params)
-
-    async def delete_conversation(self, conversation_id: str, *, user: str) -> None:
-        await self._json("DELETE", f"conversations/{conversation_id}", json={"user": user})
 
     # ---- transport ------------------------------------------------------------------------
 

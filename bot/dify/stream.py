@@ -15,6 +15,7 @@ from bot.dify.events import to_event
 from bot.dify.sse import Frame, iter_frames
 from bot.errors import ConversationNotFound, DifyProtocolError, DifyStreamCut
 from bot.models import AnswerEnd, AnswerEvent, FormRequest, TextDelta, TextReplace
+from bot.ops.effort import cancelled
 
 if TYPE_CHECKING:
     from bot.dify.client import AnswerRequest, DifyClient
@@ -253,10 +254,7 @@ async def _next(batches: AsyncIterator[list[Frame]]) -> list[Frame] | None:
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+    await cancelled(task)
 
 
 async def _chain(
