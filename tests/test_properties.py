@@ -11,8 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.slack.events import RouteOptions, Router, clean_text
-from adapters.slack.memory import TtlMap
+from adapters.slack.events import RouteOptions, Router, TtlMap, clean_text
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
 from adapters.tencent.messages import to_push

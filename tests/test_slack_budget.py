@@ -10,8 +10,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.budget import LIMITS, STREAM_HOLD, WorkspaceBudget
-from adapters.slack.places import Place, ReplyOptions
-from adapters.slack.reply import SlackReply
+from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.sender import SlackSender
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_tiers import RateTiers

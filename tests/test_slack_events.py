@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.events import RouteOptions, Router, clean_text, thread_id
-from adapters.slack.memory import TtlMap
+from adapters.slack.events import RouteOptions, Router, TtlMap, clean_text, thread_id
 from bot.models import Scope
 from tests.fakes.slack_payloads import event_body
 

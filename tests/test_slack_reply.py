@@ -10,8 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Labels
 from adapters.slack.budget import WorkspaceBudget
-from adapters.slack.places import Place, ReplyOptions
-from adapters.slack.reply import SlackReply
+from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.sender import SlackSender
 from bot.models import Answer
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack

@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -14,26 +15,29 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.actions import ButtonActions
-from adapters.slack.answers import SlackAnswers
+from adapters.slack.answers import People, SlackAnswers
 from adapters.slack.budget import Budgets
 from adapters.slack.commands import DifyCommand
-from adapters.slack.events import PLATFORM, RouteOptions, Router
+from adapters.slack.events import PLATFORM, RouteOptions, Router, TtlMap
 from adapters.slack.files import SlackFiles
 from adapters.slack.inbound import check_shape, to_payload
 from adapters.slack.listeners import EventListeners
-from adapters.slack.memory import TtlMap
-from adapters.slack.metering import MeteredRateLimitRetryHandler, MeteredWebClient
-from adapters.slack.people import People
-from adapters.slack.places import ReplyOptions
+from adapters.slack.reply import ReplyOptions
 from adapters.slack.settings import SlackSettings
 from adapters.spec import Services
 from adapters.webhooks import guard_of
 from bot.contract import Allowlist, Platform
 from bot.errors import CallbackRejected, ConfigError, connection_reason
+from bot.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -265,3 +269,50 @@ def _reply_options(settings: SlackSettings) -> ReplyOptions:
         markdown_blocks=settings.slack_markdown_blocks,
         feedback=settings.slack_feedback_buttons,
     )
+
+
+# ---- metering ----------------------------------------------------------------------------------
+# Every slack-sdk method goes through ``api_call``; a 429 that the bolt client's retry handler
+# absorbs never reaches it, so the handler counts the ones it retries.
+
+
+class MeteredWebClient(AsyncWebClient):
+    """An ``AsyncWebClient`` that counts each call it makes and each 429 it gets back."""
+
+    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._metrics = metrics
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
+        try:
+            response = await super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            limited = getattr(exc.response, "status_code", 0) == 429
+            self._metrics.platform_call(PLATFORM, api_method, limited=limited)
+            raise
+        self._metrics.platform_call(PLATFORM, api_method)
+        return response
+
+
+class MeteredRateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
+    """slack-sdk's 429 retry, counting each 429 it retries (the last one reaches api_call)."""
+
+    def __init__(self, metrics: Metrics, *, max_retry_count: int = 1) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._metrics = metrics
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        retry = await super().can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+        if retry:
+            method = request.url.rstrip("/").rsplit("/", 1)[-1]
+            self._metrics.platform_limited.labels(PLATFORM, method).inc()
+        return retry

@@ -11,8 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.answers import SlackAnswers
 from adapters.slack.blocks import body_blocks, fallback_text, suggestion_blocks
-from adapters.slack.events import PLATFORM, Router, thread_id
-from adapters.slack.memory import TtlMap
+from adapters.slack.events import PLATFORM, Router, TtlMap, thread_id
 from adapters.slack.sender import slack_error
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -28,7 +29,6 @@ from adapters.slack.blocks import (
 )
 from adapters.slack.files import AnswerUploads
 from adapters.slack.native import NativeStream, StreamTarget
-from adapters.slack.places import Place, PostedMessage, ReplyOptions, ShownState
 from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
 from bot.contract import ReplyCapabilities
 from bot.files.answers import AnswerFiles
@@ -282,3 +282,39 @@ class SlackReply:
     def _adopt(self, stream: NativeStream) -> None:
         if stream.ts and not self._state.messages:
             self._state.messages.append(PostedMessage(stream.ts))
+
+
+# ---- where an answer goes, how it may be shown, what it has shown so far ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an answer goes and who asked: ``thread_ts`` None means top level (a plain DM)."""
+
+    channel: str
+    thread_ts: str | None
+    team: str
+    user: str
+    stop_value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    native_streaming: bool = True
+    markdown_blocks: bool = True
+    feedback: bool = True
+    message_limit: int = 12_000  # markdown blocks hold 12,000 characters per message
+    min_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class PostedMessage:
+    ts: str
+    shown: str = ""
+
+
+@dataclass(slots=True)
+class ShownState:
+    messages: list[PostedMessage] = field(default_factory=list)
+    status: str = ""
+    text: str = ""
