@@ -2,15 +2,19 @@
 
     .venv/bin/python -m benchmarks.chaos [--messages 1000] [--users 100] [--seed 7]
 
-The fake Dify and the fake Slack (Web API + Socket Mode) run in this process; the replicas are
-real `difybot serve` subprocesses sharing one PostgreSQL database. Envelopes are spread over both
-Socket Mode connections and redelivered, as Slack does, when not acked within 3 s (plus 5 % sent
-twice on purpose). Dify answers 502 to 10 % of requests and cuts 5 % of streams; the Slack Web API
-answers 429 to 10 % of calls. Replica A is killed with SIGKILL after 40 % of the messages and
-restarted 3 s later. DMs are answered in threads (SLACK_DM_THREADS) so each answer maps to its
-question. Prints: messages sent, answered, duplicate answers, lost answers, forked
-conversations, the longest any message sent before the kill then waited for its answer to move
-on (resumed_s), and the time until every one of them was answered (recovered_s).
+The fake Dify, the fake Slack (Web API + Socket Mode) and the fake WeChat/WeCom API run in this
+process; the replicas are real `difybot serve` subprocesses sharing one PostgreSQL database. A
+fifth of the users write to a WeCom app and a fifth to a (verified) WeChat Official Account, the
+rest to Slack. Slack envelopes are spread over both Socket Mode connections and redelivered, as
+Slack does, when not acked within 3 s (plus 5 % sent twice on purpose); WeChat and WeCom
+callbacks go to either replica, as behind a load balancer, and are delivered again to the other
+when one does not answer in time (WeChat: 3 deliveries, 5 s each). Dify answers 502 to 10 % of
+requests and cuts 5 % of streams; the Slack Web API answers 429 to 10 % of calls. Replica A is
+killed with SIGKILL after 40 % of the messages and restarted 3 s later. Slack DMs are answered in
+threads (SLACK_DM_THREADS) so each answer maps to its question. Prints, per platform and in all:
+messages sent, answered, duplicate answers, lost answers, forked conversations, the longest any
+Slack message sent before the kill then waited for its answer to move on (resumed_s), and the
+time until every one of them was answered (recovered_s).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -29,12 +34,14 @@ from pathlib import Path
 
 import asyncpg
 
+from benchmarks.chaos_tencent import TencentRun, tencent_env, tencent_session, tencent_verdict
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Behaviour, Cut, HttpError
 from tests.fakes.dify_state import RecordedRequest
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import dm
 from tests.fakes.slack_socket import FakeSocketMode
+from tests.fakes.wechat import FakeWeChatAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = 10.0
@@ -101,12 +108,22 @@ async def fresh_database(url: str) -> str:
     return f"{url}/difybot_chaos"
 
 
-def replica_env(dify: FakeDify, slack: FakeSlack, database: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIFY_", "SLACK_", "DATABASE"))}
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def replica_env(
+    dify: FakeDify, slack: FakeSlack, api: FakeWeChatAPI, database: str
+) -> dict[str, str]:
+    prefixes = ("DIFY_", "SLACK_", "DATABASE", "WECHAT_", "WECOM_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(tencent_env(api))
     env.update(
         DIFY_API_BASE=dify.base_url, DIFY_API_KEY=dify.api_key, SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=slack.url, DATABASE_URL=database,
-        HOST="127.0.0.1", PORT="0", JOURNAL_LEASE_SECONDS=str(LEASE), RATE_LIMIT_PER_MINUTE="0",
+        HOST="127.0.0.1", JOURNAL_LEASE_SECONDS=str(LEASE), RATE_LIMIT_PER_MINUTE="0",
         SLACK_DM_THREADS="true", SLACK_UPDATE_BUDGET_PER_MINUTE="100000", SLACK_BUDGET_SCALE="1000",
         STREAM_EDIT_INTERVAL="0.5", SHUTDOWN_TIMEOUT="2", LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
@@ -239,26 +256,41 @@ async def main(args: argparse.Namespace) -> None:
     async with (
         FakeDify(mode="chat", chunk_delay=0.15) as dify,
         FakeSlack(update_limit=10**9, retry_after=1) as slack,
+        FakeWeChatAPI() as api,
     ):
         dify.echo = lambda query: [f"{query} ", "second ", "third ", "done"]
         dify.chaos = dify_faults(rng)  # type: ignore[assignment]
         slack.flaky = lambda method: method != "apps.connections.open" and rng.random() < 0.10
-        env = replica_env(dify, slack, database)
-        # Each its own REPLICA_ID (one host here): A comes back as itself after the kill.
-        replicas = [Replica(name, {**env, "REPLICA_ID": f"chaos-{name}"}) for name in "ab"]
+        env = replica_env(dify, slack, api, database)
+        # Each its own REPLICA_ID (one host here): A comes back as itself after the kill, on
+        # the same port (the load balancer's address for it).
+        ports = [free_port(), free_port()]
+        replicas = [
+            Replica(name, {**env, "REPLICA_ID": f"chaos-{name}", "PORT": str(port)})
+            for name, port in zip("ab", ports, strict=True)
+        ]
         for replica in replicas:
             await replica.start()
         await slack.until(lambda: len(slack.socket.sockets) == 2, 60, "two connections")
-        run = Run()
+        run, tencent = Run(), TencentRun()
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
         per_user = args.messages // args.users
-        sessions = [
-            user_session(f"U{u:03d}", per_user, u * per_user, slack.socket, run, rng)
-            for u in range(args.users)
-        ]
+        sessions = []
+        for u in range(args.users):
+            markers = [f"m{n:05d}" for n in range(u * per_user, (u + 1) * per_user)]
+            kind = ("wecom", "wechat", "slack", "slack", "slack")[u % 5]  # a fifth each
+            if kind == "slack":
+                sessions.append(
+                    user_session(f"U{u:03d}", per_user, u * per_user, slack.socket, run, rng)
+                )
+            else:
+                sessions.append(
+                    tencent_session(kind, f"o{u:03d}", markers, urls, api, tencent, rng)
+                )
         started = time.monotonic()
 
         async def chaos_monkey() -> None:
-            while len(run.sent) < args.messages * 0.4:  # noqa: ASYNC110
+            while len(run.sent) + len(tencent.asked) < args.messages * 0.4:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             run.kill_at = time.monotonic()
             replicas[0].kill()
@@ -267,16 +299,34 @@ async def main(args: argparse.Namespace) -> None:
 
         await asyncio.gather(*sessions, chaos_monkey())
         await settle(run, slack, dify, limit=120)
+        await settle_tencent(tencent, api, limit=60)
         result = verdict(run, slack, dify)
+        others = tencent_verdict(tencent, api)
         elapsed = time.monotonic() - started
         for replica in replicas:
             await replica.stop()
     print(f"chaos run: {args.users} users, 2 replicas on PostgreSQL, lease {LEASE:.0f} s, "
           f"{elapsed:.0f} s; Dify 502 10 %, cut 5 %; Slack 429 10 %; "
           "replica A SIGKILLed at 40 %")  # fmt: skip
-    print(f"envelopes {run.envelopes} (redelivered {run.redeliveries})")
+    print(
+        f"slack envelopes {run.envelopes} (redelivered {run.redeliveries}); "
+        f"wechat/wecom callbacks {tencent.deliveries} (redelivered {tencent.redeliveries})"
+    )
+    print("slack:")
     for key, value in result.items():
         print(f"  {key:20} {value:.1f}" if isinstance(value, float) else f"  {key:20} {value}")
+    for platform, counts in others.items():
+        print(f"{platform}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+async def settle_tencent(run: TencentRun, api: FakeWeChatAPI, *, limit: float) -> None:
+    """Until every WeChat and WeCom question has its answer, or the timeout."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        counts = tencent_verdict(run, api)
+        if all(c["lost"] == 0 for c in counts.values()):
+            return
+        await asyncio.sleep(1.0)
 
 
 if __name__ == "__main__":
