@@ -51,6 +51,7 @@ class JournalEntry:
     status: str
     owner: str | None
     attempts: int
+    lease_until: datetime | None  # None once finished or released: nobody holds it
 
 
 _older = aliased(t)
@@ -239,4 +240,5 @@ def _entry(row: Any) -> JournalEntry:
         status=row["status"],
         owner=row["owner"],
         attempts=int(row["attempts"]),
+        lease_until=row["lease_until"],
     )
