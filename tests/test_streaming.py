@@ -6,6 +6,8 @@ import asyncio
 import gc
 import time
 
+import pytest
+
 from bot.models import Answer
 from bot.pace import GC_THRESHOLDS, MAX_STRETCH, LoadGauge, settle_startup_objects
 from bot.protocols import ReplyCapabilities
@@ -74,6 +76,7 @@ async def test_never_two_edits_in_flight_and_the_final_waits_for_the_edit() -> N
     assert reply.calls[-1] == ("finish", "one two three")
 
 
+@pytest.mark.allow_warnings(r"^interim edit failed")
 async def test_failed_interim_edit_does_not_lose_the_answer() -> None:
     clock, reply = ManualClock(), RecordingReply(fail_updates=5)
     p = progressive(reply, clock)

@@ -124,6 +124,7 @@ def test_malformed_values_name_the_variable_without_echoing_it(
 # ---- secret filter ---------------------------------------------------------------------------
 
 
+@pytest.mark.allow_warnings(r"^failed$")
 def test_secret_filter_scrubs_messages_args_and_tracebacks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

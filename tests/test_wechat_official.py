@@ -119,6 +119,7 @@ async def test_verified_account_pushes_a_very_slow_answer_with_typing(
     assert len(dify.requests_to("/chat-messages")) == 1
 
 
+@pytest.mark.allow_warnings(r"^customer-service send failed")
 async def test_verified_account_keeps_an_answer_it_could_not_push(
     dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path
 ) -> None:
@@ -245,6 +246,7 @@ async def test_two_quick_questions_are_two_answers_in_order(
     assert [r.json["query"] for r in dify.requests_to("/chat-messages")] == ["one", "two"]
 
 
+@pytest.mark.allow_warnings(r"type=DifyHTTPError")
 async def test_a_dify_failure_reaches_the_user_as_a_notice(
     dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path
 ) -> None:
