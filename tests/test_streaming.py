@@ -167,6 +167,118 @@ async def test_under_load_the_interval_stretches_but_the_first_text_goes_at_once
     assert reply.final == ("finish", "ab")
 
 
+async def test_text_that_arrives_during_an_edit_follows_it_without_another_delta() -> None:
+    """The stream may pause right after a delta that came while an edit was out: that text is
+    shown when the interval has passed, not held back until Dify sends more."""
+    clock, gate = ManualClock(), asyncio.Event()
+    reply = RecordingReply(gate=gate)
+    p = progressive(reply, clock)
+    p.add("one")
+    await settle()
+    assert reply.in_flight == 1
+    p.add(" two")  # the edit of "one" is still out; then Dify goes quiet
+    await clock.advance(0.5)
+    gate.set()
+    await settle()
+    assert reply.of("update") == ["one"]  # the interval runs from the start of the last edit
+    await clock.advance(0.5)
+    assert reply.of("update") == ["one", "one two"]
+
+
+async def test_a_status_that_changes_during_an_edit_follows_it() -> None:
+    clock, gate = ManualClock(), asyncio.Event()
+    reply = RecordingReply(gate=gate)
+    p = progressive(reply, clock)
+    p.add("one")
+    await settle()
+    p.set_status("Searching…")
+    gate.set()
+    await clock.advance(1.0)
+    assert reply.of("status") == ["Searching…"]
+    assert reply.of("update") == ["one"]  # the text did not change: no redundant edit
+
+
+@pytest.mark.parametrize("ending", ["finish", "fail"])
+async def test_a_status_line_that_cannot_be_cleared_does_not_cost_the_answer(ending: str) -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.set_status("Searching…")
+    p.add("the answer")
+    await settle()
+    assert reply.of("status") == ["Searching…"]
+    reply.fail_status = True  # the platform refuses to clear it
+    if ending == "finish":
+        await p.finish(Answer())
+        assert reply.final == ("finish", "the answer")
+    else:
+        await p.fail("(interrupted)")
+        assert reply.final == ("fail", "the answer|(interrupted)")
+    assert reply.of("status") == ["Searching…", ""]
+
+
+async def test_the_status_is_cleared_only_when_one_was_shown() -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("plain")
+    await settle()
+    await p.finish(Answer())
+    assert reply.calls == [("update", "plain"), ("finish", "plain")]
+
+
+async def test_finish_with_a_text_delivers_that_text() -> None:
+    """The answering step passes the workflow's outputs, or the "no answer" text, when Dify
+    streamed no text, and that is what the user must see."""
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    await p.finish(Answer(), text="from the workflow's outputs")
+    assert reply.final == ("finish", "from the workflow's outputs")
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    p.add("streamed")
+    await settle()
+    await p.finish(Answer(), text="streamed, then moderated")
+    assert reply.final == ("finish", "streamed, then moderated")
+
+
+async def test_close_cancels_the_edit_in_flight_and_nothing_is_sent_after() -> None:
+    clock, gate = ManualClock(), asyncio.Event()
+    reply = RecordingReply(gate=gate)
+    p = progressive(reply, clock, interval=0.0)
+    p.add("one")
+    await settle()
+    assert reply.in_flight == 1
+    closing = asyncio.create_task(p.close())
+    try:
+        await settle()
+        assert closing.done()  # it did not wait for the platform to answer
+        assert (reply.cancelled, reply.in_flight) == (1, 0)
+        p.add(" two")
+        p.replace("three")
+        p.set_status("Searching…")
+        await clock.advance(5)
+        assert reply.calls == [("update", "one")]
+    finally:
+        gate.set()
+        await closing
+
+
+@pytest.mark.allow_warnings(r"^could not show the start of a reply")
+async def test_start_shows_a_sign_of_life_and_a_failing_one_costs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, reply = ManualClock(), RecordingReply()
+    p = progressive(reply, clock)
+    await p.start()
+    assert reply.calls == [("start", "")]
+    broken = RecordingReply(fail_start=True)
+    p = progressive(broken, clock)
+    await p.start()
+    p.add("still answered")
+    await p.finish(Answer())
+    assert broken.final == ("finish", "still answered")
+    assert [r.getMessage() for r in caplog.records] == ["could not show the start of a reply"]
+
+
 def test_the_load_gauge_stretches_with_event_loop_lag() -> None:
     gauge = LoadGauge()
     assert gauge.stretch() == 1.0

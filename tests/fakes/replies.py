@@ -47,13 +47,20 @@ class ManualClock:
 
 @dataclass
 class RecordingReply:
-    """Records every call; an optional gate holds ``update`` in flight until released."""
+    """Records every call; an optional gate holds ``update`` in flight until released.
+
+    ``fail_updates`` makes that many ``update`` calls raise, ``fail_status``/``fail_start`` every
+    ``status``/``start`` call;
+    ``cancelled`` counts updates cancelled in flight."""
 
     capabilities: ReplyCapabilities = field(default_factory=ReplyCapabilities)
     calls: list[tuple[str, str]] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     gate: asyncio.Event | None = None
     fail_updates: int = 0
+    fail_status: bool = False
+    fail_start: bool = False
+    cancelled: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -61,6 +68,8 @@ class RecordingReply:
 
     async def start(self) -> None:
         self.calls.append(("start", ""))
+        if self.fail_start:
+            raise RuntimeError("typing indicator refused")
 
     async def update(self, text: str) -> None:
         self.in_flight += 1
@@ -73,11 +82,16 @@ class RecordingReply:
             if self.fail_updates:
                 self.fail_updates -= 1
                 raise RuntimeError("platform said no")
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         finally:
             self.in_flight -= 1
 
     async def status(self, text: str) -> None:
         self.calls.append(("status", text))
+        if self.fail_status:
+            raise RuntimeError("status line refused")
 
     async def finish(self, text: str, answer: Answer) -> None:
         self.calls.append(("finish", text))
