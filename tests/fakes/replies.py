@@ -18,6 +18,7 @@ class ManualClock:
         self.now = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._slept: asyncio.Event | None = None
 
     def __call__(self) -> float:
         return self.now
@@ -28,7 +29,15 @@ class ManualClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), future))
+        if self._slept is not None:
+            self._slept.set()
         await future
+
+    async def sleeper(self) -> None:
+        """Until someone sleeps on this clock: a loop driven by it has finished its step."""
+        while not self.sleeping:
+            self._slept = asyncio.Event()
+            await self._slept.wait()
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, wake every sleeper that is due, and let them run."""
