@@ -50,8 +50,8 @@ class AnswerStream:
         tracking = True
         batches = iter_frames(self._response.aiter_bytes())
         try:
-            if self._request.conversation_id:
-                first = await self._first_data(batches)
+            if conversation_id := self._request.conversation_id:
+                first = await self._first_data(batches, conversation_id)
                 batches = _chain(first, batches)
             async for batch in batches:
                 for name, data in batch:
@@ -82,7 +82,9 @@ class AnswerStream:
         finally:
             await batches.aclose()
 
-    async def _first_data(self, batches: AsyncGenerator[list[Frame], None]) -> list[Frame]:
+    async def _first_data(
+        self, batches: AsyncGenerator[list[Frame], None], conversation_id: str
+    ) -> list[Frame]:
         """Frames up to the first data frame; if that takes too long, check the conversation.
 
         Dify 1.13.2 answers a Chatflow stream for an unknown or deleted conversation with HTTP 200,
@@ -99,7 +101,8 @@ class AnswerStream:
                 done, _ = await asyncio.wait({waiter}, timeout=timeout)
                 if not done:
                     deadline = None  # check once; a live conversation may simply be slow
-                    if not await self._conversation_exists():
+                    user = self._request.user
+                    if not await self._client.conversation_exists(conversation_id, user=user):
                         raise ConversationNotFound(
                             "conversation unknown to Dify (silent stream)", code="not_found"
                         )
@@ -111,10 +114,6 @@ class AnswerStream:
             seen.extend(batch)
             if any(data for _, data in batch):
                 return seen
-
-    async def _conversation_exists(self) -> bool:
-        conversation_id = self._request.conversation_id or ""
-        return await self._client.conversation_exists(conversation_id, user=self._request.user)
 
     def _track(self, payload: dict[str, Any]) -> bool:
         """Remember the ids as they appear; False once all three are known."""

@@ -351,7 +351,9 @@ async def test_prune_keeps_finished_messages_inside_the_dedup_window(
         "m1", conversation_key="c1", platform="test", message={}, reply={}, owner="B"
     )
     assert (again, new) == (entry, False)
-    clock.now += 86_400 - 3_600 + 1
+    clock.now += 86_400 - 3_600  # exactly at the window's edge: not older than it yet
+    assert await journal.prune(older_than=86_400) == 0
+    clock.now += 0.5
     assert await journal.prune(older_than=86_400) == 1
     assert await journal.get(entry) is None
 
@@ -359,8 +361,12 @@ async def test_prune_keeps_finished_messages_inside_the_dedup_window(
 async def test_orphans_come_oldest_first_up_to_the_limit(
     engine: AsyncEngine, clock: FakeClock
 ) -> None:
+    """Oldest message first, not the one whose lease ran out first: a taken-over conversation
+    is answered in order."""
     journal = journal_for(engine, clock, lease=10)
     ids = [await record(journal, f"m{n}", conversation=f"c{n}") for n in range(4)]
+    clock.now += 5
+    assert await journal.renew(ids[0], "A")  # the oldest one's lease ends last
     assert await journal.claim(ids[3], "A")
     clock.now += 11
     assert await journal.renew(ids[3], "A")  # still alive: not an orphan
