@@ -358,6 +358,22 @@ async def test_prune_keeps_finished_messages_inside_the_dedup_window(
     assert await journal.get(entry) is None
 
 
+async def test_the_dedup_window_runs_from_the_end_of_the_answer(
+    engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A message answered two hours after it arrived is still deduplicated a day after its answer
+    ended, not only a day after it arrived."""
+    journal = journal_for(engine, clock)
+    entry = await record(journal, "m1")
+    assert await journal.claim(entry, "A")
+    clock.now += 7_200
+    await journal.finish(entry, "A")
+    clock.now += 86_400 - 60
+    assert await journal.prune(older_than=86_400) == 0
+    clock.now += 61
+    assert await journal.prune(older_than=86_400) == 1
+
+
 async def test_orphans_come_oldest_first_up_to_the_limit(
     engine: AsyncEngine, clock: FakeClock
 ) -> None:
