@@ -308,8 +308,9 @@ async def test_only_a_silent_failure_of_a_resumed_conversation_is_stale(
     request = AnswerRequest(query="q", user="u", conversation_id=conversation)
     async with asyncio.timeout(BOUND):
         if outcome == "stale":
-            with pytest.raises(ConversationNotFound):
+            with pytest.raises(ConversationNotFound) as caught:
                 await collect(client, request)
+            assert caught.value.code == "not_found"  # as Dify's own 404 for it says
         else:
             events = await collect(client, request)
             last = events[-1]
@@ -418,8 +419,9 @@ async def test_a_silent_resumed_stream_is_checked_once_then_waited_for_through_p
 
 async def test_a_silent_stream_of_a_deleted_conversation_is_stale_after_one_check() -> None:
     dify = SilentDify(conversation="gone", release_on_check=False)
-    with pytest.raises(ConversationNotFound):
+    with pytest.raises(ConversationNotFound) as caught:
         await run(dify, resumed("c-gone"), first_event_timeout=0.05)
+    assert caught.value.code == "not_found"
     assert dify.checks == 1
     assert [r.url.path for r in dify.recorder.requests] == ["/v1/chat-messages", "/v1/messages"]
 
