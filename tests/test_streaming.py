@@ -40,6 +40,7 @@ async def test_first_delta_is_shown_at_once_then_throttled_and_coalesced() -> No
     assert reply.of("update") == ["Hel"]
     await clock.advance(0.01)
     assert reply.of("update") == ["Hel", "Hello, world"]  # the burst became one edit
+    assert p.edits == 2  # what the per-message log line reports
     await p.finish(Answer())
     assert reply.final == ("finish", "Hello, world")
 
@@ -54,6 +55,7 @@ async def test_text_received_before_a_pause_is_shown_when_the_interval_passes() 
     assert reply.of("update") == ["a", "ab"]
     await clock.advance(10.0)
     assert reply.of("update") == ["a", "ab"]  # nothing new, no redundant edit
+    assert clock.sleeping == 0  # and no timer left ticking for nothing
 
 
 async def test_never_two_edits_in_flight_and_the_final_waits_for_the_edit() -> None:
@@ -77,7 +79,9 @@ async def test_never_two_edits_in_flight_and_the_final_waits_for_the_edit() -> N
 
 
 @pytest.mark.allow_warnings(r"^interim edit failed")
-async def test_failed_interim_edit_does_not_lose_the_answer() -> None:
+async def test_failed_interim_edit_does_not_lose_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock, reply = ManualClock(), RecordingReply(fail_updates=5)
     p = progressive(reply, clock)
     p.add("partial")
@@ -86,6 +90,8 @@ async def test_failed_interim_edit_does_not_lose_the_answer() -> None:
     await p.finish(Answer(message_id="m1"))
     assert reply.final == ("finish", "partial more")
     assert reply.answers[0].message_id == "m1"
+    (logged,) = caplog.records  # with the platform's error, for whoever reads the log
+    assert logged.exc_info is not None and isinstance(logged.exc_info[1], RuntimeError)
 
 
 async def test_replace_and_status_are_coalesced_with_text() -> None:
