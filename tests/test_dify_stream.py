@@ -141,7 +141,9 @@ async def test_reads_split_anywhere_give_the_same_events(conversation: str | Non
 
 
 @pytest.mark.parametrize(
-    "frame", [b"data: [1, 2]\n\n", b'data: "text"\n\n', b"data: {oops\n\n"], ids=str
+    "frame",
+    [b"data: [1, 2]\n\n", b'data: "text"\n\n', b"data: {oops\n\n"],
+    ids=["array", "string", "broken"],
 )
 async def test_a_frame_that_is_not_a_json_object_is_a_protocol_error(frame: bytes) -> None:
     recorder = Recorder(one_read(sse(text("a")) + frame + sse(end())))
