@@ -334,6 +334,7 @@ async def test_not_ours_names_the_finished_and_the_taken_and_nothing_else(
     everything = [running, waiting, taken, done, failed, released]
     assert await journal.not_ours(everything, "A") == {taken, done, failed}
     assert await journal.not_ours(everything, "B") == {running, waiting, done, failed}
+    assert await journal.not_ours([running, done], "A") == {done}  # only among those asked
     assert await journal.not_ours([], "A") == set()
 
 
