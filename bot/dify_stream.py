@@ -74,7 +74,7 @@ class AnswerStream:
                     elif isinstance(event, AnswerEnd):
                         self._check_stale(event, payload)
                         yield event
-                        await self._drain()
+                        await _drain(batches)
                         return
                     yield event
         except httpx.TransportError as exc:
@@ -134,11 +134,18 @@ class AnswerStream:
         ):
             raise ConversationNotFound(end.error or "conversation not found", code="not_found")
 
-    async def _drain(self) -> None:
-        with contextlib.suppress(Exception, TimeoutError):
-            async with asyncio.timeout(DRAIN_SECONDS):
-                async for _ in self._response.aiter_bytes():
-                    pass
+
+
+async def _drain(batches: AsyncIterator[list[Frame]]) -> None:
+    """Read on to the end of the response, so the connection can go back to the pool.
+
+    From the frames already being read: a second ``aiter_bytes`` on the response raises
+    httpx.StreamConsumed, which the catch-all here used to swallow, so nothing was ever drained.
+    What comes after the closing event, a cut included, no longer concerns the answer."""
+    with contextlib.suppress(Exception):  # TimeoutError included
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in batches:
+                pass
 
 
 async def _next(batches: AsyncIterator[list[Frame]]) -> list[Frame] | None:

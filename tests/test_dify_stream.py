@@ -167,6 +167,39 @@ async def test_nothing_after_the_closing_event_is_read_as_an_answer_or_an_error(
     assert len(events) == 2
 
 
+async def test_the_rest_of_the_response_is_read_after_the_closing_event() -> None:
+    """Chatflow sends workflow_finished (and TTS apps tts_message_end) after message_end: the
+    stream reads them to the end of the response, so its connection can be reused."""
+    read_to_the_end = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield sse(text("done"), end())
+        yield sse({"event": "workflow_finished", "data": {"status": "succeeded"}})
+        yield sse({"event": "tts_message_end", "audio": ""})
+        read_to_the_end.set()
+
+    recorder = Recorder(httpx.Response(200, headers=SSE, content=body()))
+    async with asyncio.timeout(BOUND):
+        events = await collect(client_for(recorder, mode="advanced-chat"))
+    assert len(events) == 2 and isinstance(events[1], AnswerEnd)
+    assert read_to_the_end.is_set()
+
+
+async def test_a_connection_dify_keeps_open_after_the_end_is_let_go() -> None:
+    """After the closing event the rest is read so the connection can be reused, but never for
+    longer than DRAIN_SECONDS: a server that keeps it open must not hold the answer."""
+    forever = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield sse(text("done"), end())
+        await forever.wait()
+
+    recorder = Recorder(httpx.Response(200, headers=SSE, content=body()))
+    async with asyncio.timeout(BOUND):
+        events = await collect(client_for(recorder, mode="chat"))
+    assert events[0] == TextDelta("done") and isinstance(events[1], AnswerEnd)
+
+
 # ---- ids spread over frames -------------------------------------------------------------------
 
 
