@@ -108,7 +108,6 @@ class Journal:
     def __init__(
         self, engine: AsyncEngine, *, lease: float = 30.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self._engine = engine
         self._units = units_for(engine)
         self.lease = lease
         self._clock = clock

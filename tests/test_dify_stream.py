@@ -102,6 +102,11 @@ BATCHES: list[tuple[str, bytes, list[AnswerEvent]]] = [
         ],
     ),
     (
+        "a ping carrying data",
+        sse(text("a")) + b"event: ping\ndata: keep-alive\n\n" + sse(text("b"), end()),
+        [TextDelta("a"), TextDelta("b")],
+    ),
+    (
         "frames after the closing event",
         sse(text("a"), end(), {"event": "tts_message_end"}, text("late")),
         [TextDelta("a")],
@@ -200,6 +205,14 @@ async def test_a_connection_dify_keeps_open_after_the_end_is_let_go() -> None:
     assert events[0] == TextDelta("done") and isinstance(events[1], AnswerEnd)
 
 
+async def test_a_stream_without_ids_leaves_them_empty() -> None:
+    recorder = Recorder(one_read(sse(text("anonymous"), {"event": "message_end"})))
+    async with client_for(recorder, mode="chat").stream(resumed()) as stream:
+        events = [event async for event in stream]
+        assert events[0] == TextDelta("anonymous")
+        assert (stream.task_id, stream.conversation_id, stream.message_id) == ("", "", "")
+
+
 # ---- ids spread over frames -------------------------------------------------------------------
 
 
@@ -242,6 +255,15 @@ IDS: list[tuple[str, list[dict[str, Any]], Ids]] = [
         [
             text("w", task_id="", conversation_id=None, message_id=7),
             text("x", task_id="t1", conversation_id="c1", message_id="m1"),
+        ],
+        Ids("t1", "c1", "m1"),
+    ),
+    (
+        "an id that changes before all are known keeps its first value",
+        [
+            {"event": "workflow_started", "task_id": "t1", "data": {}},
+            {"event": "node_started", "task_id": "t2", "conversation_id": "c1", "data": {}},
+            text("x", task_id="t3", message_id="m1"),
         ],
         Ids("t1", "c1", "m1"),
     ),
@@ -403,8 +425,15 @@ async def run(dify: SilentDify, request: AnswerRequest, **kwargs: Any) -> list[A
 
 
 async def test_a_resumed_answer_that_starts_in_time_costs_no_check() -> None:
-    dify = SilentDify(before=[b"event: ping\n\n", ANSWER])
+    dify = SilentDify(after=[ANSWER], release_on_check=False)
+
+    async def app() -> None:
+        await asyncio.sleep(0.05)  # Dify takes a moment, well within the first-event timeout
+        dify.go.set()
+
+    thinking = asyncio.create_task(app())
     events = await run(dify, resumed(), first_event_timeout=BOUND)
+    await thinking
     assert events[0] == TextDelta("late")
     assert dify.checks == 0
 

@@ -158,6 +158,19 @@ async def test_an_answer_that_ends_at_once_gets_no_interim_edit() -> None:
     assert reply.final == ("finish", "Short answer.")
 
 
+async def test_a_configured_interval_overrides_the_platforms() -> None:
+    clock = ManualClock()
+    reply = RecordingReply(capabilities=ReplyCapabilities(min_interval=1.0))
+    p = progressive(reply, clock, interval=2.5)  # EDIT_INTERVAL_SECONDS, say
+    p.add("x")
+    await settle()
+    p.add("y")
+    await clock.advance(2.4)
+    assert reply.of("update") == ["x"]
+    await clock.advance(0.1)
+    assert reply.of("update") == ["x", "xy"]
+
+
 async def test_under_load_the_interval_stretches_but_the_first_text_goes_at_once() -> None:
     clock, reply = ManualClock(), RecordingReply()
     p = ProgressiveReply(reply, interval=1.0, clock=clock, sleep=clock.sleep, stretch=lambda: 3.0)
@@ -282,7 +295,9 @@ async def test_start_shows_a_sign_of_life_and_a_failing_one_costs_nothing(
     p.add("still answered")
     await p.finish(Answer())
     assert broken.final == ("finish", "still answered")
-    assert [r.getMessage() for r in caplog.records] == ["could not show the start of a reply"]
+    (logged,) = caplog.records
+    assert logged.getMessage() == "could not show the start of a reply"
+    assert logged.exc_info is not None and isinstance(logged.exc_info[1], RuntimeError)
 
 
 def test_the_load_gauge_stretches_with_event_loop_lag() -> None:
