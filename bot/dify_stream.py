@@ -135,13 +135,12 @@ class AnswerStream:
             raise ConversationNotFound(end.error or "conversation not found", code="not_found")
 
 
-
 async def _drain(batches: AsyncIterator[list[Frame]]) -> None:
     """Read on to the end of the response, so the connection can go back to the pool.
 
-    From the frames already being read: a second ``aiter_bytes`` on the response raises
-    httpx.StreamConsumed, which the catch-all here used to swallow, so nothing was ever drained.
-    What comes after the closing event, a cut included, no longer concerns the answer."""
+    It reads on from the frames being read: a second ``aiter_bytes`` on the response would raise
+    httpx.StreamConsumed. What comes after the closing event, a cut included, no longer concerns
+    the answer."""
     with contextlib.suppress(Exception):  # TimeoutError included
         async with asyncio.timeout(DRAIN_SECONDS):
             async for _ in batches:
