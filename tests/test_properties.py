@@ -139,6 +139,7 @@ def test_any_body_parses_or_is_rejected_as_bad_xml(body: bytes) -> None:
 @given(st.dictionaries(st.sampled_from(["MsgType", "FromUserName", "ToUserName", "CreateTime",
                                         "MsgId", "Content", "Recognition", "MediaId", "Event"]),
                        st.text(max_size=12), max_size=9))  # fmt: skip
+@example({"MsgType": "0", "FromUserName": "0", "CreateTime": "²"})  # a digit int() refuses
 def test_any_push_fields_normalize_or_are_rejected(fields: dict[str, str]) -> None:
     try:
         push = to_push(fields)
