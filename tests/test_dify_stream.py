@@ -146,14 +146,22 @@ async def test_reads_split_anywhere_give_the_same_events(conversation: str | Non
 
 
 @pytest.mark.parametrize(
-    "frame",
-    [b"data: [1, 2]\n\n", b'data: "text"\n\n', b"data: {oops\n\n"],
+    ("frame", "says"),
+    [
+        (b"data: [1, 2]\n\n", "stream frame is not a JSON object"),
+        (b'data: "text"\n\n', "stream frame is not a JSON object"),
+        (b"data: {oops\n\n", "stream frame is not JSON"),
+    ],
     ids=["array", "string", "broken"],
 )
-async def test_a_frame_that_is_not_a_json_object_is_a_protocol_error(frame: bytes) -> None:
+async def test_a_frame_that_is_not_a_json_object_is_a_protocol_error(
+    frame: bytes, says: str
+) -> None:
+    """The error says which, for whoever reads the log line about it."""
     recorder = Recorder(one_read(sse(text("a")) + frame + sse(end())))
-    with pytest.raises(DifyProtocolError):
+    with pytest.raises(DifyProtocolError) as caught:
         await collect(client_for(recorder, mode="chat"))
+    assert caught.value.message == says
 
 
 async def test_nothing_after_the_closing_event_is_read_as_an_answer_or_an_error() -> None:
