@@ -73,8 +73,8 @@ class AnswerStream:
         tracking = True
         batches = iter_frames(self._response.aiter_bytes())
         try:
-            if self._request is not None and self._request.conversation_id:
-                first = await self._first_data(batches)
+            if self._request is not None and (conversation_id := self._request.conversation_id):
+                first = await self._first_data(batches, conversation_id)
                 batches = _chain(first, batches)
             async for batch in batches:
                 for name, data in batch:
@@ -104,7 +104,7 @@ class AnswerStream:
                             # A paused run's body trails on for ~1 s with nothing in it, and
                             # a followed run's may never end (continue_on_pause): close those.
                             if follow is None and not event.paused:
-                                await self._drain()
+                                await _drain(batches)
                             return
                         continue
                     elif isinstance(event, FormRequest):
@@ -131,7 +131,9 @@ class AnswerStream:
         chatflow = self._client.mode == "advanced-chat"
         return self._follow.closing(end, payload, chatflow=chatflow)
 
-    async def _first_data(self, batches: AsyncGenerator[list[Frame], None]) -> list[Frame]:
+    async def _first_data(
+        self, batches: AsyncGenerator[list[Frame], None], conversation_id: str
+    ) -> list[Frame]:
         """Frames up to the first data frame; if that takes too long, check the conversation.
 
         Dify 1.13.2 answers a Chatflow stream for an unknown or deleted conversation with HTTP 200,
@@ -148,7 +150,9 @@ class AnswerStream:
                 done, _ = await asyncio.wait({waiter}, timeout=timeout)
                 if not done:
                     deadline = None  # check once; a live conversation may simply be slow
-                    if not await self._conversation_exists():
+                    assert self._request is not None  # a conversation to check means a request
+                    user = self._request.user
+                    if not await self._client.conversation_exists(conversation_id, user=user):
                         raise ConversationNotFound(
                             "conversation unknown to Dify (silent stream)", code="not_found"
                         )
@@ -160,12 +164,6 @@ class AnswerStream:
             seen.extend(batch)
             if any(data for _, data in batch):
                 return seen
-
-    async def _conversation_exists(self) -> bool:
-        request = self._request
-        if request is None or not request.conversation_id:
-            return True
-        return await self._client.conversation_exists(request.conversation_id, user=request.user)
 
     def _track(self, payload: dict[str, Any]) -> bool:
         """Remember the ids as they appear; False once all the mode's ids are known."""
@@ -187,11 +185,17 @@ class AnswerStream:
         ):
             raise ConversationNotFound(end.error or "conversation not found", code="not_found")
 
-    async def _drain(self) -> None:
-        with contextlib.suppress(Exception, TimeoutError):
-            async with asyncio.timeout(DRAIN_SECONDS):
-                async for _ in self._response.aiter_bytes():
-                    pass
+
+async def _drain(batches: AsyncIterator[list[Frame]]) -> None:
+    """Read on to the end of the response, so the connection can go back to the pool.
+
+    It reads on from the frames being read: a second ``aiter_bytes`` on the response would raise
+    httpx.StreamConsumed. What comes after the closing event, a cut included, no longer concerns
+    the answer."""
+    with contextlib.suppress(Exception):  # TimeoutError included
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in batches:
+                pass
 
 
 class Follow:

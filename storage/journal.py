@@ -51,6 +51,7 @@ class JournalEntry:
     status: str
     owner: str | None
     attempts: int
+    lease_until: datetime | None  # None once finished or released: nobody holds it
     shown: bool = False  # some of the answer was shown before its replica let go
 
 
@@ -114,7 +115,6 @@ class Journal:
     def __init__(
         self, engine: AsyncEngine, *, lease: float = 30.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self._engine = engine
         self._units = units_for(engine)
         self.lease = lease
         self._clock = clock
@@ -258,4 +258,5 @@ def _entry(row: Any) -> JournalEntry:
         owner=row["owner"],
         attempts=int(row["attempts"]),
         shown=bool(row["shown"]),
+        lease_until=row["lease_until"],
     )

@@ -305,8 +305,9 @@ async def test_broken_stream_is_a_cut_and_never_retried() -> None:
 
     recorder = Recorder(stream_response(broken()))
     client = client_for(recorder, mode="chat")
-    with pytest.raises(DifyStreamCut):
+    with pytest.raises(DifyStreamCut) as caught:
         await collect(client)
+    assert caught.value.code == "stream_cut"
     assert len(recorder.requests) == 1
 
 

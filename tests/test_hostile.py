@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes.dify import FakeDify
@@ -78,6 +79,7 @@ async def test_slack_requests_that_slack_did_not_sign_as_sent_are_refused(
         await bot.answered()
 
 
+@pytest.mark.allow_warnings(r"^Unhandled request")
 async def test_signed_but_malformed_slack_bodies_get_4xx_and_nothing_breaks(
     tmp_path: Path,
 ) -> None:

@@ -278,6 +278,7 @@ async def test_ping_true(engine: AsyncEngine) -> None:
     assert await ping(engine) is True
 
 
+@pytest.mark.allow_warnings(r"^database ping failed")
 async def test_ping_false_when_database_is_unreachable() -> None:
     engine = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/x", connect_args={"timeout": 2})
     started = time.monotonic()
