@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bot.models import ConversationKey
@@ -33,6 +34,7 @@ class JournalEntry:
     status: str  # pending | running | done | failed
     owner: str | None
     attempts: int
+    lease_until: datetime | None = None  # None once finished or released: nobody holds it
     shown: bool = False  # some of the answer was shown before its replica let go
     place: str = ""  # the adapter's name for the chat place (a user's DM, a thread)
     created_at: float = 0.0  # Unix seconds

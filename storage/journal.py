@@ -287,4 +287,5 @@ def _entry(row: Any) -> JournalEntry:
         shown=bool(row["shown"]),
         place=row["place"],
         created_at=row["created_at"].timestamp(),
+        lease_until=row["lease_until"],
     )

@@ -21,6 +21,9 @@ from storage.units import Database
 from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 
+# A warning nobody expected fails its test (tests/warning_guard.py).
+pytest_plugins = ["tests.warning_guard"]
+
 # CI sets this; when set, the PostgreSQL run must happen (an unreachable server fails the tests).
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.tencent.crypto import to_aes_key
@@ -79,6 +80,7 @@ async def test_an_oversized_image_is_refused_before_it_is_all_read(
     assert dify.uploads == {} and dify.requests_to("/chat-messages") == []
 
 
+@pytest.mark.allow_warnings(r"cannot be transcribed without a decoder")
 async def test_voice_is_transcribed_with_and_without_recognition(
     dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path
 ) -> None:

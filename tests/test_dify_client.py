@@ -104,8 +104,11 @@ def client_for(recorder: Recorder, *, mode: str = "advanced-chat", **kwargs: Any
 
 
 async def collect(client: DifyClient, request: AnswerRequest | None = None) -> list[AnswerEvent]:
+    """The answer's events; then until its response is drained (``settle``), as at shutdown."""
     async with client.stream(request or AnswerRequest(query="hi", user="u1")) as stream:
-        return [event async for event in stream]
+        events = [event async for event in stream]
+    await client.settle()
+    return events
 
 
 # ---- wire format ----------------------------------------------------------------------------
@@ -305,8 +308,9 @@ async def test_broken_stream_is_a_cut_and_never_retried() -> None:
 
     recorder = Recorder(stream_response(broken()))
     client = client_for(recorder, mode="chat")
-    with pytest.raises(DifyStreamCut):
+    with pytest.raises(DifyStreamCut) as caught:
         await collect(client)
+    assert caught.value.code == "stream_cut"
     assert len(recorder.requests) == 1
 
 

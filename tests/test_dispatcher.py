@@ -136,6 +136,7 @@ async def test_stale_conversation_is_dropped_and_the_message_asked_fresh(rig: Ri
     assert await rig.store.get(key) == reply.answers[0].conversation_id != gone
 
 
+@pytest.mark.allow_warnings(r"type=DifyRateLimited")
 async def test_busy_app_tells_the_user(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", BUSY, BUSY, BUSY, BUSY)
     reply = await ask(rig, "hi")
@@ -149,6 +150,7 @@ async def test_busy_then_free_answers_normally(rig: Rig) -> None:
     assert reply.final == ("finish", "echo: hi")
 
 
+@pytest.mark.allow_warnings(r"type=DifyStreamCut")
 async def test_cut_stream_keeps_the_partial_answer_with_a_notice(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", Cut(after=2, chunks=["Partial ", "answer", " lost"]))
     reply = await ask(rig, "hi")
@@ -156,12 +158,14 @@ async def test_cut_stream_keeps_the_partial_answer_with_a_notice(rig: Rig) -> No
     assert len(rig.dify.requests_to("/chat-messages")) == 1  # never re-asked mid-answer
 
 
+@pytest.mark.allow_warnings(r"type=DifyStreamError")
 async def test_in_stream_error_keeps_partial_text(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", StreamError(after=1, chunks=["Half"]))
     reply = await ask(rig, "hi")
     assert reply.final == ("fail", "Half|" + TEXTS.get("error"))
 
 
+@pytest.mark.allow_warnings(r"type=DifyQuotaExceeded")
 async def test_quota_error_has_its_own_sentence(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", HttpError(429, "rate_limit_error", "Rate Limit Error"))
     reply = await ask(rig, "hi")
@@ -241,6 +245,7 @@ async def test_shutdown_hands_a_platforms_answer_over_untold(db: Database, dify:
     assert entry is not None and entry.status == "pending" and entry.owner is None
 
 
+@pytest.mark.allow_warnings(r"^answer failed")
 async def test_a_reply_that_breaks_on_finish_is_caught_and_reported(rig: Rig) -> None:
     class Broken(RecordingReply):
         async def finish(self, text: str, answer: object) -> None:  # type: ignore[override]
@@ -274,6 +279,7 @@ async def test_every_app_mode_answers_a_chat_message(
     assert len(dify.requests_to(path)) == 1
 
 
+@pytest.mark.allow_warnings(r"type=DifyStreamCut")
 async def test_a_cut_first_answer_still_keeps_its_conversation(rig: Rig) -> None:
     rig.dify.enqueue("/chat-messages", Cut(after=1, chunks=["Part", "ial"]))
     first = await ask(rig, "one")

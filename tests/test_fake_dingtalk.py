@@ -206,6 +206,7 @@ def test_webhook_signature_follows_the_documented_algorithm(fake: FakeDingTalk) 
 # ---- AI cards ----------------------------------------------------------------------------------
 
 
+@pytest.mark.allow_warnings("AICardReplier\\.async_streaming failed")
 async def test_ai_card_streams_full_text_and_finalizes(
     fake: FakeDingTalk, sdk: dingtalk_stream.DingTalkStreamClient
 ) -> None:
@@ -287,6 +288,7 @@ async def test_streaming_guid_is_idempotent_and_keys_are_checked(fake: FakeDingT
     assert unknown.json()["code"] == "param.cardTemplateId.invalid"
 
 
+@pytest.mark.allow_warnings("unknown message topic", "network exception")
 async def test_card_callback_over_stream_updates_the_card(
     fake: FakeDingTalk, sdk: dingtalk_stream.DingTalkStreamClient
 ) -> None:
@@ -364,6 +366,7 @@ async def test_robot_openapi_sends_to_users_and_groups(fake: FakeDingTalk) -> No
     assert not_a_string.json()["code"] == "param.msgParam.invalid"
 
 
+@pytest.mark.allow_warnings("get_image_download_url")
 async def test_message_file_download_link(
     fake: FakeDingTalk, sdk: dingtalk_stream.DingTalkStreamClient, clock: FakeClock
 ) -> None:
@@ -413,6 +416,9 @@ async def test_qps_limit_answers_403_and_frees_after_a_second(
     assert after.status_code == 400 and len(fake.limited) == 1
 
 
+@pytest.mark.allow_warnings(
+    "get dingtalk access token failed", "Error handling request", "dropped the connection"
+)
 async def test_scripted_failures(
     fake: FakeDingTalk, sdk: dingtalk_stream.DingTalkStreamClient
 ) -> None:
@@ -511,6 +517,7 @@ class running:
             await asyncio.to_thread(self._thread.join, 0.05)
 
 
+@pytest.mark.allow_warnings("unknown message topic", "network exception")
 async def test_stream_mode_with_the_sdk(
     fake: FakeDingTalk, sdk: dingtalk_stream.DingTalkStreamClient
 ) -> None:

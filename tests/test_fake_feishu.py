@@ -536,6 +536,7 @@ def test_sealed_events_open_with_the_sdk_dispatcher(feishu_callbacks: FeishuCall
     assert received[-1].event.action.form_value["decision"] == "approve"
 
 
+@pytest.mark.allow_warnings("^handle event failed")
 def test_sdk_answers_500_to_forgeries(feishu_callbacks: FeishuCallbacks) -> None:
     """The SDK's dispatcher reports a forged signature or token as HTTP 500 (and logs it at
     ERROR): difybot must map these to 4xx itself, or check before handing the body over."""
@@ -672,6 +673,7 @@ class SdkLongConnection:
             lark_ws.loop = imported
 
 
+@pytest.mark.allow_warnings("^receive message loop exit", "^Task exception was never retrieved")
 async def test_long_connection_with_the_sdk_client(
     feishu: FakeFeishu, feishu_callbacks: FeishuCallbacks, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes.dify import FakeDify
@@ -78,6 +79,7 @@ async def test_slack_requests_that_slack_did_not_sign_as_sent_are_refused(
         await bot.answered()
 
 
+@pytest.mark.allow_warnings(r"^Unhandled request")
 async def test_signed_but_malformed_slack_bodies_get_4xx_and_nothing_breaks(
     tmp_path: Path,
 ) -> None:
@@ -91,6 +93,7 @@ async def test_signed_but_malformed_slack_bodies_get_4xx_and_nothing_breaks(
         await bot.answered()
 
 
+@pytest.mark.allow_warnings("cannot reach Slack at start")
 async def test_oversize_bodies_are_refused_cheaply_on_every_route(tmp_path: Path) -> None:
     big = b"x" * (2 * 1024 * 1024)
     async with FakeDify() as dify, FakeWeChatAPI() as api:

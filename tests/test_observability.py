@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.ops.logs import REDACTED, build_handler
@@ -40,6 +41,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+@pytest.mark.allow_warnings(r"type=DifyHTTPError")
 async def test_metrics_count_messages_answers_errors_and_platform_calls(tmp_path: Path) -> None:
     async with slack_bot(tmp_path) as bot:
         bot.slack.rate_limit("chat.postMessage", times=1, retry_after=0)

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from adapters.slack.events import RouteOptions, Router, TtlMap, clean_text
@@ -102,6 +102,7 @@ slack_keys = ["type", "subtype", "channel", "channel_type", "ts", "thread_ts", "
 
 @FAST
 @given(st.dictionaries(st.sampled_from(slack_keys), json_values, max_size=8))
+@example({"ts": 1, "files": True, "channel": True})  # found by this test: files not a list
 def test_any_slack_event_is_routed_or_ignored(event: dict[str, Any]) -> None:
     router = Router(TtlMap(60.0), TtlMap(60.0), RouteOptions())
     ask = router.route(event, team="T1", bot_user_id="UBOT", event_id="Ev1")
@@ -136,6 +137,7 @@ def test_any_body_parses_or_is_rejected_as_bad_xml(body: bytes) -> None:
 @given(st.dictionaries(st.sampled_from(["MsgType", "FromUserName", "ToUserName", "CreateTime",
                                         "MsgId", "Content", "Recognition", "MediaId", "Event"]),
                        st.text(max_size=12), max_size=9))  # fmt: skip
+@example({"MsgType": "0", "FromUserName": "0", "CreateTime": "²"})  # a digit int() refuses
 def test_any_push_fields_normalize_or_are_rejected(fields: dict[str, str]) -> None:
     try:
         push = to_push(fields)

@@ -56,6 +56,7 @@ async def test_after_a_crash_the_id_is_back_once_its_beat_is_stale(db: Database)
     assert 1.9 <= clock.slept <= 2.5  # it waited for the 3 s of silence, no longer
 
 
+@pytest.mark.allow_warnings("is in use by a running process")
 async def test_a_live_holder_keeps_its_id_and_the_newcomer_gets_its_own(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -112,6 +112,7 @@ async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, cl
     assert message.body == "final text" and "chat.delete" not in slack.methods()
 
 
+@pytest.mark.allow_warnings(r"^final edit refused")
 async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
     slack: FakeSlack, clock: Clock
 ) -> None:

@@ -276,6 +276,7 @@ async def test_ping_true(db: Database) -> None:
     assert await ping(db.engine) is True
 
 
+@pytest.mark.allow_warnings(r"^database ping failed")
 async def test_ping_false_when_database_is_unreachable() -> None:
     engine = create_engine("postgresql+asyncpg://u:p@127.0.0.1:1/x", connect_args={"timeout": 2})
     started = time.monotonic()

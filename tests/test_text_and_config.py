@@ -185,6 +185,7 @@ def test_a_connection_failure_is_named_from_deep_in_its_cause_chain(
 # ---- secret filter ---------------------------------------------------------------------------
 
 
+@pytest.mark.allow_warnings(r"^failed$")
 def test_secret_filter_scrubs_messages_args_and_tracebacks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

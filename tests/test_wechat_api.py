@@ -61,6 +61,7 @@ async def test_40001_refreshes_once_and_retries_once(
     assert fake.calls_to(SEND)[-1].query["access_token"] == "wechat-token-2"
 
 
+@pytest.mark.allow_warnings(r"rejected but still current")
 async def test_a_revoked_token_that_stable_token_still_returns_is_forced_out(
     fake: FakeWeChatAPI, replicas: list[PlatformAPI]
 ) -> None:

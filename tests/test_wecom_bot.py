@@ -6,12 +6,13 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.fakes.dify import FakeDify
-from tests.fakes.dify_behaviours import Answer
+from tests.fakes.dify_behaviours import Answer, Turnstile
 from tests.fakes.wechat import FakeWeChatAPI
 from tests.fakes.wechat_app import BOT_AES_KEY, Running, difybot, wecom_settings
 from tests.fakes.wechat_crypto import sign
@@ -30,16 +31,24 @@ async def test_url_verification(dify: FakeDify, api: FakeWeChatAPI, tmp_path: Pa
 async def test_the_answer_streams_through_refresh_polls_and_finishes(
     dify: FakeDify, api: FakeWeChatAPI, tmp_path: Path
 ) -> None:
+    """Every stage of the answer reaches WeCom's polls. Dify sends the next chunk only once a
+    poll has shown the last one, so what is seen does not depend on how busy the machine is."""
     chunks = ["**Guangzhou** ", "is ", "sunny, ", "29 °C ", "today."]
-    dify.enqueue("/chat-messages", Answer(chunks=chunks, delay=0.15))
+    stages = ["".join(chunks[: n + 1]) for n in range(len(chunks))]
+    pace = Turnstile()
+
+    def on_state(state: dict[str, Any]) -> None:
+        if state["content"] == stages[min(pace.allowed, len(stages)) - 1]:
+            pace.allow()  # WeCom showed the newest chunk: Dify may send the next one
+
+    dify.enqueue("/chat-messages", Answer(chunks=chunks, delay=0.0, turnstile=pace))
     async with difybot(dify, tmp_path / "db", **wecom_settings(api)) as running:
-        states = await bot(running).converse(bot(running).message("m1", "weather?"))
-    contents = [s["content"] for s in states]
-    assert contents[0] == "" and not states[0]["finish"]
+        server = bot(running)
+        states = await server.converse(server.message("m1", "weather?"), on_state=on_state)
+    assert states[0]["content"] == "" and not states[0]["finish"]
     assert states[-1] == {"id": states[0]["id"], "finish": True, "content": "".join(chunks)}
-    growing = [c for c in contents if c]
-    assert len(set(growing)) >= 3, "the text should appear progressively, not all at the end"
-    assert all(b.startswith(a) for a, b in itertools.pairwise(growing))
+    shown = [c for c, _ in itertools.groupby(s["content"] for s in states) if c]
+    assert shown == stages  # one chunk at a time, never out of order, nothing skipped
     assert {s["id"] for s in states} == {states[0]["id"]}
     assert len(dify.requests_to("/chat-messages")) == 1
 

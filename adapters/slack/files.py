@@ -42,7 +42,8 @@ FILE_HOST = "files.slack.com"
 def to_attachments(event: dict[str, Any]) -> tuple[Attachment, ...]:
     """A message's files; stubs keep just their id (``files.info`` fills in the rest)."""
     found = []
-    for item in event.get("files") or ():
+    files = event.get("files")
+    for item in files if isinstance(files, list) else ():  # a forged event may send anything
         if not isinstance(item, dict) or not item.get("id"):
             continue
         size = item.get("size")

@@ -163,7 +163,7 @@ class PlatformAPI:
                     kind = content_type(response)
                     if kind not in ("application/json", "text/plain"):
                         size = response.headers.get("content-length", "")
-                        known = int(size) if size.isdigit() else None
+                        known = int(size) if size.isascii() and size.isdigit() else None
                         check_size(known, limit, name=name)
                         yield Download(name, kind, known, body_of(response, limit, name=name))
                         return

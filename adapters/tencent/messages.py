@@ -39,7 +39,7 @@ def to_push(fields: dict[str, str]) -> Push:
         msg_id=fields.get("MsgId") or fields.get("MsgID") or f"{user}:{created}",
         user_id=user,
         account=fields.get("ToUserName", ""),
-        create_time=int(created) if created.isdigit() else 0,
+        create_time=int(created) if created.isascii() and created.isdigit() else 0,  # not "²"
         text=_words(kind, fields),
         media_id=fields.get("MediaId", ""),
         pic_url=fields.get("PicUrl", ""),

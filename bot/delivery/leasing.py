@@ -120,6 +120,9 @@ class LeaseKeeper:
                     await self._hand_out_turns()
             except StoreError:  # the database hiccuped: the next tick tries again
                 log.warning("journal lease upkeep failed", exc_info=True)
+            except Exception as exc:  # a bug, not a hiccup: no waiting message may hang on it
+                log.exception("journal lease upkeep broke; the messages waiting here fail")
+                self._fail_waiting(exc)
 
     async def _renew(self) -> None:
         held = set(self._held)
@@ -140,6 +143,13 @@ class LeaseKeeper:
         for entry_id in await self.journal.not_ours(waiting, self.owner):
             self._held.discard(entry_id)
             self._resolve(entry_id, False)
+
+    def _fail_waiting(self, error: Exception) -> None:
+        """Their turns can no longer be told here: each waiting task ends with the error (its
+        lease, no longer renewed, runs out and the orphan sweep answers it later)."""
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(error)
 
     def _resolve(self, entry_id: int, value: bool) -> None:
         waiter = self._waiting.get(entry_id)

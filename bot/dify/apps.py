@@ -56,6 +56,8 @@ class DifyApps:
         return facts
 
     async def aclose(self) -> None:
+        for client in self.by_name.values():
+            await client.settle()
         for pool in self.pools.values():
             await pool.aclose()
 

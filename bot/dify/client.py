@@ -15,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 from bot.dify.events import to_form
 from bot.dify.http import MAX_ERROR_BODY, retrying, to_http_error, to_transport_error
 from bot.dify.multipart import FilePart, to_multipart
-from bot.dify.stream import AnswerStream, Follow
+from bot.dify.stream import AnswerStream, Follow, drain
 from bot.errors import (
     ConversationNotFound,
     DifyError,
@@ -90,6 +90,7 @@ class DifyClient:
         self.auto_generate_name = auto_generate_name
         self._sleep = sleep
         self._on_error = on_error  # sees every HTTP error response (metrics)
+        self._draining: set[asyncio.Task[None]] = set()
         url = http.base_url
         self.origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         self.base_url = str(url).rstrip("/")
@@ -103,10 +104,34 @@ class DifyClient:
             await self.detect_mode()
         path, body = self._route(request)
         response = await self._open("POST", path, json=body, trace_id=request.trace_id)
+        stream = AnswerStream(self, response, request)
         try:
-            yield AnswerStream(self, response, request)
+            yield stream
         finally:
+            await self._close(stream, response)
+
+    async def _close(self, stream: AnswerStream, response: httpx.Response) -> None:
+        """Close at once, or, after a closing event, drain the rest in the background first so
+        the connection is reused (the answer does not wait for Dify's body to end)."""
+        rest = stream.rest
+        if rest is None:
             await response.aclose()
+            return
+
+        async def drained() -> None:
+            try:
+                await drain(rest)
+            finally:
+                await response.aclose()
+
+        task = asyncio.create_task(drained())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def settle(self) -> None:
+        """Until every finished answer's response is drained (before its pool is closed)."""
+        while self._draining:
+            await asyncio.wait(set(self._draining))
 
     def _route(self, request: AnswerRequest) -> tuple[str, dict[str, Any]]:
         mode = self.mode or "chat"

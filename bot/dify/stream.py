@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from logging import DEBUG
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -15,10 +16,12 @@ from bot.dify.events import to_event
 from bot.dify.sse import Frame, iter_frames
 from bot.errors import ConversationNotFound, DifyProtocolError, DifyStreamCut
 from bot.models import AnswerEnd, AnswerEvent, FormRequest, TextDelta, TextReplace
-from bot.ops.effort import cancelled
+from bot.ops.effort import best_effort, cancelled
 
 if TYPE_CHECKING:
     from bot.dify.client import AnswerRequest, DifyClient
+
+log = logging.getLogger(__name__)
 
 # After the closing event Dify may still send tts_message_end or workflow_finished; reading them
 # lets the connection go back to the pool, but never for longer than this.
@@ -65,6 +68,9 @@ class AnswerStream:
         self.forms: dict[str, FormRequest] = {}  # human_input_required seen, by form id
         self.pings = 0
         self.texts = 0
+        # After the closing event: the frames still to come, for the client to drain after the
+        # caller is done (``rest``), so the answer never waits for the end of the body.
+        self.rest: AsyncGenerator[list[Frame], None] | None = None
 
     def __aiter__(self) -> AsyncGenerator[AnswerEvent, None]:
         return self._events()
@@ -74,8 +80,8 @@ class AnswerStream:
         tracking = True
         batches = iter_frames(self._response.aiter_bytes())
         try:
-            if self._request is not None and self._request.conversation_id:
-                first = await self._first_data(batches)
+            if self._request is not None and (conversation_id := self._request.conversation_id):
+                first = await self._first_data(batches, conversation_id)
                 batches = _chain(first, batches)
             async for batch in batches:
                 for name, data in batch:
@@ -102,10 +108,12 @@ class AnswerStream:
                         for item in closing:
                             yield item
                         if done:
-                            # A paused run's body trails on for ~1 s with nothing in it, and
-                            # a followed run's may never end (continue_on_pause): close those.
+                            # The body goes on after the end (Dify's relay closes it ~1 s after
+                            # workflow_finished; tts_message_end may trail): the client drains
+                            # it once the caller is done. A paused run's body has nothing more,
+                            # and a followed run's may never end (continue_on_pause): closed.
                             if follow is None and not event.paused:
-                                await self._drain()
+                                self.rest, batches = batches, _nothing()
                             return
                         continue
                     elif isinstance(event, FormRequest):
@@ -132,7 +140,9 @@ class AnswerStream:
         chatflow = self._client.mode == "advanced-chat"
         return self._follow.closing(end, payload, chatflow=chatflow)
 
-    async def _first_data(self, batches: AsyncGenerator[list[Frame], None]) -> list[Frame]:
+    async def _first_data(
+        self, batches: AsyncGenerator[list[Frame], None], conversation_id: str
+    ) -> list[Frame]:
         """Frames up to the first data frame; if that takes too long, check the conversation.
 
         Dify 1.13.2 answers a Chatflow stream for an unknown or deleted conversation with HTTP 200,
@@ -149,7 +159,9 @@ class AnswerStream:
                 done, _ = await asyncio.wait({waiter}, timeout=timeout)
                 if not done:
                     deadline = None  # check once; a live conversation may simply be slow
-                    if not await self._conversation_exists():
+                    assert self._request is not None  # a conversation to check means a request
+                    user = self._request.user
+                    if not await self._client.conversation_exists(conversation_id, user=user):
                         raise ConversationNotFound(
                             "conversation unknown to Dify (silent stream)", code="not_found"
                         )
@@ -161,12 +173,6 @@ class AnswerStream:
             seen.extend(batch)
             if any(data for _, data in batch):
                 return seen
-
-    async def _conversation_exists(self) -> bool:
-        request = self._request
-        if request is None or not request.conversation_id:
-            return True
-        return await self._client.conversation_exists(request.conversation_id, user=request.user)
 
     def _track(self, payload: dict[str, Any]) -> bool:
         """Remember the ids as they appear; False once all the mode's ids are known."""
@@ -188,11 +194,23 @@ class AnswerStream:
         ):
             raise ConversationNotFound(end.error or "conversation not found", code="not_found")
 
-    async def _drain(self) -> None:
-        with contextlib.suppress(Exception, TimeoutError):
-            async with asyncio.timeout(DRAIN_SECONDS):
-                async for _ in self._response.aiter_bytes():
-                    pass
+
+async def drain(rest: AsyncGenerator[list[Frame], None]) -> None:
+    """Read on to the end of the response after its closing event, for at most DRAIN_SECONDS,
+    so the connection can go back to the pool. It reads on from the frames being read (a second
+    ``aiter_bytes`` on the response would raise httpx.StreamConsumed); what comes after the end,
+    a cut included, no longer concerns the answer."""
+    with best_effort("read the rest of a finished answer's response", log, level=DEBUG):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in rest:
+                pass
+    await rest.aclose()
+
+
+async def _nothing() -> AsyncGenerator[list[Frame], None]:
+    """In place of the frames handed over to the drain: there is nothing left to close."""
+    return
+    yield  # an async generator
 
 
 class Follow:

@@ -212,7 +212,7 @@ def _basename(url: httpx.URL, label: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FileServices:
-    """The file plumbing the adapters share, built once in ``difybot.app``."""
+    """The file plumbing the adapters share, built once in ``difybot.wiring``."""
 
     fetch: GuardedFetch
     intake: Intake

@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AnswerEnd = Literal["auto", "none", "message_end", "workflow_finished", "workflow_first"]
+
+
+class Turnstile:
+    """Paces a streamed answer from the test instead of the clock: the first chunk goes at once,
+    chunk ``i`` only after the test has called ``allow`` ``i`` times. What a test then observes
+    (every stage of a growing answer) does not depend on how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.allowed = 1
+        self._moved = asyncio.Event()
+
+    def allow(self) -> None:
+        self.allowed += 1
+        self._moved.set()
+
+    async def until(self, index: int, interrupt: asyncio.Event) -> bool:
+        """Until chunk ``index`` may go (True), or the stream is stopped or closed (False)."""
+        while self.allowed <= index:
+            if interrupt.is_set():
+                return False
+            self._moved.clear()
+            waits = [
+                asyncio.ensure_future(self._moved.wait()),
+                asyncio.ensure_future(interrupt.wait()),
+            ]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return True
 
 
 @dataclass(frozen=True)
@@ -38,6 +70,7 @@ class Answer:
     # ``tts_message``, and ``tts_message_end`` trails the closing events.
     reasoning: tuple[str, ...] = ()
     tts: tuple[str, ...] = ()
+    turnstile: Turnstile | None = None  # chunks released by the test, not by ``delay``
 
     @property
     def text(self) -> str:

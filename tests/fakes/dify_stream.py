@@ -12,7 +12,15 @@ from aiohttp import web
 
 from tests.fakes import dify_events as ev
 from tests.fakes import dify_human_events as hev
-from tests.fakes.dify_behaviours import Answer, Cut, FailedRun, Replay, ReplayHTTP, StreamError
+from tests.fakes.dify_behaviours import (
+    Answer,
+    Cut,
+    FailedRun,
+    Replay,
+    ReplayHTTP,
+    StreamError,
+    Turnstile,
+)
 from tests.fakes.dify_wire import (
     PING_FRAME,
     SSE_CONTENT_TYPE,
@@ -158,6 +166,7 @@ class Generation:
         *,
         delays: tuple[float, ...] = (),
         first_delay: float = 0.0,
+        turnstile: Turnstile | None = None,
     ) -> bool:
         """Stream the chunks, ``delay`` (or ``delays[i]``) after each and so also before what
         follows them; ``first_delay`` before the first.
@@ -167,6 +176,8 @@ class Generation:
         if first_delay > 0 and not await self.s.pause(first_delay):
             return await self._interrupted()
         for index, chunk in enumerate(chunks):
+            if turnstile is not None and not await turnstile.until(index, self.s.control.wake):
+                return await self._interrupted()
             if self.s.control.reason:
                 return await self._interrupted()
             if self.on_chunk is not None:
@@ -296,7 +307,8 @@ async def run_answer(gen: Generation, answer: Answer, *, delay: float) -> None:
     await gen.begin(answer.agent_thoughts if gen.turn.mode in ("agent-chat", "agent") else None)
     await gen.reasoning(answer.reasoning)
     gen.tts = list(answer.tts)
-    if await gen.deltas(answer.chunks, delay, delays=answer.delays, first_delay=answer.first_delay):
+    paced = {"delays": answer.delays, "first_delay": answer.first_delay}
+    if await gen.deltas(answer.chunks, delay, turnstile=answer.turnstile, **paced):
         await gen.finish(answer)
 
 

@@ -18,6 +18,7 @@ class ManualClock:
         self.now = 0.0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
+        self._slept: asyncio.Event | None = None
 
     def __call__(self) -> float:
         return self.now
@@ -28,7 +29,15 @@ class ManualClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), future))
+        if self._slept is not None:
+            self._slept.set()
         await future
+
+    async def sleeper(self) -> None:
+        """Until someone sleeps on this clock: a loop driven by it has finished its step."""
+        while not self.sleeping:
+            self._slept = asyncio.Event()
+            await self._slept.wait()
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, wake every sleeper that is due, and let them run."""
@@ -47,13 +56,20 @@ class ManualClock:
 
 @dataclass
 class RecordingReply:
-    """Records every call; an optional gate holds ``update`` in flight until released."""
+    """Records every call; an optional gate holds ``update`` in flight until released.
+
+    ``fail_updates`` makes that many ``update`` calls raise, ``fail_status``/``fail_start`` every
+    ``status``/``start`` call;
+    ``cancelled`` counts updates cancelled in flight."""
 
     capabilities: ReplyCapabilities = field(default_factory=ReplyCapabilities)
     calls: list[tuple[str, str]] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     gate: asyncio.Event | None = None
     fail_updates: int = 0
+    fail_status: bool = False
+    fail_start: bool = False
+    cancelled: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -61,6 +77,8 @@ class RecordingReply:
 
     async def start(self) -> None:
         self.calls.append(("start", ""))
+        if self.fail_start:
+            raise RuntimeError("typing indicator refused")
 
     async def update(self, text: str) -> None:
         self.in_flight += 1
@@ -73,11 +91,16 @@ class RecordingReply:
             if self.fail_updates:
                 self.fail_updates -= 1
                 raise RuntimeError("platform said no")
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         finally:
             self.in_flight -= 1
 
     async def status(self, text: str) -> None:
         self.calls.append(("status", text))
+        if self.fail_status:
+            raise RuntimeError("status line refused")
 
     async def finish(self, text: str, answer: Answer) -> None:
         self.calls.append(("finish", text))

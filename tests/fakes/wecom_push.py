@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -123,9 +124,15 @@ class AIBotServer:
         return result
 
     async def converse(
-        self, payload: dict[str, Any], *, every: float = 0.05, limit: float = 10.0
+        self,
+        payload: dict[str, Any],
+        *,
+        every: float = 0.05,
+        limit: float = 30.0,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """The message, then refresh polls (WeCom's own cadence) until ``finish``."""
+        """The message, then refresh polls (WeCom's own cadence) until ``finish``; ``on_state``
+        sees each polled state as it comes."""
         first = await self.post(payload)
         assert first is not None and first["msgtype"] == "stream"
         states = [first["stream"]]
@@ -135,4 +142,6 @@ class AIBotServer:
                 reply = await self.post(self.refresh(states[0]["id"]))
                 assert reply is not None
                 states.append(reply["stream"])
+                if on_state is not None:
+                    on_state(states[-1])
         return states

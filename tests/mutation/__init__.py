@@ -1,0 +1,1 @@
+"""Mutation testing helpers that mutmut cannot do by itself (README: Mutation testing)."""
