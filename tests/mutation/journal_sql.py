@@ -28,8 +28,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = Path("storage/journal.py")
-COPIED = ["bot", "storage", "adapters", "tests", "pyproject.toml", "manifest.yml", "docker",
-          ".env.example", ".dockerignore"]  # fmt: skip
+COPIED = ["difybot", "bot", "storage", "adapters", "tests", "pyproject.toml", "manifest.yml",
+          "docker", ".env.example", ".dockerignore"]  # fmt: skip
+# RELEASE and RELEASE_OWNED share their values; this tail names RELEASE alone.
+_RELEASE_END = ' updated_at=bindparam("now"))\n)\nRELEASE_OWNED'
 JOURNAL_TESTS = ["tests/test_journal.py", "tests/test_leasing.py", "tests/test_reliability.py"]
 
 
@@ -135,8 +137,8 @@ MUTANTS = [
     Mutant("finish: always done", 'status=bindparam("outcome")', 'status="done"'),
     Mutant(
         "finish: time not stamped",
-        'lease_until=None, updated_at=bindparam("now"))\n)\nRELEASE',
-        "lease_until=None)\n)\nRELEASE",
+        'lease_until=None, updated_at=bindparam("now"))\n)\nRELEASE = (',
+        "lease_until=None)\n)\nRELEASE = (",
     ),
     # RELEASE
     Mutant(
@@ -146,19 +148,25 @@ MUTANTS = [
     ),
     Mutant(
         "release: finished rows",
-        't.c.owner == bindparam("me"), t.c.status.in_(OPEN))\n    .values(status="pending"',
-        't.c.owner == bindparam("me"))\n    .values(status="pending"',
+        'bindparam("me"), t.c.status.in_(OPEN))\n'
+        '    .values(status="pending", owner=None, lease_until=None,' + _RELEASE_END,
+        'bindparam("me"))\n    .values(status="pending", owner=None, lease_until=None,'
+        + _RELEASE_END,
     ),
     Mutant(
-        "release: still running", '.values(status="pending", owner=None,', ".values(owner=None,"
+        "release: still running",
+        '.values(status="pending", owner=None, lease_until=None,' + _RELEASE_END,
+        ".values(owner=None, lease_until=None," + _RELEASE_END,
     ),
     Mutant(
         "release: owner kept",
-        'status="pending", owner=None, lease_until',
-        'status="pending", lease_until',
+        'status="pending", owner=None, lease_until=None,' + _RELEASE_END,
+        'status="pending", lease_until=None,' + _RELEASE_END,
     ),
     Mutant(
-        "release: lease kept", "owner=None, lease_until=None, updated_at", "owner=None, updated_at"
+        "release: lease kept",
+        "owner=None, lease_until=None," + _RELEASE_END,
+        "owner=None," + _RELEASE_END,
     ),
     # SAVE_STATE, KNOWN
     Mutant(
