@@ -6,6 +6,7 @@ from typing import Any
 
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
+from adapters.telegram import TELEGRAM
 from adapters.wechat import OFFICIAL_ACCOUNT
 from adapters.wecom_app import WECOM_APP
 from adapters.wecom_bot import WECOM_BOT
@@ -15,6 +16,7 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     OFFICIAL_ACCOUNT,
     WECOM_APP,
     WECOM_BOT,
+    TELEGRAM,
 )
 
 # The terminal chat (``difybot chat``) is a platform too, but no setting turns it on.
