@@ -203,11 +203,15 @@ def _without_mention(
             entity.get("type") == "mention"
             and text[start:end].lower() == f"@{bot.username}".lower()
         ):
-            return True, (text[:start] + text[end:]).strip()
+            return True, _cut(text, start, end)
         user = _dict(entity.get("user"))
         if entity.get("type") == "text_mention" and user.get("id") == bot.id:
-            return True, (text[:start] + text[end:]).strip()
+            return True, _cut(text, start, end)
     return False, text
+
+
+def _cut(text: str, start: int, end: int) -> str:
+    return f"{text[:start].rstrip()} {text[end:].lstrip()}".strip()
 
 
 def _replies_to(message: dict[str, Any], bot: BotIdentity) -> bool:
