@@ -6,6 +6,9 @@ In: ``getFile`` turns a ``file_id`` into a ``file_path`` (valid at least an hour
 a local Bot API server has no such limit). The token is in that URL, so downloads go only through
 ``TelegramApi`` to ``TELEGRAM_API_BASE``, never through a URL a payload named.
 
+Voice notes are Ogg/Opus, which Dify's ``/audio-to-text`` refuses: they are handed on as WebM
+with the same Opus audio (``voice``).
+
 Out: a Dify image goes up with sendPhoto (10 MB, photo-shaped), anything else, or a photo
 Telegram refuses, with sendDocument (50 MB); a file that cannot go keeps its link in a message.
 """
@@ -20,6 +23,7 @@ from logging import ERROR
 from typing import Any
 
 from adapters.telegram.api import InputFile, TelegramApi, TelegramError
+from adapters.telegram.voice import NotOggOpus, ogg_opus_to_webm
 from bot.errors import FileTooLarge, FileUnavailable
 from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
 from bot.files.downloads import Download, capped
@@ -63,11 +67,30 @@ class TelegramFiles:
                     raise FileUnavailable(f"download: HTTP {response.status}", name=name)
                 size = (file or {}).get("file_size")
                 chunks = capped(response.content.iter_chunked(_CHUNK), limit, name=name)
+                if attachment.voice and attachment.mime_type == "audio/ogg":
+                    yield await _as_webm(name, chunks)
+                    return
                 yield Download(
                     name, attachment.mime_type, size if isinstance(size, int) else None, chunks
                 )
         except TelegramError as exc:
             raise FileUnavailable(exc.message, name=name) from None
+
+
+async def _as_webm(name: str, chunks: AsyncIterator[bytes]) -> Download:
+    """A voice note in the container Dify's speech-to-text takes (``voice`` module); the
+    original when it is not Ogg/Opus after all."""
+    data = b"".join([chunk async for chunk in chunks])
+    try:
+        data, name, mime = ogg_opus_to_webm(data), "voice.webm", "audio/webm"
+    except NotOggOpus as exc:
+        log.info("voice note left as it came: %s", exc)
+        mime = "audio/ogg"
+    return Download(name, mime, len(data), _once(data))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 Send = Callable[[str, dict[str, Any], dict[str, InputFile] | None], Awaitable[Any]]
