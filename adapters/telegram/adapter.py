@@ -83,11 +83,7 @@ class TelegramAdapter:
         self.kit.memory.bot_id = self.bot.id
         await self._register_commands()
         if self._settings.telegram_webhook_url is not None:
-            await self.api.call("setWebhook", {
-                "url": str(self._settings.telegram_webhook_url),
-                "secret_token": self._secret.decode(),
-                "allowed_updates": ALLOWED_UPDATES,
-            })  # fmt: skip
+            await self._set_webhook(str(self._settings.telegram_webhook_url))
             log.info("Telegram: @%s takes updates by webhook", self.bot.username)
             return
         # A webhook left set makes getUpdates fail with 409: polling replaces it.
@@ -98,6 +94,17 @@ class TelegramAdapter:
     async def stop(self) -> None:
         await cancelled(self._poller, *self.kit.typing)
         await self.api.aclose()
+
+    async def _set_webhook(self, url: str) -> None:
+        """setWebhook allows about one call a second (replicas starting together share it):
+        a 429 is waited out."""
+        params = {"url": url, "secret_token": self._secret.decode(),
+                  "allowed_updates": ALLOWED_UPDATES}  # fmt: skip
+
+        async def call() -> Any:
+            return await self.api.call("setWebhook", params)
+
+        await self.kit.pacer.send(0, call, lane="setWebhook")
 
     async def _identity(self) -> BotIdentity:
         try:
