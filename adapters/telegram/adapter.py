@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +24,11 @@ from aiohttp import web
 from adapters.spec import Services
 from adapters.telegram.api import TelegramApi, TelegramError
 from adapters.telegram.files import TelegramFiles
-from adapters.telegram.formatting import escape
+from adapters.telegram.formatting import escape, to_html
 from adapters.telegram.inbound import PLATFORM, BotIdentity, Update, to_incoming, to_update
-from adapters.telegram.keyboard import AnswerMemory, answer_keyboard, to_action
+from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard, to_action
 from adapters.telegram.pacer import TelegramPacer
-from adapters.telegram.reply import Place, ReplyKit, TelegramReply
+from adapters.telegram.reply import Place, ReplyKit, TelegramReply, send_message
 from adapters.telegram.settings import TelegramSettings, parse_group_scopes
 from adapters.webhooks import guard_of
 from bot.contract import Allowlist, Delivery, Inbox, Platform
@@ -39,7 +40,9 @@ from bot.errors import (
     StartupError,
     StoreError,
 )
-from bot.ops.effort import cancelled
+from bot.models import AppFacts
+from bot.ops.effort import best_effort, cancelled
+from bot.stores import SeenCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,12 @@ class TelegramAdapter:
         kit: ReplyKit,
         settings: TelegramSettings,
         *,
+        seen: SeenCallbacks,
         scope_override: str = "",
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.inbox, self.api, self.kit = inbox, api, kit
+        self._seen = seen
         self._settings = settings
         self._scopes = parse_group_scopes(settings.telegram_group_scopes)
         self._scope_override = {"channel": "chat"}.get(scope_override, scope_override)
@@ -158,6 +163,8 @@ class TelegramAdapter:
                                 raw.get("update_id"), exc)  # fmt: skip
                     await self._sleep(1.0)
                     break
+                except Exception:  # this update's boundary: the next ones still come
+                    log.exception("Telegram update %s failed", raw.get("update_id"))
                 offset = max(offset, int(raw.get("update_id") or 0) + 1)
 
     def _poll_pause(self, exc: TelegramError, failures: int) -> float:
@@ -185,6 +192,8 @@ class TelegramAdapter:
             raise CallbackRejected(str(exc), status=400) from None
         except (ShuttingDown, StoreError):  # Telegram sends it again, maybe to another replica
             return web.Response(status=503, headers={"Retry-After": "1"})
+        except Exception:  # this update's boundary: recorded or not, resending will not help
+            log.exception("Telegram update %s failed", raw.get("update_id"))
         return web.Response(text="")
 
     # ---- one update -----------------------------------------------------------------------------
@@ -218,9 +227,9 @@ class TelegramAdapter:
         reply_to = update.message_id if update.in_group else None
         return Place(update.chat_id, update.in_group, update.thread_id, reply_to, root)
 
-    async def _ask(self, update: Update) -> None:
+    async def _ask(self, update: Update, *, root: int | None = None) -> None:
         assert self.bot is not None
-        root = await self._root(update)
+        root = root if root is not None else await self._root(update)
         message = to_incoming(update, self.bot, scope=self._scope(update.chat_id), root=root)
         await self.inbox.accept(message, where=self._place(update, root).to_record())
 
@@ -236,43 +245,28 @@ class TelegramAdapter:
         place = self._place(update, root)
         if update.command == "new":
             await self.inbox.reset(message.key)
-            await self._say(place, self.inbox.text("reset", update.locale))
+            await self._say(place, to_html(self.inbox.text("reset", update.locale)))
         elif update.command == "start":
             await self._welcome(place, update)
         else:
-            await self._say(place, self.inbox.text("telegram_help", update.locale))
+            await self._say(place, to_html(self.inbox.text("telegram_help", update.locale)))
 
     async def _welcome(self, place: Place, update: Update) -> None:
-        facts = await self.inbox.facts(PLATFORM, channel=str(update.chat_id))
+        """/start: the app's opening statement and its starter questions as buttons."""
+        facts = AppFacts()
+        with best_effort("read the app's opening statement", log):
+            facts = await self.inbox.facts(PLATFORM, channel=str(update.chat_id))
         text = facts.opening_statement or self.inbox.text("telegram_welcome", update.locale)
         questions = list(facts.starter_questions[:5])
         markup = answer_keyboard(labels=None, questions=questions)
-        sent = await self._say(place, text, markup=markup, escape_text=True)
+        sent = await self._say(place, to_html(text), markup=markup)
         if questions and sent:
             await self.kit.memory.remember_questions(place.chat, sent, questions)
 
-    async def _say(
-        self,
-        place: Place,
-        text: str,
-        *,
-        markup: dict[str, Any] | None = None,
-        escape_text: bool = False,
-    ) -> int:
+    async def _say(self, place: Place, html: str, *, markup: Keyboard | None = None) -> int:
         """One message of the bot's own; its id (0 when Telegram refused it)."""
-        shown = escape(text) if escape_text else text
-        params: dict[str, Any] = {"chat_id": place.chat, "text": shown, "parse_mode": "HTML",
-                                  "reply_markup": markup,
-                                  "message_thread_id": place.thread}  # fmt: skip
-        if place.reply_to is not None:
-            params["reply_parameters"] = {"message_id": place.reply_to,
-                                          "allow_sending_without_reply": True}  # fmt: skip
-
-        async def call() -> Any:
-            return await self.api.call("sendMessage", params)
-
         try:
-            sent = await self.kit.pacer.send(place.chat, call, group=place.group)
+            sent = await send_message(self.kit, place, html, markup=markup)
         except TelegramError as exc:
             log.warning("message refused in chat %s: %s", place.chat, exc.message)
             return 0
@@ -281,54 +275,41 @@ class TelegramAdapter:
     # ---- buttons --------------------------------------------------------------------------------
 
     async def _press(self, update: Update) -> None:
-        """Every press is answered (answerCallbackQuery), once: a resent update is dropped."""
-        assert self.bot is not None
+        """Every press is answered (answerCallbackQuery) once: a query seen before, on any
+        replica, is dropped. A suggested question is asked for whoever pressed it, where it
+        was offered (in a group: in the chain of the answer that offered it)."""
+        if not await self._seen.first_time(PLATFORM, update.callback_id):
+            return
         action = to_action(update.callback_data)
-        memory = self.kit.memory
+        if action.kind in ("like", "dislike"):
+            await self._answer_press(update, await self._feedback(update, action.kind))
+            return
         question = None
         if action.kind == "ask":
-            question = await memory.question(update.chat_id, update.message_id, action.slot)
-        if question:
-            asked = Update("ask", update.update_id, chat_id=update.chat_id,
-                           chat_type=update.chat_type, user_id=update.user_id,
-                           message_id=update.message_id, thread_id=update.thread_id,
-                           text=question, locale=update.locale)  # fmt: skip
-            accepted_new = await self._accept_press(asked, answer=True)
-            if accepted_new:
-                await self._answer_press(update, "")
-                await self._say(self._place(asked, None), f"❓ {question}", escape_text=True)
-            return
-        recorded = Update("ask", update.update_id, chat_id=update.chat_id,
-                          chat_type=update.chat_type, user_id=update.user_id,
-                          text=update.callback_data, locale=update.locale)  # fmt: skip
-        if not await self._accept_press(recorded, answer=False):
-            return
-        if action.kind in ("like", "dislike"):
-            await self._feedback(update, action.kind)
-        else:
+            question = await self.kit.memory.question(
+                update.chat_id, update.message_id, action.slot
+            )
+        if not question:
             await self._answer_press(update, self.inbox.text("telegram_gone", update.locale))
+            return
+        await self._answer_press(update, "")
+        asked = replace(update, kind="ask", text=question, reply_to=update.message_id)
+        root = await self._root(asked)
+        await self._say(self._place(asked, root), escape(f"❓ {question}"))
+        await self._ask(asked, root=root)
 
-    async def _accept_press(self, update: Update, *, answer: bool) -> bool:
-        assert self.bot is not None
-        root = await self._root(update) if answer else None
-        message = to_incoming(update, self.bot, scope=self._scope(update.chat_id), root=root)
-        where = self._place(update, root).to_record() if answer else {}
-        accepted = await self.inbox.accept(message, where=where, answer=answer)
-        return accepted.new
-
-    async def _feedback(self, update: Update, rating: str) -> None:
+    async def _feedback(self, update: Update, rating: str) -> str:
+        """Dify message feedback for the answer whose button was pressed; what to tell."""
         known = await self.kit.memory.answer(update.chat_id, update.message_id)
         if known is None:
-            await self._answer_press(update, self.inbox.text("telegram_gone", update.locale))
-            return
+            return self.inbox.text("telegram_gone", update.locale)
         message_id, user, app = known
         try:
             await self.inbox.feedback(app, message_id, user=user, rating=rating)
         except DifyError as exc:
             log.warning("Dify refused feedback: %s", exc)
-            await self._answer_press(update, self.inbox.text("error", update.locale))
-            return
-        await self._answer_press(update, self.inbox.text("telegram_thanks", update.locale))
+            return self.inbox.text("error", update.locale)
+        return self.inbox.text("telegram_thanks", update.locale)
 
     async def _answer_press(self, update: Update, text: str) -> None:
         params = {"callback_query_id": update.callback_id, "text": text[:200] or None}
@@ -368,7 +349,7 @@ def build_telegram(settings: TelegramSettings, services: Services) -> Platform:
         feedback=settings.telegram_feedback_buttons,
     )
     adapter = TelegramAdapter(
-        services.inbox, api, kit, settings,
+        services.inbox, api, kit, settings, seen=services.callbacks,
         scope_override=services.conversation_scope, sleep=services.sleep,
     )  # fmt: skip
     if settings.telegram_webhook_url is not None:

@@ -216,8 +216,10 @@ class TelegramReply:
                   "parse_mode": "HTML", "message_thread_id": self._place.thread}  # fmt: skip
         try:
             await self._send("sendMessageDraft", params, lane="draft")
-        except BadFormatting:
-            raise
+        except BadFormatting as exc:  # never expected: our HTML is checked; go plain
+            log.error("Telegram refused the draft's HTML (%s); plain text from now on", exc)
+            self._plain = True
+            return True
         except TelegramError as exc:
             if exc.status == 429 or (exc.status or 0) >= 500:
                 return True  # this frame is lost; the next one (or the final message) follows
@@ -251,10 +253,9 @@ class TelegramReply:
             raise
 
     async def _remember(self, message_id: int) -> None:
-        self._saved = [shown.message_id for shown in self._shown]
         if self._save is not None:
             with best_effort("save the reply's state (a taker would post anew)", log):
-                await self._save({"messages": self._saved})
+                await self._save({"messages": [shown.message_id for shown in self._shown]})
         place = self._place
         if place.group and place.root is not None and message_id:
             with best_effort("remember the reply chain", log):
@@ -315,6 +316,23 @@ class TelegramReply:
     async def _stop_typing(self) -> None:
         task, self._typing = self._typing, None
         await cancelled(task)
+
+
+async def send_message(
+    kit: ReplyKit, place: Place, html: str, *, markup: Keyboard | None = None
+) -> Any:
+    """One message of the bot's own (a command's answer), paced like the answers."""
+    params: dict[str, Any] = {"chat_id": place.chat, "text": html, "parse_mode": "HTML",
+                              "reply_markup": markup,
+                              "message_thread_id": place.thread}  # fmt: skip
+    if place.reply_to is not None:
+        params["reply_parameters"] = {"message_id": place.reply_to,
+                                      "allow_sending_without_reply": True}  # fmt: skip
+
+    async def call() -> Any:
+        return await kit.api.call("sendMessage", params)
+
+    return await kit.pacer.send(place.chat, call, group=place.group)
 
 
 def _unformatted(html: str) -> str:
