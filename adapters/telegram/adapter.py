@@ -169,7 +169,7 @@ class TelegramAdapter:
 
     def _poll_pause(self, exc: TelegramError, failures: int) -> float:
         if exc.status == 409:  # another process polls (or a webhook was set): it gets them
-            log.warning("getUpdates: %s", exc.message)
+            log.warning("%s", exc.message)
             return 5.0
         log.warning("getUpdates failed (%s); retrying", exc.message)
         return exc.retry_after or min(30.0, 0.5 * 2**failures)
