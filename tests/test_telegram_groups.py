@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
+from tests.fakes.dify_routes import SUGGESTIONS
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.wechat_app import difybot
 from tests.test_telegram_e2e import SECRET, answered, settings, telegram_bot
@@ -111,3 +112,25 @@ async def test_one_update_on_two_replicas_is_answered_once(dify: FakeDify, tmp_p
     assert (first.status, again.status) == (200, 200)
     assert len(dify.requests_to("/chat-messages")) == 1
     assert len(tg.state.sent_by_bot(chat.id)) == 1
+
+
+async def test_suggested_questions_join_the_answers_keyboard(
+    dify: FakeDify, tmp_path: Path
+) -> None:
+    dify.parameters["suggested_questions_after_answer"] = {"enabled": True}
+    async with FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "tell me")
+        await answered(tg, running, chat.id)
+        (answer,) = tg.state.sent_by_bot(chat.id)
+        labels = [b["text"] for b in answer.buttons()]
+        tg.inbound.press(answer, "ask:1")
+        await tg.until(lambda: len(tg.state.sent_by_bot(chat.id)) == 3, 10)
+        await running.core.inbox.idle()
+    assert labels == [*SUGGESTIONS, "👍", "👎"]
+    edits = tg.calls_to("editMessageReplyMarkup")
+    assert len(edits) == 2 and all(edit.ok for edit in edits)  # one per answer
+    assert [r.json["query"] for r in dify.requests_to("/chat-messages")] == [
+        "tell me",
+        SUGGESTIONS[1],
+    ]
