@@ -87,6 +87,7 @@ async def test_a_taken_over_reply_edits_what_was_posted(tmp_path: Path) -> None:
             resume=[posted["message_id"]],
         )  # fmt: skip
         await reply.start()
+        await reply.update("half an answer, fin")
         await reply.finish("half an answer, finished by another replica", Answer())
         await api.aclose()
     (message,) = tg.state.sent_by_bot(chat.id)

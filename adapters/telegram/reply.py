@@ -100,8 +100,10 @@ class TelegramReply:
         self.capabilities = ReplyCapabilities(can_edit=True, max_length=4096, min_interval=interval)
         self._kit, self._place, self._locale, self._save = kit, place, locale, save
         self._shown = [_Shown("", m) for m in resume or ()]
-        # Drafts are private-chat only; one draft per answer, named by its journal entry.
-        self._draft_id = (entry_id % 2_000_000_000) + 1 if kit.drafts and not place.group else 0
+        # Drafts are private-chat only; one draft per answer, named by its journal entry. An
+        # answer taken over keeps editing the message already posted (a draft would be a second).
+        drafts = kit.drafts and not place.group and not self._shown
+        self._draft_id = (entry_id % 2_000_000_000) + 1 if drafts else 0
         self._draft_html = ""
         self._plain = False  # Telegram refused our HTML once: plain text from then on
         self._typing: asyncio.Task[None] | None = None
