@@ -123,3 +123,18 @@ def test_webhook_mode_needs_a_secret() -> None:
         load_settings(dify_api_key="app-test-key", telegram_bot_token="1:x",
                       telegram_webhook_url="https://bot.example.com/telegram",
                       telegram_webhook_secret="has spaces")  # fmt: skip
+
+
+async def test_a_refused_token_or_webhook_url_stops_startup_naming_the_setting(
+    dify: FakeDify, tmp_path: Path
+) -> None:
+    async with FakeTelegram(https_webhooks_only=True) as tg:
+        token = tg.token
+        tg.revoke_token()
+        with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+            async with difybot(dify, tmp_path / "a", **settings(tg, telegram_bot_token=token)):
+                pass
+        plain = {**HOOK, "telegram_webhook_url": "http://bot.example.com:8080/telegram"}
+        with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_URL: setWebhook: Bad Request"):
+            async with difybot(dify, tmp_path / "b", **settings(tg, **plain)):
+                pass

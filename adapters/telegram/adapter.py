@@ -84,25 +84,49 @@ class TelegramAdapter:
         app.router.add_post(path, route)
 
     async def start(self) -> None:
-        self.bot = await self._identity()
+        try:
+            await self._open()
+        except BaseException:
+            await self.api.aclose()  # a start that failed leaves no connection open
+            raise
+
+    async def _open(self) -> None:
+        me = await self._at_start("getMe", self.api.call("getMe"))
+        self.bot = BotIdentity(int(me["id"]), str(me.get("username") or ""))
         self.kit.memory.bot_id = self.bot.id
         await self._register_commands()
         if self._settings.telegram_webhook_url is not None:
-            await self._set_webhook(str(self._settings.telegram_webhook_url))
+            await self._at_start("setWebhook", self._set_webhook())
             log.info("Telegram: @%s takes updates by webhook", self.bot.username)
             return
         # A webhook left set makes getUpdates fail with 409: polling replaces it.
-        await self.api.call("deleteWebhook", {"drop_pending_updates": False})
+        deleting = self.api.call("deleteWebhook", {"drop_pending_updates": False})
+        await self._at_start("deleteWebhook", deleting)
         self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
         log.info("Telegram: @%s takes updates by long polling", self.bot.username)
+
+    async def _at_start(self, method: str, call: Awaitable[Any]) -> Any:
+        """A call startup needs, its refusal as the one-line error that names the fix."""
+        try:
+            return await call
+        except TelegramError as exc:
+            if exc.status == 401:
+                raise ConfigError(
+                    "TELEGRAM_BOT_TOKEN: Telegram refused the token (401); copy it again from "
+                    "@BotFather (/token)"
+                ) from None
+            if method == "setWebhook" and exc.status == 400:
+                raise ConfigError(f"TELEGRAM_WEBHOOK_URL: {exc.message}") from None
+            raise StartupError(f"Telegram: {exc.message}") from None
 
     async def stop(self) -> None:
         await cancelled(self._poller, *self.kit.typing)
         await self.api.aclose()
 
-    async def _set_webhook(self, url: str) -> None:
+    async def _set_webhook(self) -> None:
         """setWebhook allows about one call a second (replicas starting together share it):
         a 429 is waited out."""
+        url = str(self._settings.telegram_webhook_url)
         params = {"url": url, "secret_token": self._secret.decode(),
                   "allowed_updates": ALLOWED_UPDATES}  # fmt: skip
 
@@ -110,18 +134,6 @@ class TelegramAdapter:
             return await self.api.call("setWebhook", params)
 
         await self.kit.pacer.send(0, call, lane="setWebhook")
-
-    async def _identity(self) -> BotIdentity:
-        try:
-            me = await self.api.call("getMe")
-        except TelegramError as exc:
-            if exc.status == 401:
-                raise ConfigError(
-                    "TELEGRAM_BOT_TOKEN: Telegram refused the token (401); copy it again from "
-                    "@BotFather"
-                ) from None
-            raise StartupError(f"Telegram: {exc.message}") from None
-        return BotIdentity(int(me["id"]), str(me.get("username") or ""))
 
     async def _register_commands(self) -> None:
         """``setMyCommands`` in every language the bot speaks (the default list in English)."""

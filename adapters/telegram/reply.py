@@ -160,8 +160,20 @@ class TelegramReply:
         await self._stop_typing()
         try:
             await self._show(parts, keyboard=keyboard, final=True)
+            await self._drop_extra(len(parts))
         except TelegramError as exc:  # blocked by the user, removed from the group...
             log.error("final answer refused in chat %s: %s", self._place.chat, exc.message)
+
+    async def _drop_extra(self, keep: int) -> None:
+        """An answer that shrank (Dify replaced it) leaves no stale part behind."""
+        extra, self._shown = self._shown[keep:], self._shown[:keep]
+        for shown in extra:
+            with best_effort("delete a part the final answer no longer has", log):
+                params = {"chat_id": self._place.chat, "message_id": shown.message_id}
+                await self._kit.api.call("deleteMessage", params)
+        if extra and self._save is not None:
+            with best_effort("save the reply's state", log):
+                await self._save({"messages": [shown.message_id for shown in self._shown]})
 
     async def _show(
         self, parts: list[str], *, keyboard: Keyboard | None, final: bool = False
