@@ -78,6 +78,7 @@ async def test_without_drafts_the_answer_is_one_message_edited_within_flood_limi
     assert len(answer.history) >= 2  # shown growing, then final
     assert tg.calls_to("sendMessageDraft") == []
     assert tg.rate_limited == []
+    assert all(c.ok for c in tg.calls_to("editMessageText"))  # none "message is not modified"
     edits = [c.at for c in tg.calls_to("editMessageText")]
     assert all(b - a >= 0.9 for a, b in itertools.pairwise(edits))
 
@@ -199,3 +200,23 @@ async def test_every_markdown_construct_renders_to_html_telegram_accepts(
     assert sent and all(call.ok for call in sent), [c.description for c in sent if not c.ok]
     for call in sent:
         parse_html(call.args["text"])  # raises on anything Telegram would refuse
+
+
+async def test_a_long_answer_continues_in_more_messages(dify: FakeDify, tmp_path: Path) -> None:
+    paragraph = "Dify " * 180  # 900 characters
+    code = "```python\n" + "print('x')\n" * 300 + "```"  # 3,300 characters: one piece
+    text = "\n\n".join([paragraph] * 6 + [code, "The end."])
+    dify.enqueue(
+        "/chat-messages",
+        Answer(chunks=[text[i : i + 500] for i in range(0, len(text), 500)], delay=0.05),
+    )
+    async with FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "write a lot")
+        await answered(tg, running, chat.id)
+        shown = tg.state.sent_by_bot(chat.id)
+    assert len(shown) >= 3 and all(len(m.text or "") <= 4096 for m in shown)
+    assert [bool(m.reply_markup) for m in shown] == [False] * (len(shown) - 1) + [True]
+    (block,) = [m for m in shown if "print('x')" in (m.text or "")]
+    assert [e["type"] for e in block.entities] == ["pre"]  # the code block was never cut
+    assert tg.rate_limited == []

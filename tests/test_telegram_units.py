@@ -227,3 +227,10 @@ async def test_the_pacer_keeps_a_group_under_20_a_minute() -> None:
     for _ in range(21):
         await pacer.send(-100, call, group=True)
     assert sent[19] == 19.0 and sent[20] == 60.0
+
+
+def test_a_code_block_that_fits_a_message_is_never_cut() -> None:
+    code = "```sh\n" + "echo step\n" * 300 + "```"  # 3,000 characters
+    parts = to_parts("\n\n".join(["intro " * 500, code, "outro"]))
+    assert len(parts) == 2
+    assert parts[1].startswith('<pre><code class="language-sh">') and parts[1].count("<pre>") == 1

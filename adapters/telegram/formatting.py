@@ -5,12 +5,14 @@ Telegram's HTML knows b, i, s, u, code, pre (``<pre><code class="language-x">``)
 blockquote, and nothing else: any other tag is "can't parse entities: Unsupported start tag".
 So every text is escaped (``&``, ``<``, ``>``; ``"`` too inside href), raw HTML in the Markdown
 is shown as text, headings become bold lines, lists get bullets, tables an aligned ``<pre>``,
-images a link. The 4096-character limit counts the text after the tags are parsed, so the
-Markdown is split first (at paragraph boundaries, never inside a code block:
-``bot.text.split_text``) and each part rendered alone.
+images a link. The 4096-character limit counts the text after the tags are parsed: whole
+top-level blocks are packed into each message, and only a block longer than a message is split
+(at paragraphs, then lines: ``bot.text.split_text``, which closes and reopens a code fence).
 """
 
 from __future__ import annotations
+
+import re
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
@@ -23,6 +25,7 @@ _TAGS = {"strong": "b", "em": "i", "s": "s"}
 _BULLETS = ("•", "◦", "▪")
 _INDENT = "  "
 _LINK_SCHEMES = ("http://", "https://", "tg://")
+_TAG = re.compile(r"<[^>]+>")
 
 
 def to_html(markdown: str) -> str:
@@ -32,10 +35,58 @@ def to_html(markdown: str) -> str:
 
 
 def to_parts(markdown: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """The answer as HTML messages, each within ``limit`` characters once parsed."""
-    parts = split_text(markdown, limit) if markdown.strip() else []
-    rendered = [to_html(part) for part in parts]
-    return [part for part in rendered if part.strip()]
+    """The answer as HTML messages, each within ``limit`` characters once parsed. Whole blocks
+    (paragraphs, lists, code blocks, tables) are packed into each message, so a code block is
+    never cut unless it alone is longer than a message. Top-level blocks render independently
+    (the renderer joins them with a blank line), so each is rendered once."""
+    parts: list[str] = []
+    current: list[str] = []
+    length = 0
+    for html in _pieces(markdown, limit):
+        size = visible_length(html)
+        if current and length + 2 + size > limit:
+            parts.append("\n\n".join(current))
+            current, length = [], 0
+        length += size + (2 if current else 0)
+        current.append(html)
+    if current:
+        parts.append("\n\n".join(current))
+    return parts
+
+
+def visible_length(html: str) -> int:
+    """How long Telegram finds a message: its text once the tags are parsed."""
+    return len(to_plain(html))
+
+
+def to_plain(html: str) -> str:
+    """The text of our HTML without its tags (what Telegram shows, and the plain fallback)."""
+    text = _TAG.sub("", html)
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&amp;", "&")):
+        text = text.replace(entity, char)
+    return text
+
+
+def _pieces(markdown: str, limit: int) -> list[str]:
+    """The top-level blocks of the Markdown as HTML, each within ``limit`` once parsed (a
+    longer one split at paragraph and line boundaries by ``bot.text.split_text``)."""
+    tokens = _PARSER.parse(markdown)
+    lines = markdown.split("\n")
+    pieces: list[str] = []
+    for node in SyntaxTreeNode(tokens).children:
+        html = _block(node, depth=0)
+        if visible_length(html) <= limit or node.map is None:
+            pieces.append(html)
+            continue
+        source = "\n".join(lines[node.map[0] : node.map[1]])
+        size = limit
+        while True:
+            split = [to_html(piece) for piece in split_text(source, size)]
+            if size < 512 or all(visible_length(piece) <= limit for piece in split):
+                break
+            size = size * 3 // 4
+        pieces += split
+    return [piece for piece in pieces if piece.strip()]
 
 
 def escape(text: str) -> str:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.telegram.api import InputFile, TelegramApi, TelegramError
 from adapters.telegram.files import AnswerUploads
-from adapters.telegram.formatting import escape, to_parts
+from adapters.telegram.formatting import escape, to_parts, to_plain
 from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard
 from adapters.telegram.pacer import TelegramPacer
 from bot.contract import ReplyCapabilities
@@ -192,7 +191,7 @@ class TelegramReply:
     ) -> None:
         params: dict[str, Any] = {"chat_id": self._place.chat, "text": html}
         if plain:
-            params["text"] = _unformatted(html)
+            params["text"] = to_plain(html)
         else:
             params["parse_mode"] = "HTML"
         if markup is not None:
@@ -347,11 +346,3 @@ async def send_message(
         return await kit.api.call("sendMessage", params)
 
     return await kit.pacer.send(place.chat, call, group=place.group)
-
-
-def _unformatted(html: str) -> str:
-    """The text of our HTML without tags (the plain fallback)."""
-    text = re.sub(r"<[^>]+>", "", html)
-    return (
-        text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
-    )
