@@ -7,7 +7,8 @@ together, streamed by drafts, then the same by edits, then ``--group`` @mentions
 supergroup. Each answer streams for ``--seconds`` (10 chunks a second). The fake Bot API enforces
 Telegram's limits (tests/fakes/telegram_flood.py: 1 message or edit per second per chat with
 bursts of 3, 20 a minute per group, 30 a second overall, drafts 1 a second per chat) and answers
-429 past them. Real time.
+429 past them. Real time. "longest gap" is between two visible updates of one chat (in the
+group: of any of its answers).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def _figures(
         "first_text_p50_s": statistics.median(first),
         "longest_gap_s": max(gaps) if gaps else 0.0,
         "visible_calls_per_answer": len(visible) / len(places),
+        "typing_per_answer": len(tg.calls_to("sendChatAction")) / len(places),
         "all_done_s": ended - asked,
         "answer_s": seconds,
     }
@@ -112,12 +114,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     rows = asyncio.run(run(parser.parse_args()))
     header = ("scenario", "answers", "finals", "429s", "life max s", "first text p50 s",
-              "longest gap s", "calls/answer", "all done s")  # fmt: skip
+              "longest gap s", "calls/answer", "typing/answer", "all done s")  # fmt: skip
     print(" | ".join(header))
     for r in rows:
         print(f"{r['scenario']} | {r['answers']} | {r['finals']} | {r['http_429']} | "
               f"{r['sign_of_life_max_s']:.2f} | {r['first_text_p50_s']:.2f} | "
               f"{r['longest_gap_s']:.1f} | {r['visible_calls_per_answer']:.1f} | "
+              f"{r['typing_per_answer']:.1f} | "
               f"{r['all_done_s']:.1f}")  # fmt: skip
 
 

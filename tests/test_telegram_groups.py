@@ -134,3 +134,21 @@ async def test_suggested_questions_join_the_answers_keyboard(
         "tell me",
         SUGGESTIONS[1],
     ]
+
+
+async def test_a_group_set_to_one_conversation_shares_it(dify: FakeDify, tmp_path: Path) -> None:
+    async with FakeTelegram() as tg:
+        shared, threaded = tg.inbound.group("Shared"), tg.inbound.group("Threads")
+        per_chat = {"telegram_group_scopes": f"{shared.id}:chat"}
+        async with telegram_bot(dify, tg, tmp_path, **per_chat) as running:
+            for chat in (shared, threaded):
+                for name in ("Alice", "Bob"):
+                    before = len(tg.state.sent_by_bot(chat.id))
+                    tg.inbound.text(
+                        chat, "@dify_fake_bot hi", user=tg.inbound.user(first_name=name)
+                    )
+                    await tg.until(lambda c=chat, n=before: len(tg.state.sent_by_bot(c.id)) > n, 10)
+                    await running.core.inbox.idle()
+    shared_first, shared_second, threaded_first, threaded_second = conversations(dify)
+    assert shared_first == "" and shared_second != ""  # Bob continues the group's conversation
+    assert threaded_first == threaded_second == ""  # two mentions, two reply chains
