@@ -19,6 +19,7 @@ import itertools
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ def _figures(
         "answers": len(places),
         "finals": _done(tg, places),
         "http_429": len(tg.rate_limited),
+        "http_429_by_method": dict(Counter(method for method, _ in tg.rate_limited)),
         "sign_of_life_max_s": max(life),
         "first_text_p50_s": statistics.median(first),
         "longest_gap_s": max(gaps) if gaps else 0.0,
@@ -121,7 +123,7 @@ def main() -> None:
               f"{r['sign_of_life_max_s']:.2f} | {r['first_text_p50_s']:.2f} | "
               f"{r['longest_gap_s']:.1f} | {r['visible_calls_per_answer']:.1f} | "
               f"{r['typing_per_answer']:.1f} | "
-              f"{r['all_done_s']:.1f}")  # fmt: skip
+              f"{r['all_done_s']:.1f} {r['http_429_by_method'] or ''}")  # fmt: skip
 
 
 if __name__ == "__main__":

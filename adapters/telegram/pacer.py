@@ -4,8 +4,10 @@ can replace it behind the same ``send``).
 Telegram's flood limits (Bots FAQ, "My bot is hitting limits"): about one message per second in
 one chat, no more than 20 per minute in a group, about 30 per second overall; edits count like
 messages. sendMessageDraft has its own per-chat limit, undocumented (bots streaming a draft every
-300 ms got 429 retry_after=3), so drafts get a lane of their own at the same pace. A 429 carries
-``parameters.retry_after``: that chat (every lane) waits that long, then the call is sent again.
+300 ms got 429 retry_after=3), so drafts get a lane of their own at the same pace (and stay out
+of the overall limit, which is on messages). A 429 carries ``parameters.retry_after``: that chat
+(every lane) waits that long, then the call is sent again. Calls waiting for the overall limit
+take turns in order, so no chat starves while many stream at once.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 CHAT_INTERVAL = 1.0  # seconds between two messages/edits in one chat
 GROUP_PER_MINUTE = 20
-GLOBAL_PER_SECOND = 30
+# "About 30 a second" overall; Telegram counts arrivals, so a few under it, and windows a little
+# longer than Telegram's, leave room for the network bunching requests sent evenly.
+GLOBAL_PER_SECOND = 25
+WINDOW_MARGIN = 1.0  # seconds added to the group's minute
 RETRIES_ON_429 = 3
 _FORGET_AFTER = 120.0  # a chat silent this long loses its lanes (memory stays bounded)
 
@@ -52,7 +57,8 @@ class TelegramPacer:
         self._interval = interval
         self._group_per_minute = group_per_minute
         self._chats: dict[int, _Chat] = {}
-        self._second: deque[float] = deque()
+        self._next_overall = 0.0
+        self._overall = asyncio.Lock()  # FIFO: chats waiting for the overall limit take turns
         self.waited = 0.0  # seconds spent waiting for a turn (metrics, tests)
         self.refused = 0  # 429s Telegram answered anyway
 
@@ -91,20 +97,27 @@ class TelegramPacer:
 
     async def _turn(self, chat: _Chat, lane: str, *, group: bool) -> None:
         while (wait := self._wait(chat, lane, group=group)) > 0:
-            self.waited += wait
-            await self._sleep(wait)
+            await self._pause(wait)
+        if lane != "draft":  # drafts are not messages: Telegram's overall limit is on messages
+            async with self._overall:  # evenly spaced: a burst would arrive as one
+                if (wait := self._next_overall - self._clock()) > 0:
+                    await self._pause(wait)
+                self._next_overall = self._clock() + 1.0 / GLOBAL_PER_SECOND
         now = self._clock()
         chat.next_at[lane] = now + self._interval
         if group and lane == "message":
             chat.minute.append(now)
-        self._second.append(now)
+
+    async def _pause(self, seconds: float) -> None:
+        self.waited += seconds
+        await self._sleep(seconds)
 
     def _wait(self, chat: _Chat, lane: str, *, group: bool) -> float:
         now = self._clock()
         waits = [chat.next_at.get(lane, 0.0) - now, chat.paused_until - now]
         if group and lane == "message":
-            waits.append(_window(chat.minute, 60.0, self._group_per_minute, now))
-        waits.append(_window(self._second, 1.0, GLOBAL_PER_SECOND, now))
+            span = 60.0 + WINDOW_MARGIN
+            waits.append(_window(chat.minute, span, self._group_per_minute, now))
         return max(waits)
 
 
