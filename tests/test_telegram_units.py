@@ -234,3 +234,12 @@ def test_a_code_block_that_fits_a_message_is_never_cut() -> None:
     parts = to_parts("\n\n".join(["intro " * 500, code, "outro"]))
     assert len(parts) == 2
     assert parts[1].startswith('<pre><code class="language-sh">') and parts[1].count("<pre>") == 1
+
+
+def test_a_sticker_gets_the_help_and_a_service_message_nothing() -> None:
+    raw = payload("private_text")
+    del raw["message"]["text"]
+    pinned = {**raw, "message": {**raw["message"], "pinned_message": {"message_id": 1}}}
+    sticker = {**raw, "message": {**raw["message"], "sticker": {"file_id": "x", "emoji": "👍"}}}
+    assert to_update(sticker, BOT).command == "help"
+    assert to_update(pinned, BOT).kind == "ignore"

@@ -18,6 +18,9 @@ from bot.models import Attachment, ConversationKey, IncomingMessage, Scope
 PLATFORM = "telegram"
 COMMANDS = ("start", "new", "help", "ask")  # the bot's own; never sent to Dify (but /ask's text)
 ANONYMOUS_ADMIN = 1087968824  # GroupAnonymousBot: an admin posting as the group
+# What a person sends that the bot cannot pass on to Dify: answered with /help's text.
+_UNREAD_CONTENT = ("sticker", "video", "video_note", "animation", "location", "contact", "poll",
+                   "dice", "venue")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +120,11 @@ def _message(update_id: int, message: dict[str, Any], bot: BotIdentity) -> Updat
             return Update("ignore", update_id)
     attachments = _attachments(message)
     if not text.strip() and not attachments:
-        # "/ask" alone, or a bare mention: say how to ask
+        # "/ask" alone, a bare mention, a sticker: say what the bot can take (never for a
+        # service message, such as a pin)
+        said = command or group or any(kind in message for kind in _UNREAD_CONTENT)
         return (
-            replace(base, kind="command", command="help")
-            if command or group
-            else Update("ignore", update_id)
+            replace(base, kind="command", command="help") if said else Update("ignore", update_id)
         )
     reply_to = _reply_chain(message) if group else None
     return replace(base, text=text.strip(), attachments=attachments, reply_to=reply_to)
