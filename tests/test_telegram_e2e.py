@@ -175,7 +175,9 @@ async def test_webhook_mode_refuses_a_forged_secret_and_answers_a_duplicate_once
     assert len(dify.requests_to("/chat-messages")) == 1
     (hook,) = tg.calls_to("setWebhook")
     assert hook.args["secret_token"] == SECRET
-    assert hook.args["allowed_updates"] == ["message", "callback_query"]
+    assert hook.args["allowed_updates"] == [
+        "message", "callback_query", "stopped_message_generation",
+    ]  # fmt: skip
 
 
 def _webhook_bot(dify: FakeDify, tg: FakeTelegram, tmp_path: Path) -> Any:
@@ -220,3 +222,20 @@ async def test_a_long_answer_continues_in_more_messages(dify: FakeDify, tmp_path
     (block,) = [m for m in shown if "print('x')" in (m.text or "")]
     assert [e["type"] for e in block.entities] == ["pre"]  # the code block was never cut
     assert tg.rate_limited == []
+
+
+async def test_the_drafts_stop_button_stops_the_answer(dify: FakeDify, tmp_path: Path) -> None:
+    dify.enqueue("/chat-messages", Answer(chunks=["Once ", "upon ", "a ", "time"] * 20, delay=0.3))
+    async with FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "tell me a long story")
+        await tg.until(lambda: any(d.chat_id == chat.id for d in tg.state.drafts.values()), 10)
+        (_, _, draft_id), draft = next(iter(tg.state.drafts.items()))
+        assert draft.can_stop
+        tg.inbound.stop_generation(chat, draft_id)
+        await tg.until(lambda: bool(tg.state.sent_by_bot(chat.id)), 10)
+        await running.core.inbox.idle()
+        (answer,) = tg.state.sent_by_bot(chat.id)
+    assert [r for r in dify.requests if r.path.endswith("/stop")]
+    assert answer.body.startswith("Once") and answer.body.endswith("(Stopped.)")
+    assert len(answer.body) < len("Once upon a time") * 20  # it did not run to the end

@@ -47,7 +47,7 @@ def payload(name: str) -> dict[str, Any]:
         ("group_chatter", "ignore", "", ""),
         ("edited_message", "ignore", "", ""),
         ("my_chat_member_added", "ignore", "", ""),
-        ("stopped_message_generation", "ignore", "", ""),
+        ("stopped_message_generation", "stop", "", ""),
         ("callback_query", "press", "", ""),
     ],
 )

@@ -47,7 +47,7 @@ from bot.stores import SeenCallbacks
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "stopped_message_generation"]
 MAX_UPDATE = 1024 * 1024  # an update is a few KB; Telegram's own cap on a message is far below
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -220,6 +220,8 @@ class TelegramAdapter:
             await self._command(update)
         elif update.kind == "press":
             await self._press(update)
+        elif update.kind == "stop":
+            await self._stop(update)
 
     def _scope(self, chat: int) -> str:
         return self._scope_override or self._scopes.get(chat) or self._settings.telegram_group_scope
@@ -283,6 +285,18 @@ class TelegramAdapter:
             log.warning("message refused in chat %s: %s", place.chat, exc.message)
             return 0
         return int((sent or {}).get("message_id") or 0)
+
+    async def _stop(self, update: Update) -> None:
+        """A draft's stop button: Dify stops the answer (if it runs here), which then ends
+        with what it had and a note that it was stopped."""
+        assert self.bot is not None
+        key = to_incoming(update, self.bot, scope=self._scope(update.chat_id)).key
+        try:
+            stopped = await self.inbox.stop(key)
+        except DifyError as exc:
+            log.warning("Dify refused to stop: %s", exc)
+            return
+        log.info("Telegram stop button: %s", "stopped" if stopped else "nothing ran here")
 
     # ---- buttons --------------------------------------------------------------------------------
 

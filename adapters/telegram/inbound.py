@@ -34,7 +34,7 @@ class Update:
     """One update, as the adapter acts on it.
 
     ``kind``: ``ask`` (a question for Dify), ``command`` (start/new/help: the bot answers),
-    ``press`` (an inline button), ``ignore``. ``message`` is set for ``ask``."""
+    ``press`` (an inline button), ``stop`` (a draft's stop button), ``ignore``."""
 
     kind: str
     update_id: int
@@ -63,6 +63,14 @@ def to_update(raw: Any, bot: BotIdentity) -> Update:
     update_id = raw["update_id"]
     if isinstance(raw.get("callback_query"), dict):
         return _press(update_id, raw["callback_query"])
+    stopped = raw.get("stopped_message_generation")
+    if isinstance(stopped, dict):  # the user pressed a draft's stop button (private chats)
+        chat = _dict(stopped.get("chat"))
+        chat_id = int(chat.get("id") or 0)
+        thread = _int(stopped.get("message_thread_id"))
+        kind = str(chat.get("type") or "")
+        return Update("stop", update_id, chat_id=chat_id, chat_type=kind, user_id=chat_id,
+                      thread_id=thread)  # fmt: skip
     message = raw.get("message")
     if not isinstance(message, dict) or not isinstance(message.get("chat"), dict):
         return Update("ignore", update_id)
@@ -88,6 +96,10 @@ def _press(update_id: int, query: dict[str, Any]) -> Update:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _message(update_id: int, message: dict[str, Any], bot: BotIdentity) -> Update:

@@ -33,6 +33,7 @@ from bot.text import split_text
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.5  # a chat action shows for 5 s or until the bot's next message
+DRAFT_REFRESH = 20.0  # a draft fades after 30 s without a new frame
 Suggest = Callable[[Answer], Awaitable[list[str]]]
 Save = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -104,6 +105,7 @@ class TelegramReply:
         drafts = kit.drafts and not place.group and not self._shown
         self._draft_id = (entry_id % 2_000_000_000) + 1 if drafts else 0
         self._draft_html = ""
+        self._draft_at = 0.0
         self._plain = False  # Telegram refused our HTML once: plain text from then on
         self._typing: asyncio.Task[None] | None = None
 
@@ -218,15 +220,17 @@ class TelegramReply:
             }  # fmt: skip
         return params
 
-    async def _draft(self, parts: list[str]) -> bool:
-        """Completed parts as messages, the growing one as the draft; False: no drafts here."""
+    async def _draft(self, parts: list[str], *, again: bool = False) -> bool:
+        """Completed parts as messages, the growing one as the draft (``again``: even when
+        unchanged); False: no drafts here."""
         if len(parts) > 1:
             await self._show(parts[:-1], keyboard=None)
         html = parts[-1]
-        if html == self._draft_html:
+        if html == self._draft_html and not again:
             return True
         params = {"chat_id": self._place.chat, "draft_id": self._draft_id, "text": html,
-                  "parse_mode": "HTML", "message_thread_id": self._place.thread}  # fmt: skip
+                  "parse_mode": "HTML", "message_thread_id": self._place.thread,
+                  "can_stop": True}  # fmt: skip
         try:
             await self._send("sendMessageDraft", params, lane="draft")
         except BadFormatting as exc:  # never expected: our HTML is checked; go plain
@@ -241,6 +245,7 @@ class TelegramReply:
             self._draft_id = 0
             return False
         self._draft_html = html
+        self._draft_at = asyncio.get_running_loop().time()
         return True
 
     async def _send(
@@ -325,6 +330,15 @@ class TelegramReply:
                 if exc.status != 429:
                     return
             await asyncio.sleep(TYPING_EVERY)
+            await self._keep_draft()
+
+    async def _keep_draft(self) -> None:
+        """A draft is a 30-second preview (Bot API): through a long pause in the answer (a
+        tool, a slow node) it is shown again before it fades."""
+        shown, at = self._draft_html, self._draft_at
+        if self._draft_id and shown and asyncio.get_running_loop().time() - at > DRAFT_REFRESH:
+            with best_effort("show the draft again", log):
+                await self._draft([shown], again=True)
 
     async def _stop_typing(self) -> None:
         task, self._typing = self._typing, None
