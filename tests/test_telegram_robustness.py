@@ -138,3 +138,20 @@ async def test_a_refused_token_or_webhook_url_stops_startup_naming_the_setting(
         with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_URL: setWebhook: Bad Request"):
             async with difybot(dify, tmp_path / "b", **settings(tg, **plain)):
                 pass
+
+
+async def test_typing_repeats_and_a_paused_draft_is_shown_again() -> None:
+    async with FakeTelegram() as tg:
+        chat = tg.inbound.private_chat()
+        api = TelegramApi(tg.token, tg.base_url)
+        kit = ReplyKit(api=api, pacer=TelegramPacer(), memory=_NoMemory(), text=lambda k, _: k,
+                       typing_every=0.05, draft_refresh=0.2)  # fmt: skip
+        reply = TelegramReply(kit, Place(chat.id, group=False), entry_id=9, locale=None)
+        await reply.start()
+        await reply.update("thinking about it")  # then a long pause: a tool runs
+        frames = await tg.wait_for("sendMessageDraft", 2)
+        await tg.wait_for("sendChatAction", 3)
+        await reply.finish("thinking about it: done", Answer())
+        await api.aclose()
+    assert [f.args["text"] for f in frames[:2]] == ["thinking about it"] * 2
+    assert tg.rate_limited == []

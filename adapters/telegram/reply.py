@@ -74,6 +74,8 @@ class ReplyKit:
     files: AnswerFiles | None = None
     drafts: bool = True
     feedback: bool = True
+    typing_every: float = TYPING_EVERY
+    draft_refresh: float = DRAFT_REFRESH
     typing: set[asyncio.Task[None]] = field(default_factory=set)  # stopped at shutdown
 
 
@@ -329,14 +331,15 @@ class TelegramReply:
                 log.info("sendChatAction refused in chat %s: %s", self._place.chat, exc.message)
                 if exc.status != 429:
                     return
-            await asyncio.sleep(TYPING_EVERY)
+            await asyncio.sleep(self._kit.typing_every)
             await self._keep_draft()
 
     async def _keep_draft(self) -> None:
         """A draft is a 30-second preview (Bot API): through a long pause in the answer (a
         tool, a slow node) it is shown again before it fades."""
         shown, at = self._draft_html, self._draft_at
-        if self._draft_id and shown and asyncio.get_running_loop().time() - at > DRAFT_REFRESH:
+        age = asyncio.get_running_loop().time() - at
+        if self._draft_id and shown and age > self._kit.draft_refresh:
             with best_effort("show the draft again", log):
                 await self._draft([shown], again=True)
 
