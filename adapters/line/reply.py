@@ -102,6 +102,7 @@ class ReplyOptions:
     reply_window: float = 50.0
     push_limit: int = 10
     loading_seconds: int = 20
+    loading_every: float = 0.0  # seconds between renewals; 0: 3 s before it runs out
     feedback: bool = True
     suggestions_wait: float = 3.0
 
@@ -154,11 +155,12 @@ class LineReply:
         """Asked again shortly before it runs out (a message from the bot ends it). Stopped
         between calls, never in the middle of one."""
         seconds = self.options.loading_seconds
+        every = self.options.loading_every or max(seconds - 3.0, seconds * 0.6)
         while not self._answered.is_set():
             with best_effort("show the loading animation", log, level=logging.INFO):
                 await self.api.show_loading(self.target.chat, seconds)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(seconds - 3.0, seconds * 0.6)):
+                async with asyncio.timeout(every):
                     await self._answered.wait()
 
     async def _stop_loading(self) -> None:
