@@ -16,6 +16,7 @@ from adapters.line.inbound import (
     to_data,
     to_events,
     to_incoming,
+    without_mentions,
 )
 from adapters.line.messages import (
     Button,
@@ -179,3 +180,10 @@ def test_only_https_images_become_image_messages() -> None:
 )
 def test_markdown_becomes_plain_text_without_raw_markers(markdown: str, plain: str) -> None:
     assert to_plain_text(markdown) == plain
+
+
+def test_the_mention_is_cut_and_the_question_keeps_its_lines() -> None:
+    text = "@Dify Bot 要約して:\n1. 議題\n2. 結論"
+    mention = {"index": 0, "length": 9, "type": "user", "userId": BOT, "isSelf": True}
+    message = {"type": "text", "text": text, "mention": {"mentionees": [mention]}}
+    assert without_mentions(text, message) == "要約して:\n1. 議題\n2. 結論"

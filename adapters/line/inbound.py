@@ -179,7 +179,8 @@ def is_for_bot(message: dict[str, Any]) -> bool:
 
 
 def without_mentions(text: str, message: dict[str, Any]) -> str:
-    """The text with the bot's own mentions cut out (UTF-16 offsets), others left in place."""
+    """The text with the bot's own mentions cut out (UTF-16 offsets, each with the space after
+    it), others and the text's own line breaks left in place."""
     units = text.encode("utf-16-le")
     spans = sorted(
         (int(m.get("index", 0)), int(m.get("length", 0)))
@@ -187,8 +188,11 @@ def without_mentions(text: str, message: dict[str, Any]) -> str:
         if m.get("isSelf") is True
     )
     for index, length in reversed(spans):
-        units = units[: 2 * index] + units[2 * (index + length) :]
-    return " ".join(units.decode("utf-16-le", errors="replace").split())
+        end = 2 * (index + length)
+        if units[end : end + 2] in (" ".encode("utf-16-le"), "\u3000".encode("utf-16-le")):
+            end += 2
+        units = units[: 2 * index] + units[end:]
+    return units.decode("utf-16-le", errors="replace").strip()
 
 
 def _mentionees(message: dict[str, Any]) -> list[dict[str, Any]]:

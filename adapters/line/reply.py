@@ -259,14 +259,19 @@ class LineReply:
 
 def _images(text: str, answer: Answer) -> tuple[str, list[Message]]:
     """Images of the answer as image messages (LINE fetches them over HTTPS), their Markdown
-    taken out of the text; anything LINE could not fetch keeps its link."""
+    taken out of the text; any other file, or an image LINE could not fetch, keeps its link
+    (one the text does not show yet is added to it)."""
     found: dict[str, LinkedFile] = {}
     for mention in mentions(text):
         if mention.image and image_message(mention.href) is not None:
             entry = found.setdefault(mention.href, LinkedFile(mention.href, mention.label))
             entry.mentions.append(mention)
+    links: list[str] = []
     for out in answer.files:
-        if out.type == "image" and out.url not in found and image_message(out.url) is not None:
-            found[out.url] = LinkedFile(out.url, out.filename)
+        if out.type == "image" and image_message(out.url) is not None:
+            found.setdefault(out.url, LinkedFile(out.url, out.filename))
+        elif out.url not in text:
+            links.append(f"{out.filename or out.type}: {out.url}")
     images = [m for url in found if (m := image_message(url)) is not None]
-    return (without(text, found.values()) if found else text), images
+    shown = without(text, found.values()) if found else text
+    return "\n\n".join([shown, *links]), images
