@@ -99,7 +99,7 @@ def to_event(event: Any) -> LineEvent:
         chat=_chat(event.get("source")),
         reply_token=str(event.get("replyToken") or ""),
         redelivery=bool(isinstance(context, dict) and context.get("isRedelivery")),
-        timestamp_ms=int(event.get("timestamp") or 0),
+        timestamp_ms=_int(event.get("timestamp")),
         message=message if isinstance(message, dict) else None,
         postback=str(postback.get("data") or "") if isinstance(postback, dict) else "",
     )
@@ -183,7 +183,7 @@ def without_mentions(text: str, message: dict[str, Any]) -> str:
     it), others and the text's own line breaks left in place."""
     units = text.encode("utf-16-le")
     spans = sorted(
-        (int(m.get("index", 0)), int(m.get("length", 0)))
+        (_int(m.get("index")), _int(m.get("length")))
         for m in _mentionees(message)
         if m.get("isSelf") is True
     )
@@ -193,6 +193,11 @@ def without_mentions(text: str, message: dict[str, Any]) -> str:
             end += 2
         units = units[: 2 * index] + units[end:]
     return units.decode("utf-16-le", errors="replace").strip()
+
+
+def _int(value: Any) -> int:
+    """A count LINE sends as a JSON integer; anything else counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _mentionees(message: dict[str, Any]) -> list[dict[str, Any]]:
