@@ -333,3 +333,22 @@ async def test_check_verifies_the_channel_access_token(line: FakeLine) -> None:
     (bad,) = await check_line(wrong)
     assert ok.ok and "@012difyb" in ok.detail
     assert not bad.ok and "401" in bad.detail and "nope" not in bad.detail
+
+
+async def test_a_new_friend_gets_the_opening_statement_and_starter_questions(
+    dify: FakeDify, line: FakeLine, tmp_path: Path
+) -> None:
+    dify.parameters = {
+        **dify.parameters,
+        "opening_statement": "こんにちは！何でも聞いてください。",
+        "suggested_questions": ["東京の天気は？", "おすすめの本は？"],
+    }
+    user = line.events.user()
+    follow = line.events.follow(user=user)
+    async with difybot(dify, tmp_path / "db", **line_settings(line)) as running:
+        await deliver(running, line, follow)
+        await deliver(running, line, line.events.redelivered(follow))
+        await line.until(lambda: any(c.status for c in line.calls_to(REPLY)))
+    assert line.texts(user) == ["こんにちは！何でも聞いてください。"]
+    assert line.quick_reply(user) == ["東京の天気は？", "おすすめの本は？"]
+    assert len(line.calls_to(REPLY)) == 1 and dify.requests_to("/chat-messages") == []

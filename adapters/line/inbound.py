@@ -62,10 +62,11 @@ Action = Ask | Rate
 
 @dataclass(frozen=True, slots=True)
 class LineEvent:
-    """One webhook event as the adapter handles it; ``kind`` is ``message``, ``postback`` or
-    ``other`` (follow, join, unsend…: acknowledged, nothing answered)."""
+    """One webhook event as the adapter handles it; ``kind`` is ``message``, ``postback``,
+    ``follow`` (added as a friend, or unblocked) or ``other`` (join, unsend…: acknowledged,
+    nothing answered)."""
 
-    kind: str
+    kind: str  # message, postback, follow, other
     event_id: str
     chat: Chat
     reply_token: str = ""
@@ -94,7 +95,7 @@ def to_event(event: Any) -> LineEvent:
     postback = event.get("postback") if kind == "postback" else None
     context = event.get("deliveryContext")
     return LineEvent(
-        kind=kind if kind in ("message", "postback") else "other",
+        kind=kind if kind in ("message", "postback", "follow") else "other",
         event_id=event["webhookEventId"],
         chat=_chat(event.get("source")),
         reply_token=str(event.get("replyToken") or ""),

@@ -32,6 +32,7 @@ from adapters.line.inbound import (
     to_events,
     to_incoming,
 )
+from adapters.line.messages import Button, with_quick_reply
 from adapters.line.reply import Labels, LineReply, Progress, ReplyOptions, Target
 from adapters.tencent.background import Background
 from adapters.webhooks import guard_of
@@ -113,6 +114,29 @@ class LineAdapter:
                 await self.inbox.accept(message, where=where)
         elif event.kind == "postback":
             await self._postback(event, bot=bot, where=where)
+        elif event.kind == "follow" and event.reply_token:
+            await self._greet(event, bot=bot, where=where)
+
+    async def _greet(self, event: LineEvent, *, bot: str, where: dict[str, Any]) -> None:
+        """A new friend gets the app's opening statement, its starter questions as quick
+        replies (LINE's own greeting message should be off: README). Recorded first, so a
+        redelivered follow greets once."""
+        record = asked(event, "", bot=bot, per_user=self._per_user, locale=self._locale)
+        if (await self.inbox.accept(record, where=where, answer=False)).new:
+            self._background.spawn(self._send_greeting(bot, event.reply_token))
+
+    async def _send_greeting(self, bot: str, reply_token: str) -> None:
+        facts = None
+        with best_effort("read the app's opening statement", log):
+            facts = await self.inbox.facts(PLATFORM, workspace=bot)
+        if facts is None or not facts.opening_statement:
+            return
+        buttons = [Button(q, Ask(q)) for q in facts.starter_questions if q.strip()]
+        message = with_quick_reply({"type": "text", "text": facts.opening_statement}, buttons)
+        try:
+            await self.api.reply(reply_token, [message])
+        except LineAPIError as exc:  # a late greeting is not worth a billed push
+            log.info("greeting not sent: %s", exc.message)
 
     async def _postback(self, event: LineEvent, *, bot: str, where: dict[str, Any]) -> None:
         """A quick reply: ask its question, or rate an answer (recorded first, so a
