@@ -125,3 +125,16 @@ async def test_no_loading_animation_in_groups(api: LineAPI, line: FakeLine) -> N
     await reply.finish("hi all", Answer())
     assert line.calls_to("/v2/bot/chat/loading/start") == []
     assert line.texts(group) == ["hi all"]
+
+
+async def test_a_hung_loading_call_does_not_hold_the_answer_back(
+    api: LineAPI, line: FakeLine
+) -> None:
+    user = line.events.user()
+    line.fail_next("/v2/bot/chat/loading/start", 500, hang=True)
+    reply = reply_to(api, user, Saved())
+    await reply.start()
+    await line.wait_for("/v2/bot/chat/loading/start")
+    await reply.finish("here anyway", Answer())  # waits LOADING_GRACE for it, then goes on
+    assert line.texts(user) == ["here anyway"]
+    line.release_hangs()

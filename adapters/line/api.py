@@ -70,15 +70,22 @@ class LinePacer:
         self._sleep = sleep
         self._paused_until = 0.0
 
-    async def run(self, call: Callable[[], Awaitable[T]], *, retry_unsure: bool = False) -> T:
-        for attempt in range(self._attempts):
+    async def run(
+        self,
+        call: Callable[[], Awaitable[T]],
+        *,
+        retry_unsure: bool = False,
+        attempts: int | None = None,
+    ) -> T:
+        attempts = attempts or self._attempts
+        for attempt in range(attempts):
             if (wait := self._paused_until - self._clock()) > 0:
                 await self._sleep(wait)
             try:
                 return await call()
             except LineAPIError as exc:
                 retry = exc.rate_limited or (retry_unsure and exc.unsure)
-                if not retry or attempt == self._attempts - 1:
+                if not retry or attempt == attempts - 1:
                     raise
                 pause = exc.retry_after or self._base * 2**attempt
                 if exc.rate_limited:
@@ -131,10 +138,9 @@ class LineAPI:
         await self.pacer.run(once, retry_unsure=True)
 
     async def show_loading(self, chat_id: str, seconds: int) -> None:
+        """One attempt (after any 429 pause): a late animation is worth nothing."""
         body = {"chatId": chat_id, "loadingSeconds": seconds}
-        await self.pacer.run(
-            lambda: self._post("/v2/bot/chat/loading/start", body), retry_unsure=True
-        )
+        await self.pacer.run(lambda: self._post("/v2/bot/chat/loading/start", body), attempts=1)
 
     async def bot_info(self) -> dict[str, Any]:
         response = await self._send("GET", f"{self._api}/v2/bot/info")

@@ -41,11 +41,12 @@ from adapters.tencent.background import Background
 from bot.contract import ReplyCapabilities
 from bot.files.answers import LinkedFile, mentions, without
 from bot.models import Answer
-from bot.ops.effort import best_effort
+from bot.ops.effort import best_effort, cancelled
 
 log = logging.getLogger(__name__)
 
 State = dict[str, Any]
+LOADING_GRACE = 2.0  # seconds the answer waits for a loading call in flight
 Suggest = Callable[[Answer], Awaitable[list[str]]]
 
 
@@ -164,11 +165,14 @@ class LineReply:
                     await self._answered.wait()
 
     async def _stop_loading(self) -> None:
+        """Lets a call in flight end (cancelling it would tear its connection down), but holds
+        the answer back for it no longer than ``LOADING_GRACE``."""
         task, self._loading = self._loading, None
         self._answered.set()
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), LOADING_GRACE)
+            await cancelled(task)
 
     # ---- delivery -------------------------------------------------------------------------
 
