@@ -7,6 +7,7 @@ every assertion is on the traffic the fakes recorded.
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -288,21 +289,25 @@ async def test_an_image_and_a_file_reach_dify_and_audio_is_transcribed(
     dify: FakeDify, line: FakeLine, tmp_path: Path
 ) -> None:
     jpeg = b"\xff\xd8\xff\xe0" + b"\0" * 64
+    pdf = b"%PDF-1.4\n" + b"\0" * 64
     user = line.events.user()
     async with difybot(dify, tmp_path / "db", **line_settings(line)) as running:
         await deliver(running, line, line.events.image(user=user, data=jpeg))
-        await line.wait_for(REPLY)
+        await deliver(running, line, line.events.file("議事録.pdf", user=user, data=pdf))
         await deliver(running, line, line.events.audio(user=user, data=b"\0\0\0\x20ftypM4A "))
-        await line.wait_for(REPLY, 2)
     contents = [c for c in line.calls if c.origin == "data"]
-    assert len(contents) == 2 and all(c.headers["Authorization"] for c in contents)
-    (upload,) = dify.uploads.values()
-    assert upload.data == jpeg and upload.mime_type == "image/jpeg"
-    image_chat, voice_chat = dify.requests_to("/chat-messages")
+    assert len(contents) == 3
+    assert all(c.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}" for c in contents)
+    image, file = dify.uploads.values()
+    assert image.data == jpeg and image.mime_type == "image/jpeg"
+    assert file.data == pdf and file.filename == "議事録.pdf"
+    image_chat, file_chat, voice_chat = dify.requests_to("/chat-messages")
     assert image_chat.json["files"][0]["type"] == "image"
+    assert file_chat.json["files"][0]["type"] == "document"
     (speech,) = dify.requests_to("/audio-to-text")
     assert speech.files["file"][1] == "audio/m4a"
-    assert voice_chat.json["query"].startswith("transcribed: ")
+    assert voice_chat.json["query"].startswith("transcribed: voice-")
+    assert len(line.texts(user)) == 3
 
 
 async def test_answer_images_are_sent_as_image_messages(
@@ -352,3 +357,19 @@ async def test_a_new_friend_gets_the_opening_statement_and_starter_questions(
     assert line.texts(user) == ["こんにちは！何でも聞いてください。"]
     assert line.quick_reply(user) == ["東京の天気は？", "おすすめの本は？"]
     assert len(line.calls_to(REPLY)) == 1 and dify.requests_to("/chat-messages") == []
+
+
+async def test_a_video_line_is_still_preparing_is_asked_for_again(
+    dify: FakeDify, line: FakeLine, tmp_path: Path
+) -> None:
+    dify.parameters = copy.deepcopy(dify.parameters)
+    dify.parameters["file_upload"]["allowed_file_types"].append("video")
+    user = line.events.user()
+    event = line.events.video(user=user)
+    video = b"\0\0\0\x18ftypmp42" + b"\0" * 64
+    line.add_content(event["message"]["id"], video, "video/mp4", polls_before_ready=1)
+    async with difybot(dify, tmp_path / "db", **line_settings(line)) as running:
+        await deliver(running, line, event)
+    assert [c.status for c in line.calls if c.origin == "data"] == [202, 200]
+    (upload,) = dify.uploads.values()
+    assert upload.data == video and upload.mime_type == "video/mp4"
