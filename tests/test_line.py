@@ -274,7 +274,7 @@ async def test_suggested_questions_and_feedback_are_quick_replies(
         tap = line.events.postback(like["data"], user=user)
         await deliver(running, line, tap)
         await deliver(running, line, line.events.redelivered(tap))
-        rated_path = "/messages/{}/feedbacks".format(like["data"].split(":")[3])
+        rated_path = "/messages/{}/feedbacks".format(like["data"].split(":")[3].split("|")[0])
         await dify.wait_for(rated_path)
         await line.until(lambda: len([c for c in line.calls_to(REPLY) if c.status]) >= 3)
     first, second = dify.requests_to("/chat-messages")
@@ -373,3 +373,24 @@ async def test_a_video_line_is_still_preparing_is_asked_for_again(
     assert [c.status for c in line.calls if c.origin == "data"] == [202, 200]
     (upload,) = dify.uploads.values()
     assert upload.data == video and upload.mime_type == "video/mp4"
+
+
+async def test_feedback_in_a_group_rates_as_the_member_who_was_answered(
+    dify: FakeDify, line: FakeLine, tmp_path: Path
+) -> None:
+    alice, bob, group = line.events.user("Alice"), line.events.user("Bob"), line.events.group()
+    text = "@Dify Bot hi"
+    settings = line_settings(line, line_group_conversation="user")
+    async with difybot(dify, tmp_path / "db", **settings) as running:
+        await deliver(
+            running, line,
+            line.events.text(text, user=alice, chat=group, mentions=[line.events.mention(text)]),
+        )  # fmt: skip
+        (reply,) = line.calls_to(REPLY)
+        like = reply.json["messages"][-1]["quickReply"]["items"][0]["action"]
+        await deliver(running, line, line.events.postback(like["data"], user=bob, chat=group))
+        (asked,) = dify.requests_to("/chat-messages")
+        message_id = like["data"].split(":")[3].split("|")[0]
+        (rated,) = await dify.wait_for(f"/messages/{message_id}/feedbacks")
+    assert rated.json == {"rating": "like", "user": asked.json["user"]}
+    assert asked.json["user"] == f"line:{line.bot_user_id}:{alice}"

@@ -130,8 +130,10 @@ def test_malformed_bodies_are_refused(body: Any) -> None:
 
 
 def test_postback_data_round_trips_and_foreign_data_is_ignored() -> None:
-    for action in (Ask("東京の天気は？"), Rate("like", "m-1", "sales"), Rate("dislike", "m-2")):
+    rated = Rate("like", "m-1", "sales", f"line:{BOT}:Uabc@Cdef")
+    for action in (Ask("東京の天気は？"), rated, Rate("dislike", "m-2"), Rate("like", "m", "a")):
         assert to_action(to_data(action)) == action
+    assert len(to_data(Rate("like", "0" * 36, "support-app", f"line:{BOT}:{BOT}"))) < 300
     assert to_action("dify:feedback:like:msg-1") == Rate("like", "msg-1")
     for foreign in ("dify:suggest:2", "richmenu=1", "dify:feedback:meh:m", "dify:ask:  "):
         assert to_action(foreign) is None

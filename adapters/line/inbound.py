@@ -49,11 +49,13 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """A quick reply that rates an answer (Dify message feedback)."""
+    """A quick reply that rates an answer (Dify message feedback) as the Dify ``user`` it was
+    given to: in a group anyone may tap it."""
 
     rating: str  # like | dislike
     message_id: str
     app: str = ""
+    user: str = ""
 
 
 # A decoded postback. Human-input form actions (issue 17) become one more kind here.
@@ -235,8 +237,8 @@ def to_attachment(message: dict[str, Any]) -> Attachment | None:
 
 
 def to_action(data: str) -> Action | None:
-    """``dify:ask:<question>`` or ``dify:feedback:<like|dislike>:<message id>[:<app>]``; None
-    for anything else (another service's rich menu, a forged or stale button)."""
+    """``dify:ask:<question>`` or ``dify:feedback:<like|dislike>:<message id>[|<user>|<app>]``;
+    None for anything else (another service's rich menu, a forged or stale button)."""
     if not data.startswith(ACTION_PREFIX):
         return None
     kind, _, rest = data[len(ACTION_PREFIX) :].partition(":")
@@ -244,9 +246,10 @@ def to_action(data: str) -> Action | None:
         return Ask(rest.strip())
     if kind == "feedback":
         rating, _, rest = rest.partition(":")
-        message_id, _, app = rest.partition(":")
+        message_id, _, rest = rest.partition("|")
+        user, _, app = rest.partition("|")
         if rating in ("like", "dislike") and message_id:
-            return Rate(rating, message_id, app)
+            return Rate(rating, message_id, app, user)
     return None
 
 
@@ -254,5 +257,5 @@ def to_data(action: Action) -> str:
     """The postback data of an action (at most 300 characters: a long question is cut)."""
     if isinstance(action, Ask):
         return f"{ACTION_PREFIX}ask:{action.question}"[:MAX_POSTBACK_DATA]
-    suffix = f":{action.app}" if action.app else ""
-    return f"{ACTION_PREFIX}feedback:{action.rating}:{action.message_id}{suffix}"
+    who = f"|{action.user}|{action.app}" if action.user or action.app else ""
+    return f"{ACTION_PREFIX}feedback:{action.rating}:{action.message_id}{who}"

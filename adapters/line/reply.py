@@ -254,9 +254,10 @@ class LineReply:
                     questions = await self.suggest(answer)
                 buttons += [Button(q, Ask(q)) for q in questions if q.strip()]
         if self.options.feedback and answer.message_id and answer.dify_user:
+            asker, app = answer.dify_user, answer.app
             buttons += [
-                Button(self.labels.like, Rate("like", answer.message_id, answer.app)),
-                Button(self.labels.dislike, Rate("dislike", answer.message_id, answer.app)),
+                Button(self.labels.like, Rate("like", answer.message_id, app, asker)),
+                Button(self.labels.dislike, Rate("dislike", answer.message_id, app, asker)),
             ]
         return buttons[-13:]
 

@@ -152,8 +152,9 @@ class LineAdapter:
 
     async def _rate(self, action: Rate, message: IncomingMessage, reply_token: str) -> None:
         try:
+            user = action.user or message.dify_user  # the one the answer was given to
             await self.inbox.feedback(
-                action.app, action.message_id, user=message.dify_user, rating=action.rating
+                action.app, action.message_id, user=user, rating=action.rating
             )
         except DifyError as exc:
             log.warning("Dify refused feedback: %s", exc)
