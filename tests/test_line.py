@@ -394,3 +394,17 @@ async def test_feedback_in_a_group_rates_as_the_member_who_was_answered(
         (rated,) = await dify.wait_for(f"/messages/{message_id}/feedbacks")
     assert rated.json == {"rating": "like", "user": asked.json["user"]}
     assert asked.json["user"] == f"line:{line.bot_user_id}:{alice}"
+
+
+async def test_a_late_first_delivery_is_pushed_without_trying_its_old_token(
+    dify: FakeDify, line: FakeLine, tmp_path: Path
+) -> None:
+    """LINE redelivers an event it got no 200 for, with its first reply token: the token ages
+    from the event's timestamp."""
+    user = line.events.user()
+    event = line.events.redelivered(line.events.text("are you there?", user=user))
+    event["timestamp"] -= 120_000  # sent two minutes ago, first delivered only now
+    async with difybot(dify, tmp_path / "db", **line_settings(line)) as running:
+        await deliver(running, line, event)
+    assert line.calls_to(REPLY) == []
+    assert line.texts(user) == ["echo: are you there?"]

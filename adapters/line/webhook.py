@@ -74,7 +74,6 @@ class LineAdapter:
         self._locale = locale
         self._clock = clock
         self._background = Background()
-        self.bot_id = ""  # the destination of the first body: the bot's own user id
 
     def add_routes(self, app: web.Application, path: str = "/line") -> None:
         route = guard_of(app).route(self.receive, max_body=MAX_BODY, precheck=_signed)
@@ -106,6 +105,10 @@ class LineAdapter:
         return web.Response(status=200)
 
     async def _handle(self, event: LineEvent, *, bot: str, arrived: float) -> None:
+        # The reply token ages from the event, not from this delivery of it (a redelivery
+        # comes late); a clock ahead of LINE's only makes the reply window shorter.
+        if event.timestamp_ms:
+            arrived = min(arrived, event.timestamp_ms / 1000)
         where = {"chat": event.chat.id, "kind": event.chat.kind, "arrived": arrived,
                  "reply_token": event.reply_token}  # fmt: skip
         if event.kind == "message":
