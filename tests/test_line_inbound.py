@@ -189,3 +189,11 @@ def test_the_mention_is_cut_and_the_question_keeps_its_lines() -> None:
     mention = {"index": 0, "length": 9, "type": "user", "userId": BOT, "isSelf": True}
     message = {"type": "text", "text": text, "mention": {"mentionees": [mention]}}
     assert without_mentions(text, message) == "要約して:\n1. 議題\n2. 結論"
+
+
+def test_events_in_standby_mode_are_not_answered() -> None:
+    _, (event,) = load("text_user.json")
+    body = json.loads((PAYLOADS / "text_user.json").read_text())
+    body["events"][0]["mode"] = "standby"
+    _, (standby,) = to_events(body)
+    assert event.kind == "message" and standby.kind == "other"

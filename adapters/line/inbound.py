@@ -96,8 +96,10 @@ def to_event(event: Any) -> LineEvent:
     message = event.get("message") if kind == "message" else None
     postback = event.get("postback") if kind == "postback" else None
     context = event.get("deliveryContext")
+    # "standby": another channel of the account (a Module channel) is answering this chat.
+    active = event.get("mode", "active") == "active"
     return LineEvent(
-        kind=kind if kind in ("message", "postback", "follow") else "other",
+        kind=kind if active and kind in ("message", "postback", "follow") else "other",
         event_id=event["webhookEventId"],
         chat=_chat(event.get("source")),
         reply_token=str(event.get("replyToken") or ""),
