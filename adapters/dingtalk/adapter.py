@@ -1,0 +1,146 @@
+"""The DingTalk robot: callbacks by HTTP (``POST /dingtalk``) or Stream mode, into the journal;
+replies built from the journal entry (AI card or robot messages).
+
+HTTP callbacks are signed (docs "机器人接收消息 · 验证签名"): headers ``timestamp`` (ms) and
+``sign`` = base64(HMAC-SHA256(key = app secret, message = timestamp + "\\n" + app secret)). The
+check needs no body, so it runs before the body is read; a timestamp more than an hour off is
+refused. The signature does not cover the body, which is why the reply never trusts the body's
+``sessionWebhook`` beyond ``DINGTALK_OAPI_BASE``. DingTalk may deliver a message twice (a retry
+after a slow answer, Stream mode and a replica's second look): the journal answers each
+``msgId`` once, on any replica.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from adapters.dingtalk.api import DingTalkAPI
+from adapters.dingtalk.inbound import PLATFORM, to_incoming, to_robot_message, to_where
+from adapters.dingtalk.reply import CardReply, Chat, MessageReply, RobotMessages
+from adapters.dingtalk.stream import StreamClient
+from adapters.webhooks import guard_of
+from bot.contract import Delivery, Inbox, Reply
+from bot.errors import CallbackRejected, ShuttingDown
+from bot.ops.effort import best_effort
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # a robot callback is a few KB
+SIGN_WINDOW = 3600.0  # seconds either way (DingTalk: "timestamp 与当前时间相差 1 小时内")
+
+
+def sign(secret: str, timestamp: str) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256)
+    return base64.b64encode(digest.digest()).decode()
+
+
+class DingTalkAdapter:
+    """Takes robot messages from either transport and builds their replies."""
+
+    name = PLATFORM
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        api: DingTalkAPI,
+        *,
+        secret: str,
+        locale: str,
+        per_user: bool,
+        template_id: str = "",
+        content_key: str = "content",
+        stream: StreamClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.inbox = inbox
+        self.api = api
+        self._secret = secret
+        self._locale = locale
+        self._per_user = per_user
+        self._template_id = template_id
+        self._content_key = content_key
+        self.stream = stream
+        self._clock = clock
+
+    def add_routes(self, app: web.Application, path: str = "/dingtalk") -> None:
+        route = guard_of(app).route(self.receive, max_body=MAX_BODY, precheck=self._precheck)
+        app.router.add_post(path, route)
+
+    async def start(self) -> None:
+        if self.stream is not None:
+            await self.stream.start(self.take)
+
+    async def stop(self) -> None:
+        if self.stream is not None:
+            await self.stream.stop()
+        await self.api.aclose()
+
+    # ---- inbound ---------------------------------------------------------------------------
+
+    def _precheck(self, request: web.Request) -> None:
+        """The signature and its timestamp, from the headers alone (before the body)."""
+        stamp, given = request.headers.get("timestamp", ""), request.headers.get("sign", "")
+        if not stamp or not given:
+            raise CallbackRejected("callback without timestamp or sign", status=401)
+        if not stamp.isdigit() or abs(int(stamp) / 1000 - self._clock()) > SIGN_WINDOW:
+            raise CallbackRejected("callback timestamp outside the hour", status=403)
+        if not hmac.compare_digest(given.encode(), sign(self._secret, stamp).encode()):
+            raise CallbackRejected("callback sign does not match", status=403)
+
+    async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise CallbackRejected("callback body is not JSON", status=400) from None
+        try:
+            await self.take(payload)
+        except ShuttingDown:  # DingTalk retries; another replica takes it
+            return web.Response(status=503)
+        return web.json_response({})
+
+    async def take(self, payload: Any) -> None:
+        """Record one robot message (CallbackRejected when malformed); the core answers it."""
+        robot = to_robot_message(payload)
+        message = to_incoming(robot, per_user=self._per_user, locale=self._locale)
+        answerable = bool(message.text or message.attachments)
+        accepted = await self.inbox.accept(message, where=to_where(robot), answer=answerable)
+        if accepted.new and not answerable and robot.kind not in ("text", "richText", "audio"):
+            messages = RobotMessages(self.api, Chat.of(to_where(robot)), clock=self._clock)
+            with best_effort("say a message kind is unsupported", log):
+                await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
+
+    # ---- replies ---------------------------------------------------------------------------
+
+    def reply(self, delivery: Delivery) -> Reply:
+        """``bot.contract.Platform.reply``: the same card or messages, on whichever replica."""
+        chat = Chat.of(delivery.where)
+        locale = delivery.message.locale or self._locale
+        messages = RobotMessages(self.api, chat, clock=self._clock)
+        state = dict(delivery.state or {})  # the card's and the messages' one state
+        fallback = MessageReply(
+            messages,
+            delivery.save,
+            state=state,
+            thinking=self.inbox.text("dingtalk_thinking", locale),
+            title=self.inbox.text("dingtalk_title", locale),
+        )
+        if not self._template_id or not chat.open_space:
+            return fallback
+        return CardReply(
+            self.api,
+            chat,
+            fallback,
+            delivery.save,
+            state=state,
+            template_id=self._template_id,
+            content_key=self._content_key,
+        )

@@ -1,0 +1,250 @@
+"""End to end: DingTalk robot callbacks (HTTP mode and Stream mode) into the real difybot wiring,
+against the fake DingTalk and the fake Dify; inbound requests signed as DingTalk signs them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.dify import FakeDify
+from tests.fakes.dify_behaviours import Answer, StreamError
+from tests.fakes.dingtalk import TEMPLATE_ID, FakeDingTalk, group_space, robot_space
+from tests.fakes.dingtalk_cards import FAILED, FINISHED
+from tests.fakes.dingtalk_inbound import ALICE, BOB, robot_message, webhook_request
+from tests.fakes.wechat_app import Running, difybot
+
+GROUP = "cidGroupProduct0001=="
+STREAMING = "/v1.0/card/streaming"
+SESSION = "/robot/sendBySession"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDingTalk]:
+    async with FakeDingTalk() as server:
+        yield server
+
+
+def settings(fake: FakeDingTalk, **extra: Any) -> dict[str, Any]:
+    return {
+        "dingtalk_client_id": fake.client_id, "dingtalk_client_secret": fake.client_secret,
+        "dingtalk_api_base": fake.api_url, "dingtalk_oapi_base": fake.oapi_url,
+        "dingtalk_event_mode": "webhook", **extra,
+    }  # fmt: skip
+
+
+async def post(
+    running: Running, fake: FakeDingTalk, payload: dict[str, Any], **signing: Any
+) -> int:
+    headers, body = webhook_request(fake, payload, **signing)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{running.url}/dingtalk", data=body, headers=headers) as response,
+    ):
+        return response.status
+
+
+async def test_a_single_chat_is_answered_through_its_session_webhook_as_markdown(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, robot_message(fake, "**天气**怎么样？")) == 200
+        await fake.wait_for(SESSION, 2)
+    thinking, answer = fake.messages(robot_space(ALICE.staff_id))
+    assert (thinking["msgtype"], thinking["text"]) == ("text", "思考中…")
+    assert answer["msgtype"] == "markdown"
+    assert answer["text"] == "echo: **天气**怎么样？"
+    assert fake.foreign_calls == [] and fake.robot.posted == []
+    (asked,) = dify.requests_to("/chat-messages")
+    assert asked.json["user"] == f"dingtalk:{fake.corp_id}:{ALICE.staff_id}"
+
+
+async def test_group_members_continue_the_groups_one_conversation(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        await post(running, fake, robot_message(fake, "第一个问题", group=GROUP, sender=ALICE))
+        await fake.wait_for(SESSION, 2)
+        await post(running, fake, robot_message(fake, "第二个问题", group=GROUP, sender=BOB))
+        await fake.wait_for(SESSION, 4)
+    first, second = dify.requests_to("/chat-messages")
+    assert first.json["user"] == second.json["user"] == f"dingtalk:{fake.corp_id}:{GROUP}"
+    assert first.json["query"] == "第一个问题"  # the leading space after the @ is gone
+    assert not first.json.get("conversation_id")
+    assert second.json["conversation_id"]
+    texts = [m["text"] for m in fake.messages(group_space(GROUP)) if m["msgtype"] == "markdown"]
+    assert texts == ["echo: 第一个问题", "echo: 第二个问题"]
+
+
+async def test_groups_can_keep_one_conversation_per_member(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    config = settings(fake, dingtalk_group_scope="user")
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        await post(running, fake, robot_message(fake, "一", group=GROUP, sender=ALICE))
+        await fake.wait_for(SESSION, 2)
+        await post(running, fake, robot_message(fake, "二", group=GROUP, sender=BOB))
+        await fake.wait_for(SESSION, 4)
+    first, second = dify.requests_to("/chat-messages")
+    assert first.json["user"].endswith(ALICE.staff_id)
+    assert second.json["user"].endswith(BOB.staff_id)
+    assert not second.json.get("conversation_id")
+
+
+async def test_a_redelivered_msg_id_is_answered_once(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    payload = robot_message(fake, "只回答一次")
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, payload) == 200
+        await fake.wait_for(SESSION, 2)
+        assert await post(running, fake, payload) == 200  # DingTalk's retry: same body, new stamp
+        await post(running, fake, robot_message(fake, "下一个"))  # something after it, to wait on
+        await fake.wait_for(SESSION, 4)
+    assert [r.json["query"] for r in dify.requests_to("/chat-messages")] == ["只回答一次", "下一个"]
+
+
+async def test_a_redelivery_to_another_replica_is_answered_once(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    payload = robot_message(fake, "两个副本")
+    async with (
+        difybot(dify, tmp_path / "db", **settings(fake)) as a,
+        difybot(dify, tmp_path / "db", **settings(fake)) as b,
+    ):
+        assert await post(a, fake, payload) == 200
+        assert await post(b, fake, payload) == 200
+        await fake.wait_for(SESSION, 2)
+        await dify.wait_streams(0)
+    assert len(dify.requests_to("/chat-messages")) == 1
+
+
+@pytest.mark.parametrize(
+    ("signing", "status"),
+    [
+        ({"secret": "not-the-app-secret"}, 403),
+        ({"timestamp_ms": int((time.time() - 3700) * 1000)}, 403),
+        ({"timestamp_ms": int((time.time() + 3700) * 1000)}, 403),
+    ],
+    ids=["bad-sign", "stale", "future"],
+)
+async def test_forged_or_stale_callbacks_are_refused(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path, signing: dict[str, Any], status: int
+) -> None:
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, robot_message(fake), **signing) == status
+    assert dify.requests_to("/chat-messages") == []
+    assert fake.calls_to(SESSION) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({}, b"{}", 401),
+        ({"timestamp": "soon", "sign": "x"}, b"{}", 403),
+        (None, b"not json", 400),
+        (None, b"[]", 400),
+        (None, b'{"msgId": "m1", "msgtype": "text"}', 400),
+    ],
+    ids=["unsigned", "bad-timestamp", "not-json", "not-an-object", "no-sender"],
+)
+async def test_malformed_callbacks_get_4xx(
+    dify: FakeDify,
+    fake: FakeDingTalk,
+    tmp_path: Path,
+    headers: dict[str, str] | None,
+    body: bytes,
+    status: int,
+) -> None:
+    signed, _ = webhook_request(fake, {})
+    async with (
+        difybot(dify, tmp_path / "db", **settings(fake)) as running,
+        aiohttp.ClientSession() as session,
+        session.post(f"{running.url}/dingtalk", data=body,
+                     headers=signed if headers is None else headers) as response,
+    ):  # fmt: skip
+        assert response.status == status
+    assert dify.requests_to("/chat-messages") == []
+
+
+@pytest.mark.allow_warnings("session webhook not on DINGTALK_OAPI_BASE")
+async def test_a_session_webhook_on_a_foreign_origin_is_never_called(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    payload = robot_message(fake, "外来的地址")
+    payload["sessionWebhook"] = f"{fake.foreign_url}/robot/sendBySession?session=stolen"
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, payload) == 200
+        await fake.wait_for("/v1.0/robot/oToMessages/batchSend", 2)
+    assert fake.foreign_calls == []
+    assert fake.calls_to(SESSION) == []
+    answer = fake.messages(robot_space(ALICE.staff_id))[-1]
+    assert (answer["msgKey"], answer["text"]) == ("sampleMarkdown", "echo: 外来的地址")
+    (token_call,) = fake.calls_to("/v1.0/oauth2/accessToken")
+    assert token_call.origin == "api"
+
+
+async def test_an_expired_session_webhook_falls_back_to_the_robots_openapi_send(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    payload = robot_message(fake, "会话过期了", group=GROUP)
+    session = next(iter(fake.sessions.sessions.values()))
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        fake.sessions.expire(session)  # expired at DingTalk, though the callback said otherwise
+        assert await post(running, fake, payload) == 200
+        await fake.wait_for("/v1.0/robot/groupMessages/send", 2)
+    posted = [m for m in fake.messages(group_space(GROUP)) if m["via"] == "openapi"]
+    assert [m["text"] for m in posted] == ["思考中…", "echo: 会话过期了"]
+    (group_call, _) = fake.calls_to("/v1.0/robot/groupMessages/send")
+    assert group_call.headers["x-acs-dingtalk-access-token"].startswith("dt-token-")
+
+
+async def test_the_answer_streams_into_an_ai_card_and_finalizes(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    chunks = ["**广州**", "今天", "晴，", "29 °C。"]
+    dify.enqueue("/chat-messages", Answer(chunks=chunks, delay=0.05))
+    config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        assert await post(running, fake, robot_message(fake, "天气", group=GROUP)) == 200
+        await fake.until(lambda: any(c.flow_status == FINISHED for c in fake.cards.cards.values()))
+    (card,) = fake.cards.in_space(group_space(GROUP))
+    assert card.template_id == TEMPLATE_ID
+    assert card.data["content"] == "**广州**今天晴，29 °C。"
+    assert card.history[-1] == card.data["content"]
+    assert all(a in b for a, b in zip(card.history, card.history[1:], strict=False))
+    streamed = [c.json for c in fake.calls_to(STREAMING)]
+    assert all(s["isFull"] for s in streamed)
+    assert [s["isFinalize"] for s in streamed][-1] is True
+    assert len({s["guid"] for s in streamed}) == len(streamed)
+    assert fake.calls_to(SESSION) == []  # the card is the whole reply
+
+
+@pytest.mark.allow_warnings("dify error")
+async def test_a_failed_answer_marks_the_card_as_failed(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    dify.enqueue("/chat-messages", StreamError(after=1, chunks=["部分"]))
+    config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        assert await post(running, fake, robot_message(fake, "会失败")) == 200
+        await fake.until(lambda: any(c.flow_status == FAILED for c in fake.cards.cards.values()))
+    (card,) = fake.cards.in_space(robot_space(ALICE.staff_id))
+    assert card.data["content"].startswith("部分")
+    assert fake.calls_to(STREAMING)[-1].json["isError"] is True
+
+
+@pytest.mark.allow_warnings("AI card not delivered")
+async def test_an_unknown_template_falls_back_to_messages(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    config = settings(fake, dingtalk_card_template_id="never-published.schema")
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        assert await post(running, fake, robot_message(fake, "没有模板")) == 200
+        await fake.wait_for(SESSION, 2)
+    assert fake.messages(robot_space(ALICE.staff_id))[-1]["text"] == "echo: 没有模板"
+    assert fake.cards.cards == {}
