@@ -123,7 +123,8 @@ def test_every_mistake_is_reported_at_once() -> None:
         parse_routes(text, source="r.yml", environ=ENV)
     assert str(raised.value).splitlines() == [
         "r.yml:2: route: no app named 'nope' under apps",
-        "r.yml:3: route platform: 'teams' is not one of console, slack, wechat, wecom, wecom_bot",
+        "r.yml:3: route platform: 'teams' is not one of console, dingtalk, slack, wechat, wecom, "
+        "wecom_bot",
     ]
 
 
