@@ -3,6 +3,7 @@ against the fake DingTalk and the fake Dify; inbound requests signed as DingTalk
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -248,3 +249,64 @@ async def test_an_unknown_template_falls_back_to_messages(
         await fake.wait_for(SESSION, 2)
     assert fake.messages(robot_space(ALICE.staff_id))[-1]["text"] == "echo: 没有模板"
     assert fake.cards.cards == {}
+
+
+# ---- Stream mode --------------------------------------------------------------------------
+
+
+def stream_settings(fake: FakeDingTalk, **extra: Any) -> dict[str, Any]:
+    return settings(fake, dingtalk_event_mode="stream", **extra)
+
+
+async def test_stream_mode_takes_robot_messages_and_acks_them(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **stream_settings(fake)) as running:
+        await fake.gateway.wait_connected()
+        message_id = await fake.gateway.bot_message(robot_message(fake, "从 Stream 来"))
+        ack = await fake.gateway.acked(message_id)
+        await fake.wait_for(SESSION, 2)
+        assert await post(running, fake, robot_message(fake)) == 404  # no HTTP route
+    assert (ack["code"], ack["headers"]["messageId"]) == (200, message_id)
+    assert fake.messages(robot_space(ALICE.staff_id))[-1]["text"] == "echo: 从 Stream 来"
+    (opened,) = fake.calls_to("/v1.0/gateway/connections/open")
+    assert opened.origin == "api"
+    assert opened.json["subscriptions"] == [
+        {"type": "CALLBACK", "topic": "/v1.0/im/bot/messages/get"}
+    ]
+
+
+async def test_stream_mode_answers_pings_and_reconnects_after_a_disconnect(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **stream_settings(fake)):
+        await fake.gateway.wait_connected()
+        ping = await fake.gateway.ping()
+        pong = await fake.gateway.acked(ping)
+        old = await fake.gateway.disconnect()
+        await fake.until(lambda: fake.gateway.opened == 2 and old not in fake.gateway.connections)
+        await fake.gateway.wait_connected()
+        message_id = await fake.gateway.bot_message(robot_message(fake, "重连之后"))
+        await fake.gateway.acked(message_id)
+        await fake.wait_for(SESSION, 2)
+    assert pong["code"] == 200
+    assert json.loads(pong["data"])["opaque"] == fake.gateway.sent[ping]["opaque"]
+    assert fake.messages(robot_space(ALICE.staff_id))[-1]["text"] == "echo: 重连之后"
+
+
+async def test_stream_mode_redelivery_and_malformed_frames(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **stream_settings(fake)):
+        await fake.gateway.wait_connected()
+        bad = await fake.gateway.bot_message({"msgtype": "text"})
+        refused = await fake.gateway.acked(bad)
+        message_id = await fake.gateway.bot_message(robot_message(fake, "一次"))
+        await fake.gateway.acked(message_id)
+        fake.gateway.acks.pop(message_id)
+        await fake.gateway.redeliver(message_id)
+        await fake.gateway.acked(message_id)
+        await fake.wait_for(SESSION, 2)
+        await dify.wait_streams(0)
+    assert refused["code"] == 400
+    assert len(dify.requests_to("/chat-messages")) == 1
