@@ -16,7 +16,14 @@ from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer, StreamError
 from tests.fakes.dingtalk import TEMPLATE_ID, FakeDingTalk, group_space, robot_space
 from tests.fakes.dingtalk_cards import FAILED, FINISHED
-from tests.fakes.dingtalk_inbound import ALICE, BOB, robot_message, webhook_request
+from tests.fakes.dingtalk_inbound import (
+    ALICE,
+    BOB,
+    file_message,
+    picture,
+    robot_message,
+    webhook_request,
+)
 from tests.fakes.wechat_app import Running, difybot
 
 GROUP = "cidGroupProduct0001=="
@@ -310,3 +317,36 @@ async def test_stream_mode_redelivery_and_malformed_frames(
         await dify.wait_streams(0)
     assert refused["code"] == 400
     assert len(dify.requests_to("/chat-messages")) == 1
+
+
+# ---- files in -----------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"chart" * 100
+
+
+async def test_a_picture_reaches_dify_through_the_robot_file_api(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, picture(fake, PNG)) == 200
+        await fake.wait_for(SESSION, 2)
+    ((file_id, upload),) = dify.uploads.items()
+    assert (upload.data, upload.mime_type) == (PNG, "image/png")
+    chat = dify.requests_to("/chat-messages")[0].json
+    assert chat["files"] == [
+        {"type": "image", "transfer_method": "local_file", "upload_file_id": file_id}
+    ]
+    (asked,) = fake.calls_to("/v1.0/robot/messageFiles/download")
+    assert asked.json["robotCode"] == fake.client_id
+    (fetched,) = [c for c in fake.calls if c.origin == "files"]
+    assert "x-acs-dingtalk-access-token" not in fetched.headers  # no credential to the file host
+
+
+async def test_a_file_keeps_its_name(dify: FakeDify, fake: FakeDingTalk, tmp_path: Path) -> None:
+    data = b"%PDF-1.4\n" + b"0" * 200
+    payload = file_message(fake, data, "季度报告.pdf", "application/pdf")
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, payload) == 200
+        await fake.wait_for(SESSION, 2)
+    ((_, upload),) = dify.uploads.items()
+    assert (upload.filename, upload.data) == ("季度报告.pdf", data)
