@@ -14,6 +14,7 @@ import pytest
 
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer, StreamError
+from tests.fakes.dify_routes import SUGGESTIONS
 from tests.fakes.dingtalk import TEMPLATE_ID, FakeDingTalk, group_space, robot_space
 from tests.fakes.dingtalk_cards import FAILED, FINISHED
 from tests.fakes.dingtalk_inbound import (
@@ -350,3 +351,43 @@ async def test_a_file_keeps_its_name(dify: FakeDify, fake: FakeDingTalk, tmp_pat
         await fake.wait_for(SESSION, 2)
     ((_, upload),) = dify.uploads.items()
     assert (upload.filename, upload.data) == ("季度报告.pdf", data)
+
+
+# ---- what an answer offers next ---------------------------------------------------------
+
+
+async def test_suggested_questions_come_numbered_and_a_number_asks_one(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    dify.parameters["suggested_questions_after_answer"] = {"enabled": True}
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        await post(running, fake, robot_message(fake, "第一问", group=GROUP, sender=ALICE))
+        await fake.wait_for(SESSION, 3)
+        await post(running, fake, robot_message(fake, "2", group=GROUP, sender=BOB))
+        await fake.wait_for(SESSION, 6)
+    shown = fake.messages(group_space(GROUP))
+    assert shown[1]["text"] == "echo: 第一问"
+    offer = shown[2]
+    assert offer["text"].splitlines() == [
+        "你还可以问（回复序号即可）：",
+        *(f"{n}. {q}" for n, q in enumerate(SUGGESTIONS, 1)),
+    ]
+    second = dify.requests_to("/chat-messages")[1].json
+    assert second["query"] == SUGGESTIONS[1]  # any member of the group may pick
+    assert second["conversation_id"]
+
+
+async def test_a_thumb_rates_the_last_answer_when_feedback_is_on(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **settings(fake, dingtalk_feedback=True)) as running:
+        await post(running, fake, robot_message(fake, "评价我"))
+        await fake.wait_for(SESSION, 3)
+        await post(running, fake, robot_message(fake, "👍"))
+        await fake.wait_for(SESSION, 4)
+    *_, offer, thanks = fake.messages(robot_space(ALICE.staff_id))
+    assert offer["text"] == "这个回答有帮助吗？回复 👍 或 👎。"
+    assert thanks["text"] == "感谢你的反馈！"
+    (rated,) = [r for r in dify.requests if r.path.endswith("/feedbacks")]
+    assert rated.json == {"rating": "like", "user": f"dingtalk:{fake.corp_id}:{ALICE.staff_id}"}
+    assert len(dify.requests_to("/chat-messages")) == 1

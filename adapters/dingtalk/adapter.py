@@ -18,6 +18,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -25,12 +26,15 @@ from aiohttp import web
 
 from adapters.dingtalk.api import DingTalkAPI
 from adapters.dingtalk.inbound import PLATFORM, to_incoming, to_robot_message, to_where
+from adapters.dingtalk.offers import OFFER_TTL, Choice, Offers, find_choice
 from adapters.dingtalk.reply import CardReply, Chat, MessageReply, RobotMessages
 from adapters.dingtalk.stream import StreamClient
 from adapters.webhooks import guard_of
 from bot.contract import Delivery, Inbox, Reply
 from bot.errors import CallbackRejected, ShuttingDown
+from bot.models import IncomingMessage
 from bot.ops.effort import best_effort
+from bot.stores import ReplyStates
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +57,14 @@ class DingTalkAdapter:
         inbox: Inbox,
         api: DingTalkAPI,
         *,
+        states: ReplyStates,
         secret: str,
         locale: str,
         per_user: bool,
         template_id: str = "",
         content_key: str = "content",
         stream: StreamClient | None = None,
+        feedback: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.inbox = inbox
@@ -69,6 +75,8 @@ class DingTalkAdapter:
         self._template_id = template_id
         self._content_key = content_key
         self.stream = stream
+        self.states = states
+        self._feedback = feedback
         self._clock = clock
 
     def add_routes(self, app: web.Application, path: str = "/dingtalk") -> None:
@@ -111,12 +119,34 @@ class DingTalkAdapter:
         """Record one robot message (CallbackRejected when malformed); the core answers it."""
         robot = to_robot_message(payload)
         message = to_incoming(robot, per_user=self._per_user, locale=self._locale)
-        answerable = bool(message.text or message.attachments)
-        accepted = await self.inbox.accept(message, where=to_where(robot), answer=answerable)
-        if accepted.new and not answerable and robot.kind not in ("text", "richText", "audio"):
-            messages = RobotMessages(self.api, Chat.of(to_where(robot)), clock=self._clock)
+        where = to_where(robot)
+        choice = await self._choice(message)
+        if choice is not None and choice.kind == "ask":
+            message = replace(message, text=choice.value)  # "2": the second suggested question
+        rating = choice if choice is not None and choice.kind == "rate" else None
+        answerable = bool(message.text or message.attachments) and rating is None
+        accepted = await self.inbox.accept(message, where=where, answer=answerable)
+        if not accepted.new:
+            return
+        messages = RobotMessages(self.api, Chat.of(where), clock=self._clock)
+        if rating is not None:
+            await self._rate(rating, messages)
+        elif not answerable and robot.kind not in ("text", "richText", "audio"):
             with best_effort("say a message kind is unsupported", log):
                 await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
+
+    async def _choice(self, message: IncomingMessage) -> Choice | None:
+        if message.attachments or not message.text:
+            return None
+        since = self._clock() - OFFER_TTL
+        return await find_choice(self.states, message.key.place, message.text, since=since)
+
+    async def _rate(self, choice: Choice, messages: RobotMessages) -> None:
+        with best_effort("send feedback to Dify", log):
+            await self.inbox.feedback(
+                choice.app, choice.message_id, user=choice.dify_user, rating=choice.value
+            )
+            await messages.text(self.inbox.text("dingtalk_feedback_thanks", self._locale))
 
     # ---- replies ---------------------------------------------------------------------------
 
@@ -132,6 +162,12 @@ class DingTalkAdapter:
             state=state,
             thinking=self.inbox.text("dingtalk_thinking", locale),
             title=self.inbox.text("dingtalk_title", locale),
+            offers=Offers(
+                self.inbox.suggestions,
+                feedback=self._feedback,
+                heading=self.inbox.text("dingtalk_suggested", locale),
+                rate_line=self.inbox.text("dingtalk_feedback", locale),
+            ),
         )
         if not self._template_id or not chat.open_space:
             return fallback

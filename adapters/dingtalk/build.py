@@ -29,12 +29,14 @@ def build_dingtalk(settings: DingTalkSettings, services: Services) -> Platform:
     adapter = DingTalkAdapter(
         services.inbox,
         api,
+        states=services.states,
         secret=secret,
         locale=s.dingtalk_locale,
         per_user=s.dingtalk_group_scope == "user" or services.conversation_scope == "user",
         template_id=s.dingtalk_card_template_id,
         content_key=s.dingtalk_card_content_key,
         stream=stream,
+        feedback=s.dingtalk_feedback,
     )
     if stream is None:
         adapter.add_routes(services.web)

@@ -28,6 +28,7 @@ import orjson
 
 from adapters.dingtalk.api import DingTalkAPI, DingTalkAPIError, ForeignWebhook
 from adapters.dingtalk.markdown import to_dingtalk_markdown
+from adapters.dingtalk.offers import Offers
 from bot.contract import ReplyCapabilities
 from bot.models import Answer
 from bot.stores import State
@@ -138,8 +139,10 @@ class MessageReply:
         state: State,
         thinking: str,
         title: str,
+        offers: Offers | None = None,
     ) -> None:
         self._messages = messages
+        self._offers = offers
         self._save = save
         self._state = state  # one state per entry, shared by a card and its fallback
         self._thinking = thinking
@@ -161,6 +164,12 @@ class MessageReply:
     async def finish(self, text: str, answer: Answer) -> None:
         links = [f"[{f.filename or f.type}]({f.url})" for f in answer.files if f.url not in text]
         await self._deliver("\n\n".join(part for part in [text, *links] if part))
+        await self.offer(answer)
+
+    async def offer(self, answer: Answer) -> None:
+        """Suggested questions (and a rating) as a numbered message after the answer."""
+        if self._offers is not None:
+            await self._offers.after(answer, self._state, self._save, self._messages.text)
 
     async def fail(self, text: str, notice: str) -> None:
         await self._deliver(f"{text}\n\n{notice}" if text else notice)
@@ -249,6 +258,7 @@ class CardReply:
             return
         links = [f"[{f.filename or f.type}]({f.url})" for f in answer.files if f.url not in text]
         await self._stream("\n\n".join(part for part in [text, *links] if part), finalize=True)
+        await self._fallback.offer(answer)
 
     async def fail(self, text: str, notice: str) -> None:
         if not self.card:

@@ -16,6 +16,7 @@ class DingTalkSettings(BaseModel):
     dingtalk_card_template_id: str = ""  # an AI card template: answers stream into it
     dingtalk_card_content_key: str = "content"  # the template's streaming variable
     dingtalk_group_scope: Literal["group", "user"] = "group"  # one conversation per group/member
+    dingtalk_feedback: bool = False  # ask "👍 or 👎?" after each answer (Dify message feedback)
     dingtalk_locale: Literal["en", "ja", "zh"] = "zh"  # language of the bot's own texts
     dingtalk_request_timeout: float = Field(10.0, gt=0)  # seconds, every call to DingTalk
     # who may ask: comma-separated ids (staff ids, openConversationIds); empty = everyone

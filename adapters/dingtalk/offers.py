@@ -1,0 +1,101 @@
+"""What an answer offers next, and the user's pick: suggested questions (and, when on, a rating)
+as a numbered text message after the answer, since robot messages have no buttons that call
+back; a reply of just a number asks that question, 👍 / 👎 rate the answer in Dify.
+
+The offer is kept in the answer's journal entry (its reply state), so the pick is understood on
+any replica. Only the newest offer of a chat place counts, for ``OFFER_TTL`` seconds. A pick is
+decoded into a typed ``Choice``: the one place where card button actions (and, later, Dify
+human-input form actions) turn into something the adapter does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.models import Answer
+from bot.ops.effort import best_effort
+from bot.stores import ReplyStates, State
+
+log = logging.getLogger(__name__)
+
+OFFER_TTL = 3600.0  # seconds a numbered offer stays answerable
+_NUMBER = re.compile(r"^\s*(\d{1,2})\s*[.。、]?\s*$")
+_RATINGS = {"👍": "like", "+1": "like", "👎": "dislike", "-1": "dislike"}
+Suggest = Callable[[Answer], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A user's pick: ``ask`` a question again, or ``rate`` (``like``/``dislike``) an answer."""
+
+    kind: Literal["ask", "rate"]
+    value: str
+    app: str = "default"
+    message_id: str = ""
+    dify_user: str = ""
+
+
+def to_choice(offer: Any, text: str) -> Choice | None:
+    """The pick ``text`` makes among ``offer`` (an answer's saved offer), if any."""
+    if not isinstance(offer, dict):
+        return None
+    questions = [str(q) for q in offer.get("questions") or ()]
+    number = _NUMBER.match(text)
+    if number and 1 <= int(number.group(1)) <= len(questions):
+        return Choice("ask", questions[int(number.group(1)) - 1])
+    rating = _RATINGS.get(text.strip())
+    if rating and offer.get("feedback") and offer.get("message_id"):
+        return Choice("rate", rating, str(offer.get("app") or "default"),
+                      str(offer["message_id"]), str(offer.get("dify_user") or ""))  # fmt: skip
+    return None
+
+
+async def find_choice(states: ReplyStates, place: str, text: str, *, since: float) -> Choice | None:
+    """The pick ``text`` makes among the newest offer made in ``place`` since ``since``."""
+    if not (_NUMBER.match(text) or text.strip() in _RATINGS):
+        return None  # most messages: no database look-up
+    for entry in reversed(await states.recent(place, since=since)):
+        offer = (entry.reply_state or {}).get("offered")
+        if offer:
+            return to_choice(offer, text)
+    return None
+
+
+class Offers:
+    """Sends an answer's offer and keeps it in the answer's reply state."""
+
+    def __init__(
+        self, suggest: Suggest | None, *, feedback: bool, heading: str, rate_line: str
+    ) -> None:
+        self._suggest = suggest
+        self._feedback = feedback
+        self._heading = heading
+        self._rate_line = rate_line
+
+    async def after(
+        self,
+        answer: Answer,
+        state: State,
+        save: Callable[[State], Awaitable[None]],
+        send: Callable[[str], Awaitable[None]],
+    ) -> None:
+        if "offered" in state or not answer.message_id:
+            return  # offered already (a replica that took over), or nothing to refer to
+        with best_effort("offer suggested questions", log):
+            questions = await self._suggest(answer) if self._suggest is not None else []
+            lines = [self._heading, *(f"{n}. {q}" for n, q in enumerate(questions, 1))]
+            if not questions:
+                lines = []
+            if self._feedback:
+                lines.append(self._rate_line)
+            if not lines:
+                return
+            state["offered"] = {"questions": questions, "feedback": self._feedback,
+                                "message_id": answer.message_id, "app": answer.app,
+                                "dify_user": answer.dify_user}  # fmt: skip
+            await save(state)
+            await send("\n".join(lines))
