@@ -220,8 +220,11 @@ async def test_the_answer_streams_into_an_ai_card_and_finalizes(
     config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
     async with difybot(dify, tmp_path / "db", **config) as running:
         assert await post(running, fake, robot_message(fake, "天气", group=GROUP)) == 200
-        await fake.until(lambda: any(c.flow_status == FINISHED for c in fake.cards.cards.values()))
+        (settled,) = await fake.wait_for("/v1.0/card/instances")
     (card,) = fake.cards.in_space(group_space(GROUP))
+    assert card.flow_status == FINISHED
+    assert settled.json["cardData"]["cardParamMap"] == {"content": card.data["content"],
+                                                       "flowStatus": FINISHED}  # fmt: skip
     assert card.template_id == TEMPLATE_ID
     assert card.data["content"] == "**广州**今天晴，29 °C。"
     assert card.history[-1] == card.data["content"]
@@ -241,8 +244,9 @@ async def test_a_failed_answer_marks_the_card_as_failed(
     config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
     async with difybot(dify, tmp_path / "db", **config) as running:
         assert await post(running, fake, robot_message(fake, "会失败")) == 200
-        await fake.until(lambda: any(c.flow_status == FAILED for c in fake.cards.cards.values()))
+        (settled,) = await fake.wait_for("/v1.0/card/instances")
     (card,) = fake.cards.in_space(robot_space(ALICE.staff_id))
+    assert card.flow_status == FAILED == settled.json["cardData"]["cardParamMap"]["flowStatus"]
     assert card.data["content"].startswith("部分")
     assert fake.calls_to(STREAMING)[-1].json["isError"] is True
 

@@ -31,11 +31,13 @@ from adapters.dingtalk.markdown import to_dingtalk_markdown
 from adapters.dingtalk.offers import Offers
 from bot.contract import ReplyCapabilities
 from bot.models import Answer
+from bot.ops.effort import best_effort
 from bot.stores import State
 from bot.text import split_text, utf8_length
 
 log = logging.getLogger(__name__)
 
+PROCESSING, FINISHED, FAILED = "1", "3", "5"  # AI card flowStatus (dingtalk-stream AICardStatus)
 MAX_MARKDOWN = 18_000  # bytes of one message's text: the body limit is 20 000 with the JSON
 SESSION_MARGIN = 60.0  # seconds: a session webhook this close to expiry is not used
 Save = Callable[[State], Awaitable[None]]
@@ -233,9 +235,10 @@ class CardReply:
         body: dict[str, Any] = {
             "cardTemplateId": self._template_id,
             "outTrackId": out_track_id,
-            "cardData": {"cardParamMap": {self._key: "", "flowStatus": "1"}},
+            "cardData": {"cardParamMap": {self._key: "", "flowStatus": PROCESSING}},
             "callbackType": "STREAM",
             "openSpaceId": chat.open_space,
+            "userIdType": 1,  # staff ids (the default; peers report cards missing without it)
             "imGroupOpenSpaceModel": {"supportForward": True},
             "imRobotOpenSpaceModel": {"supportForward": True},
         }
@@ -257,14 +260,27 @@ class CardReply:
             await self._fallback.finish(text, answer)
             return
         links = [f"[{f.filename or f.type}]({f.url})" for f in answer.files if f.url not in text]
-        await self._stream("\n\n".join(part for part in [text, *links] if part), finalize=True)
+        final = "\n\n".join(part for part in [text, *links] if part)
+        await self._stream(final, finalize=True)
+        await self._settle(final, FINISHED)
         await self._fallback.offer(answer)
 
     async def fail(self, text: str, notice: str) -> None:
         if not self.card:
             await self._fallback.fail(text, notice)
             return
-        await self._stream(f"{text}\n\n{notice}" if text else notice, error=True)
+        shown = f"{text}\n\n{notice}" if text else notice
+        await self._stream(shown, error=True)
+        await self._settle(shown, FAILED)
+
+    async def _settle(self, text: str, status: str) -> None:
+        """The card's final state in its data too (what dingtalk-stream's AI card ``finish`` and
+        ``fail`` do): clients that missed the last streamed update still stop their spinner."""
+        data = {self._key: to_dingtalk_markdown(text) or text, "flowStatus": status}
+        body = {"outTrackId": self.card, "cardData": {"cardParamMap": data},
+                "cardUpdateOptions": {"updateCardDataByKey": True}}  # fmt: skip
+        with best_effort("settle the AI card's status", log):
+            await self._api.call("PUT", "/v1.0/card/instances", body)
 
     async def _stream(self, text: str, *, finalize: bool = False, error: bool = False) -> None:
         body = {
