@@ -395,3 +395,52 @@ async def test_a_thumb_rates_the_last_answer_when_feedback_is_on(
     (rated,) = [r for r in dify.requests if r.path.endswith("/feedbacks")]
     assert rated.json == {"rating": "like", "user": f"dingtalk:{fake.corp_id}:{ALICE.staff_id}"}
     assert len(dify.requests_to("/chat-messages")) == 1
+
+
+# ---- limits ---------------------------------------------------------------------------------
+
+
+async def test_a_qps_refusal_is_waited_out_and_the_card_still_finishes(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    fake.throttle_next(STREAMING)
+    config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        assert await post(running, fake, robot_message(fake, "限流")) == 200
+        await fake.wait_for("/v1.0/card/instances")
+    (card,) = fake.cards.in_space(robot_space(ALICE.staff_id))
+    assert (card.flow_status, card.data["content"]) == (FINISHED, "echo: 限流")
+    statuses = [c.status for c in fake.calls_to(STREAMING)]
+    assert statuses[0] == 403 and statuses[1:] == [200] * (len(statuses) - 1)
+
+
+async def test_a_long_answer_is_split_under_the_session_webhooks_limit(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    paragraph = "这是一个很长的段落，用来测试拆分。" * 40  # 680 characters, 2040 bytes
+    dify.enqueue("/chat-messages", Answer(chunks=[paragraph + "\n\n"] * 15, delay=0))
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, robot_message(fake, "长")) == 200
+        await fake.wait_for(SESSION, 3)
+    sent = fake.calls_to(SESSION)
+    assert all(c.ok for c in sent) and all(len(c.body) <= 20_000 for c in sent)
+    parts = [m["text"] for m in fake.messages(robot_space(ALICE.staff_id))[1:]]
+    assert len(parts) == 2
+    assert "\n\n".join(parts) == "\n\n".join([paragraph] * 15)
+
+
+async def test_replicas_share_one_access_token(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
+    async with (
+        difybot(dify, tmp_path / "db", **config) as a,
+        difybot(dify, tmp_path / "db", **config) as b,
+    ):
+        await post(a, fake, robot_message(fake, "A"))
+        await fake.wait_for("/v1.0/card/instances", 1)
+        await post(b, fake, robot_message(fake, "B", sender=BOB))
+        await fake.wait_for("/v1.0/card/instances", 2)
+    assert len(fake.calls_to("/v1.0/oauth2/accessToken")) == 1
+    tokens = {c.headers["x-acs-dingtalk-access-token"] for c in fake.calls_to(STREAMING)}
+    assert len(tokens) == 1
