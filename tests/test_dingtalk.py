@@ -20,6 +20,7 @@ from tests.fakes.dingtalk_cards import FAILED, FINISHED
 from tests.fakes.dingtalk_inbound import (
     ALICE,
     BOB,
+    card_action,
     file_message,
     picture,
     robot_message,
@@ -444,3 +445,36 @@ async def test_replicas_share_one_access_token(
     assert len(fake.calls_to("/v1.0/oauth2/accessToken")) == 1
     tokens = {c.headers["x-acs-dingtalk-access-token"] for c in fake.calls_to(STREAMING)}
     assert len(tokens) == 1
+
+
+async def test_card_buttons_ask_a_suggested_question_and_rate_the_answer(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    dify.parameters["suggested_questions_after_answer"] = {"enabled": True}
+    config = stream_settings(
+        fake, dingtalk_card_template_id=TEMPLATE_ID, dingtalk_card_buttons=True
+    )
+    async with difybot(dify, tmp_path / "db", **config):
+        await fake.gateway.wait_connected()
+        await fake.gateway.bot_message(robot_message(fake, "第一问", group=GROUP))
+        await fake.wait_for("/v1.0/card/instances", 2)  # settled, then the buttons' data
+        (card,) = fake.cards.in_space(group_space(GROUP))
+        assert json.loads(card.data["suggestions"]) == SUGGESTIONS
+        answered = card.data["message_id"]
+        ask = card_action(fake, card, user=BOB, action="ask",
+                          params={"question": SUGGESTIONS[0]})  # fmt: skip
+        assert (await fake.gateway.acked(await fake.gateway.card_callback(ask)))["code"] == 200
+        await fake.wait_for("/v1.0/card/instances", 4)  # the second answer's card settled
+        like = card_action(fake, card, user=BOB, action="feedback_like",
+                           params={"message_id": answered})  # fmt: skip
+        assert (await fake.gateway.acked(await fake.gateway.card_callback(like)))["code"] == 200
+        await fake.wait_for("/v1.0/robot/groupMessages/send")  # the thanks
+    first, second = dify.requests_to("/chat-messages")
+    assert second.json["query"] == SUGGESTIONS[0]
+    assert second.json["conversation_id"] and second.json["user"] == first.json["user"]
+    (rated,) = [r for r in dify.requests if r.path.endswith("/feedbacks")]
+    assert rated.path == f"/messages/{answered}/feedbacks"
+    assert rated.json == {"rating": "like", "user": first.json["user"]}
+    assert fake.calls_to(SESSION) == []  # no numbered message: the card holds the offer
+    subscribed = fake.calls_to("/v1.0/gateway/connections/open")[0].json["subscriptions"]
+    assert {"type": "CALLBACK", "topic": "/v1.0/card/instances/callback"} in subscribed

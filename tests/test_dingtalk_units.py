@@ -13,8 +13,9 @@ from dingtalk_stream import chatbot
 
 from adapters.dingtalk.adapter import sign
 from adapters.dingtalk.api import DingTalkAPIError, DingTalkPacer, to_result
-from adapters.dingtalk.inbound import to_incoming, to_robot_message, to_where
+from adapters.dingtalk.inbound import to_card_action, to_incoming, to_robot_message, to_where
 from adapters.dingtalk.markdown import to_dingtalk_markdown
+from adapters.dingtalk.offers import Choice, to_card_choice, to_choice
 from adapters.dingtalk.reply import Chat, title_of
 from bot.errors import CallbackRejected
 from bot.models import Scope
@@ -188,3 +189,32 @@ async def test_the_pacer_gives_up_and_passes_other_errors_at_once() -> None:
     with pytest.raises(DingTalkAPIError):
         await pacer.call("x", send)
     assert calls == 1
+
+
+def test_card_clicks_are_decoded_into_typed_choices() -> None:
+    action = to_card_action(payload("callback_card_action"))
+    assert (action.action, action.user_id, action.group) == ("feedback_like", "manager4821", True)
+    offer = {"message_id": action.params["message_id"], "app": "default", "dify_user": "u"}
+    assert to_card_choice(action.action, action.params, offer) == Choice(
+        "rate", "like", "default", action.params["message_id"], "u"
+    )
+    assert to_card_choice(action.action, action.params, None) is None  # the offer is gone
+    assert to_card_choice("ask", {"question": "再说说？"}, None) == Choice("ask", "再说说？")
+    assert to_card_choice("unknown", {}, offer) is None
+    with pytest.raises(CallbackRejected):
+        to_card_action({"userId": "u", "spaceId": "s", "content": "not json"})
+
+
+@pytest.mark.parametrize(
+    ("text", "choice"),
+    [
+        ("2", Choice("ask", "b")),
+        (" 1。", Choice("ask", "a")),
+        ("3", None),
+        ("👎", Choice("rate", "dislike", "default", "m1", "u")),
+        ("two", None),
+    ],
+)
+def test_numbered_replies_pick_from_the_offer(text: str, choice: Choice | None) -> None:
+    offer = {"questions": ["a", "b"], "feedback": True, "message_id": "m1", "dify_user": "u"}
+    assert to_choice(offer, text) == choice

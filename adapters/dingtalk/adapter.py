@@ -25,8 +25,21 @@ import orjson
 from aiohttp import web
 
 from adapters.dingtalk.api import DingTalkAPI
-from adapters.dingtalk.inbound import PLATFORM, to_incoming, to_robot_message, to_where
-from adapters.dingtalk.offers import OFFER_TTL, Choice, Offers, find_choice
+from adapters.dingtalk.inbound import (
+    PLATFORM,
+    to_card_action,
+    to_incoming,
+    to_robot_message,
+    to_where,
+)
+from adapters.dingtalk.offers import (
+    OFFER_TTL,
+    Choice,
+    Offers,
+    find_choice,
+    find_offer,
+    to_card_choice,
+)
 from adapters.dingtalk.reply import CardReply, Chat, MessageReply, RobotMessages
 from adapters.dingtalk.stream import StreamClient
 from adapters.webhooks import guard_of
@@ -65,6 +78,7 @@ class DingTalkAdapter:
         content_key: str = "content",
         stream: StreamClient | None = None,
         feedback: bool = False,
+        buttons: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.inbox = inbox
@@ -77,6 +91,7 @@ class DingTalkAdapter:
         self.stream = stream
         self.states = states
         self._feedback = feedback
+        self._buttons = buttons and bool(template_id) and stream is not None
         self._clock = clock
 
     def add_routes(self, app: web.Application, path: str = "/dingtalk") -> None:
@@ -85,7 +100,7 @@ class DingTalkAdapter:
 
     async def start(self) -> None:
         if self.stream is not None:
-            await self.stream.start(self.take)
+            await self.stream.start(self.take, self.take_action if self._buttons else None)
 
     async def stop(self) -> None:
         if self.stream is not None:
@@ -135,6 +150,24 @@ class DingTalkAdapter:
             with best_effort("say a message kind is unsupported", log):
                 await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
 
+    async def take_action(self, payload: Any, message_id: str) -> None:
+        """A card button: ask a suggested question, or rate the card's answer."""
+        action = to_card_action(payload)
+        question = action.params.get("question", "") if action.action == "ask" else ""
+        robot = action.to_robot_message(f"card:{message_id}", question)
+        message = to_incoming(robot, per_user=self._per_user, locale=self._locale)
+        offer = await find_offer(self.states, message.key.place,
+                                 action.params.get("message_id", ""),
+                                 since=self._clock() - OFFER_TTL)  # fmt: skip
+        choice = to_card_choice(action.action, action.params, offer)
+        if choice is None:
+            raise CallbackRejected(f"card action {action.action!r} not understood", status=400)
+        rate = choice.kind == "rate"
+        accepted = await self.inbox.accept(message, where=to_where(robot), answer=not rate)
+        if accepted.new and rate:
+            messages = RobotMessages(self.api, Chat.of(to_where(robot)), clock=self._clock)
+            await self._rate(choice, messages)
+
     async def _choice(self, message: IncomingMessage) -> Choice | None:
         if message.attachments or not message.text:
             return None
@@ -179,4 +212,5 @@ class DingTalkAdapter:
             state=state,
             template_id=self._template_id,
             content_key=self._content_key,
+            buttons=self._buttons,
         )

@@ -37,6 +37,7 @@ def build_dingtalk(settings: DingTalkSettings, services: Services) -> Platform:
         content_key=s.dingtalk_card_content_key,
         stream=stream,
         feedback=s.dingtalk_feedback,
+        buttons=s.dingtalk_card_buttons,
     )
     if stream is None:
         adapter.add_routes(services.web)

@@ -10,6 +10,7 @@ sender from another organisation; ``senderId`` is always there. Voice arrives tr
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from dataclasses import dataclass
 from typing import Any
@@ -136,3 +137,48 @@ def to_where(message: RobotMessage) -> dict[str, Any]:
         "session_webhook": message.session_webhook,
         "session_expires": message.session_expires,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CardAction:
+    """A click on an AI card's button (Stream topic ``/v1.0/card/instances/callback``): which
+    button (``actionIds``) with which ``params``, by whom, on which card, in which chat."""
+
+    action: str
+    params: dict[str, str]
+    user_id: str
+    corp_id: str
+    group: bool
+    space_id: str  # the group's openConversationId, or the single chat's staff id
+    out_track_id: str
+
+    def to_robot_message(self, msg_id: str, text: str) -> RobotMessage:
+        """The click as a message from its user in the card's chat (no session webhook)."""
+        conversation = self.space_id if self.group else self.user_id
+        return RobotMessage(msg_id, "card", self.group, conversation, self.corp_id,
+                            self.user_id, self.user_id, "", text, "", 0.0)  # fmt: skip
+
+
+def to_card_action(payload: Any) -> CardAction:
+    """A card callback (``content`` is a JSON string, as dingtalk-stream's
+    ``CardCallbackMessage`` reads it); 400 when it is not one."""
+    if not isinstance(payload, dict) or not payload.get("userId") or not payload.get("spaceId"):
+        raise CallbackRejected("card callback without user or space", status=400)
+    try:
+        content = json.loads(str(payload.get("content") or "{}"))
+    except ValueError:
+        raise CallbackRejected("card callback content is not JSON", status=400) from None
+    private = content.get("cardPrivateData") if isinstance(content, dict) else None
+    private = private if isinstance(private, dict) else {}
+    actions = private.get("actionIds") or []
+    params = private.get("params")
+    params = params if isinstance(params, dict) else {}
+    return CardAction(
+        action=str(actions[0]) if actions else "",
+        params={str(k): str(v) for k, v in params.items()},
+        user_id=str(payload["userId"]),
+        corp_id=str(payload.get("corpId") or ""),
+        group=payload.get("spaceType") == "IM_GROUP",
+        space_id=str(payload["spaceId"]),
+        out_track_id=str(payload.get("outTrackId") or ""),
+    )

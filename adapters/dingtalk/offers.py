@@ -10,6 +10,7 @@ human-input form actions) turn into something the adapter does.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,30 @@ async def find_choice(states: ReplyStates, place: str, text: str, *, since: floa
     return None
 
 
+def to_card_choice(action: str, params: dict[str, str], offer: Any) -> Choice | None:
+    """A card button's pick: ``ask`` (param ``question``), or ``feedback_like`` /
+    ``feedback_dislike`` on the answer whose saved ``offer`` it was."""
+    if action == "ask" and params.get("question"):
+        return Choice("ask", params["question"])
+    rating = {"feedback_like": "like", "feedback_dislike": "dislike"}.get(action)
+    if rating and isinstance(offer, dict) and offer.get("message_id"):
+        return Choice("rate", rating, str(offer.get("app") or "default"),
+                      str(offer["message_id"]), str(offer.get("dify_user") or ""))  # fmt: skip
+    return None
+
+
+async def find_offer(states: ReplyStates, place: str, message_id: str, *, since: float) -> Any:
+    """The offer saved with the answer ``message_id`` in ``place`` (None when gone)."""
+    for entry in reversed(await states.recent(place, since=since)):
+        offer = (entry.reply_state or {}).get("offered")
+        if isinstance(offer, dict) and offer.get("message_id") == message_id:
+            return offer
+    return None
+
+
+Show = Callable[[dict[str, str]], Awaitable[None]]
+
+
 class Offers:
     """Sends an answer's offer and keeps it in the answer's reply state."""
 
@@ -82,7 +107,10 @@ class Offers:
         state: State,
         save: Callable[[State], Awaitable[None]],
         send: Callable[[str], Awaitable[None]],
+        show: Show | None = None,
     ) -> None:
+        """``show``: the card's buttons take the offer (its data gets ``message_id`` and
+        ``suggestions``, a JSON list); else ``send`` it as a numbered message."""
         if "offered" in state or not answer.message_id:
             return  # offered already (a replica that took over), or nothing to refer to
         with best_effort("offer suggested questions", log):
@@ -92,10 +120,14 @@ class Offers:
                 lines = []
             if self._feedback:
                 lines.append(self._rate_line)
-            if not lines:
+            if not lines and show is None:
                 return
             state["offered"] = {"questions": questions, "feedback": self._feedback,
                                 "message_id": answer.message_id, "app": answer.app,
                                 "dify_user": answer.dify_user}  # fmt: skip
             await save(state)
-            await send("\n".join(lines))
+            if show is not None:
+                suggestions = json.dumps(questions, ensure_ascii=False)
+                await show({"message_id": answer.message_id, "suggestions": suggestions})
+            else:
+                await send("\n".join(lines))

@@ -28,7 +28,7 @@ import orjson
 
 from adapters.dingtalk.api import DingTalkAPI, DingTalkAPIError, ForeignWebhook
 from adapters.dingtalk.markdown import to_dingtalk_markdown
-from adapters.dingtalk.offers import Offers
+from adapters.dingtalk.offers import Offers, Show
 from bot.contract import ReplyCapabilities
 from bot.models import Answer
 from bot.ops.effort import best_effort
@@ -168,10 +168,11 @@ class MessageReply:
         await self._deliver("\n\n".join(part for part in [text, *links] if part))
         await self.offer(answer)
 
-    async def offer(self, answer: Answer) -> None:
-        """Suggested questions (and a rating) as a numbered message after the answer."""
+    async def offer(self, answer: Answer, show: Show | None = None) -> None:
+        """Suggested questions (and a rating) as a numbered message after the answer, or
+        into the card's buttons (``show``)."""
         if self._offers is not None:
-            await self._offers.after(answer, self._state, self._save, self._messages.text)
+            await self._offers.after(answer, self._state, self._save, self._messages.text, show)
 
     async def fail(self, text: str, notice: str) -> None:
         await self._deliver(f"{text}\n\n{notice}" if text else notice)
@@ -202,6 +203,7 @@ class CardReply:
         state: State,
         template_id: str,
         content_key: str,
+        buttons: bool = False,
     ) -> None:
         self._api = api
         self._chat = chat
@@ -210,6 +212,7 @@ class CardReply:
         self._state = state  # one state per entry, shared by a card and its fallback
         self._template_id = template_id
         self._key = content_key
+        self._buttons = buttons
 
     @property
     def card(self) -> str:
@@ -263,7 +266,7 @@ class CardReply:
         final = "\n\n".join(part for part in [text, *links] if part)
         await self._stream(final, finalize=True)
         await self._settle(final, FINISHED)
-        await self._fallback.offer(answer)
+        await self._fallback.offer(answer, self._show if self._buttons else None)
 
     async def fail(self, text: str, notice: str) -> None:
         if not self.card:
@@ -272,6 +275,12 @@ class CardReply:
         shown = f"{text}\n\n{notice}" if text else notice
         await self._stream(shown, error=True)
         await self._settle(shown, FAILED)
+
+    async def _show(self, data: dict[str, str]) -> None:
+        """Card data for the template's buttons (public: every member sees the same)."""
+        body = {"outTrackId": self.card, "cardData": {"cardParamMap": data},
+                "cardUpdateOptions": {"updateCardDataByKey": True}}  # fmt: skip
+        await self._api.call("PUT", "/v1.0/card/instances", body)
 
     async def _settle(self, text: str, status: str) -> None:
         """The card's final state in its data too (what dingtalk-stream's AI card ``finish`` and

@@ -29,7 +29,9 @@ from bot.ops.effort import cancelled
 log = logging.getLogger(__name__)
 
 BOT_TOPIC = "/v1.0/im/bot/messages/get"
+CARD_TOPIC = "/v1.0/card/instances/callback"
 Take = Callable[[Any], Awaitable[None]]
+TakeAction = Callable[[Any, str], Awaitable[None]]  # a card callback and its messageId
 
 
 class StreamClient:
@@ -52,8 +54,11 @@ class StreamClient:
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self.connections = 0  # websockets opened so far
+        self._take_action: TakeAction | None = None
 
-    async def start(self, take: Take) -> None:
+    async def start(self, take: Take, take_action: TakeAction | None = None) -> None:
+        """Robot messages to ``take``; card button clicks to ``take_action`` when given."""
+        self._take_action = take_action
         self._task = asyncio.create_task(self._run(take), name="dingtalk-stream")
 
     async def stop(self) -> None:
@@ -78,7 +83,11 @@ class StreamClient:
         body = {
             "clientId": self._api.client_id,
             "clientSecret": self._secret,
-            "subscriptions": [{"type": "CALLBACK", "topic": BOT_TOPIC}],
+            "subscriptions": [
+                {"type": "CALLBACK", "topic": topic}
+                for topic in (BOT_TOPIC, CARD_TOPIC if self._take_action else None)
+                if topic
+            ],
             "ua": "difybot",
             "localIp": _local_ip(),
         }
@@ -121,13 +130,23 @@ class StreamClient:
                 return True
             await _ack(ws, message_id, data=str(frame.get("data") or "{}"))
             return False
-        if frame.get("type") == "CALLBACK" and topic == BOT_TOPIC:
-            task = asyncio.create_task(self._callback(ws, message_id, frame.get("data"), take))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        else:
+        handler = (
+            self._handler(topic, message_id, take) if frame.get("type") == "CALLBACK" else None
+        )
+        if handler is None:
             await _ack(ws, message_id, code=404, message="not subscribed")
+            return False
+        task = asyncio.create_task(self._callback(ws, message_id, frame.get("data"), handler))
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
         return False
+
+    def _handler(self, topic: str, message_id: str, take: Take) -> Take | None:
+        if topic == BOT_TOPIC:
+            return take
+        if topic == CARD_TOPIC and self._take_action is not None:
+            return _with_id(self._take_action, message_id)
+        return None
 
     async def _callback(
         self, ws: aiohttp.ClientWebSocketResponse, message_id: str, data: Any, take: Take
@@ -141,6 +160,13 @@ class StreamClient:
         except ShuttingDown:
             return  # no ack: the message stays DingTalk's to hand to another connection
         await _ack(ws, message_id, data=orjson.dumps({"response": None}).decode())
+
+
+def _with_id(take_action: TakeAction, message_id: str) -> Take:
+    async def take(payload: Any) -> None:
+        await take_action(payload, message_id)
+
+    return take
 
 
 async def _ack(
