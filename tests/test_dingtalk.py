@@ -478,3 +478,15 @@ async def test_card_buttons_ask_a_suggested_question_and_rate_the_answer(
     assert fake.calls_to(SESSION) == []  # no numbered message: the card holds the offer
     subscribed = fake.calls_to("/v1.0/gateway/connections/open")[0].json["subscriptions"]
     assert {"type": "CALLBACK", "topic": "/v1.0/card/instances/callback"} in subscribed
+
+
+async def test_a_session_webhook_over_its_rate_hands_over_to_the_openapi_send(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    fake.fail_session_next(410100, "send too fast, exceed 20 times per minute")
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, robot_message(fake, "太快了")) == 200
+        await fake.wait_for(SESSION, 2)
+    shown = [(m["via"], m["text"]) for m in fake.messages(robot_space(ALICE.staff_id))]
+    assert shown == [("openapi", "思考中…"), ("session", "echo: 太快了")]
+    assert len(fake.calls_to(SESSION)) == 2  # the refused one was not tried again

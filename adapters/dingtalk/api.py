@@ -79,15 +79,18 @@ class DingTalkPacer:
         self._sleep = sleep
         self._until: dict[str, float] = {}
 
-    async def call(self, key: str, send: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(1, self._tries + 1):
+    async def call(self, key: str, send: Callable[[], Awaitable[T]], *, tries: int = 0) -> T:
+        """``send()``, again after a pause while DingTalk refuses it as too fast; ``tries``
+        overrides how many times (1: the caller has another way when refused)."""
+        tries = tries or self._tries
+        for attempt in range(1, tries + 1):
             wait = self._until.get(key, 0.0) - self._clock()
             if wait > 0:
                 await self._sleep(wait)
             try:
                 return await send()
             except DingTalkAPIError as exc:
-                if not exc.throttled or attempt == self._tries:
+                if not exc.throttled or attempt == tries:
                     raise
                 pause = exc.retry_after or self._pause
                 self._until[key] = max(self._until.get(key, 0.0), self._clock() + pause)
@@ -210,7 +213,8 @@ class DingTalkAPI:
         """A message through a callback's session webhook (no token needed: the URL is one)."""
         if not self.is_session_webhook(url):
             raise ForeignWebhook("session webhook outside DINGTALK_OAPI_BASE", code="foreign")
-        await self.pacer.call("sendBySession", lambda: self._send("POST", url, body, {}))
+        # Over 20 a minute DingTalk refuses: no retry, the caller uses the OpenAPI send instead.
+        await self.pacer.call("sendBySession", lambda: self._send("POST", url, body, {}), tries=1)
 
     async def _send(
         self, method: str, url: str, body: dict[str, Any], headers: dict[str, str]

@@ -56,14 +56,12 @@ def to_choice(offer: Any, text: str) -> Choice | None:
 
 
 async def find_choice(states: ReplyStates, place: str, text: str, *, since: float) -> Choice | None:
-    """The pick ``text`` makes among the newest offer made in ``place`` since ``since``."""
+    """The pick ``text`` makes among the offer of the newest answer in ``place`` (since
+    ``since``): an older offer no longer counts once another answer came after it."""
     if not (_NUMBER.match(text) or text.strip() in _RATINGS):
         return None  # most messages: no database look-up
-    for entry in reversed(await states.recent(place, since=since)):
-        offer = (entry.reply_state or {}).get("offered")
-        if offer:
-            return to_choice(offer, text)
-    return None
+    answered = [e.reply_state for e in await states.recent(place, since=since) if e.reply_state]
+    return to_choice(answered[-1].get("offered"), text) if answered else None
 
 
 def to_card_choice(action: str, params: dict[str, str], offer: Any) -> Choice | None:

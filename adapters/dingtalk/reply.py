@@ -96,8 +96,9 @@ class RobotMessages:
             except ForeignWebhook:
                 log.warning("session webhook not on DINGTALK_OAPI_BASE: not called")
             except DingTalkAPIError as exc:
-                if not exc.session_gone:
+                if not (exc.session_gone or exc.throttled):
                     raise
+                log.info("session webhook refused (%s); the robot's OpenAPI send instead", exc.code)
         await self._openapi(kind, param)
 
     async def _openapi(self, kind: str, param: dict[str, str]) -> None:

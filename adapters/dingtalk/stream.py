@@ -71,9 +71,12 @@ class StreamClient:
                 try:
                     endpoint = await self._open()
                     failures = 0 if await self._listen(session, endpoint, take) else failures + 1
-                except (DingTalkAPIError, aiohttp.ClientError, TimeoutError) as exc:
+                except DingTalkAPIError as exc:
                     failures += 1
-                    log.warning("DingTalk Stream connection failed: %s", exc)
+                    log.warning("DingTalk Stream connection not opened: %s", exc)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    failures += 1  # not the exception's text: it carries the URL and its ticket
+                    log.warning("DingTalk Stream connection lost: %s", _reason(exc))
                 if failures:
                     low, high = self._backoff
                     await self._sleep(min(high, low * 2 ** (failures - 1)) * random.uniform(1, 1.5))
@@ -159,7 +162,16 @@ class StreamClient:
             return
         except ShuttingDown:
             return  # no ack: the message stays DingTalk's to hand to another connection
+        except Exception:  # this message's one catch-all: DingTalk hears 500, the loop goes on
+            log.exception("DingTalk Stream message %s not taken", message_id)
+            await _ack(ws, message_id, code=500, message="internal error")
+            return
         await _ack(ws, message_id, data=orjson.dumps({"response": None}).decode())
+
+
+def _reason(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "")
 
 
 def _with_id(take_action: TakeAction, message_id: str) -> Take:
