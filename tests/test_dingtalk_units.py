@@ -10,15 +10,19 @@ from typing import Any
 import httpx
 import pytest
 from dingtalk_stream import chatbot
+from pydantic import SecretStr
 
 from adapters.dingtalk.adapter import sign
 from adapters.dingtalk.api import DingTalkAPIError, DingTalkPacer, to_result
+from adapters.dingtalk.check import check_dingtalk
 from adapters.dingtalk.inbound import to_card_action, to_incoming, to_robot_message, to_where
 from adapters.dingtalk.markdown import to_dingtalk_markdown
 from adapters.dingtalk.offers import Choice, to_card_choice, to_choice
 from adapters.dingtalk.reply import Chat, title_of
+from adapters.dingtalk.settings import DingTalkSettings
 from bot.errors import CallbackRejected
 from bot.models import Scope
+from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.dingtalk_inbound import sign as dingtalk_sign
 
 PAYLOADS = Path(__file__).parent / "payloads" / "dingtalk"
@@ -218,3 +222,18 @@ def test_card_clicks_are_decoded_into_typed_choices() -> None:
 def test_numbered_replies_pick_from_the_offer(text: str, choice: Choice | None) -> None:
     offer = {"questions": ["a", "b"], "feedback": True, "message_id": "m1", "dify_user": "u"}
     assert to_choice(offer, text) == choice
+
+
+async def test_check_gets_a_token_with_the_credentials() -> None:
+    async with FakeDingTalk() as fake:
+        good = DingTalkSettings(
+            dingtalk_client_id=fake.client_id,
+            dingtalk_client_secret=fake.client_secret,  # type: ignore[arg-type]  # pydantic
+            dingtalk_api_base=fake.api_url,  # type: ignore[arg-type]
+        )
+        bad = good.model_copy(update={"dingtalk_client_secret": SecretStr("wrong")})
+        (ok,) = await check_dingtalk(good)
+        (refused,) = await check_dingtalk(bad)
+    assert ok.ok and "Stream mode" in ok.detail
+    assert not refused.ok and "invalidClientIdOrSecret" in refused.detail
+    assert "DINGTALK_CLIENT_SECRET" in refused.fix and "wrong" not in refused.detail
