@@ -226,11 +226,10 @@ def test_numbered_replies_pick_from_the_offer(text: str, choice: Choice | None) 
 
 async def test_check_gets_a_token_with_the_credentials() -> None:
     async with FakeDingTalk() as fake:
-        good = DingTalkSettings(
-            dingtalk_client_id=fake.client_id,
-            dingtalk_client_secret=fake.client_secret,  # type: ignore[arg-type]  # pydantic
-            dingtalk_api_base=fake.api_url,  # type: ignore[arg-type]
-        )
+        good = DingTalkSettings.model_validate(
+            {"dingtalk_client_id": fake.client_id, "dingtalk_client_secret": fake.client_secret,
+             "dingtalk_api_base": fake.api_url}
+        )  # fmt: skip
         bad = good.model_copy(update={"dingtalk_client_secret": SecretStr("wrong")})
         (ok,) = await check_dingtalk(good)
         (refused,) = await check_dingtalk(bad)
