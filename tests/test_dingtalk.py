@@ -490,3 +490,18 @@ async def test_a_session_webhook_over_its_rate_hands_over_to_the_openapi_send(
     shown = [(m["via"], m["text"]) for m in fake.messages(robot_space(ALICE.staff_id))]
     assert shown == [("openapi", "思考中…"), ("session", "echo: 太快了")]
     assert len(fake.calls_to(SESSION)) == 2  # the refused one was not tried again
+
+
+@pytest.mark.allow_warnings("AI card not delivered")
+async def test_a_hanging_card_api_times_out_and_the_answer_comes_as_messages(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    fake.hang_next("/v1.0/card/instances/createAndDeliver")
+    config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID, dingtalk_request_timeout=0.3)
+    async with difybot(dify, tmp_path / "db", **config) as running:
+        assert await post(running, fake, robot_message(fake, "卡住了")) == 200
+        await fake.wait_for(SESSION, 2)
+    assert [m["text"] for m in fake.messages(robot_space(ALICE.staff_id))] == [
+        "思考中…",
+        "echo: 卡住了",
+    ]
