@@ -505,3 +505,20 @@ async def test_a_hanging_card_api_times_out_and_the_answer_comes_as_messages(
         "思考中…",
         "echo: 卡住了",
     ]
+
+
+async def test_a_bare_mention_gets_the_opening_statement_and_an_unreadable_kind_a_notice(
+    dify: FakeDify, fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    dify.parameters["opening_statement"] = "你好，我是产品助手。"
+    untranscribed = robot_message(fake, group=GROUP, msgtype="audio", content={"duration": 3})
+    async with difybot(dify, tmp_path / "db", **settings(fake)) as running:
+        assert await post(running, fake, robot_message(fake, " ", group=GROUP)) == 200
+        await fake.wait_for(SESSION, 1)
+        assert await post(running, fake, untranscribed) == 200
+        await fake.wait_for(SESSION, 2)
+    assert [m["text"] for m in fake.messages(group_space(GROUP))] == [
+        "你好，我是产品助手。",
+        "我能读文字、图片和文件，暂时读不了这类消息。",
+    ]
+    assert dify.requests_to("/chat-messages") == []

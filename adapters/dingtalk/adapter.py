@@ -146,9 +146,23 @@ class DingTalkAdapter:
         messages = RobotMessages(self.api, Chat.of(where), clock=self._clock)
         if rating is not None:
             await self._rate(rating, messages)
-        elif not answerable and robot.kind not in ("text", "richText", "audio"):
-            with best_effort("say a message kind is unsupported", log):
-                await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
+        elif not answerable:
+            await self._not_a_question(robot.kind, message, messages)
+
+    async def _not_a_question(
+        self, kind: str, message: IncomingMessage, messages: RobotMessages
+    ) -> None:
+        """A bare @mention gets the app's opening statement; a kind difybot cannot read (or a
+        voice message DingTalk did not transcribe), a line saying so."""
+        with best_effort("answer a message without a question", log):
+            if kind in ("text", "richText"):
+                facts = await self.inbox.facts(
+                    PLATFORM, workspace=message.workspace, channel=message.channel_id or ""
+                )
+                if facts.opening_statement:
+                    await messages.text(facts.opening_statement)
+                return
+            await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
 
     async def take_action(self, payload: Any, message_id: str) -> None:
         """A card button: ask a suggested question, or rate the card's answer."""
