@@ -236,3 +236,12 @@ async def test_check_gets_a_token_with_the_credentials() -> None:
     assert ok.ok and "Stream mode" in ok.detail
     assert not refused.ok and "invalidClientIdOrSecret" in refused.detail
     assert "DINGTALK_CLIENT_SECRET" in refused.fix and "wrong" not in refused.detail
+
+
+def test_a_429_with_retry_after_is_throttled_for_that_long() -> None:
+    request = httpx.Request("PUT", "https://api.dingtalk.com/v1.0/card/streaming")
+    response = httpx.Response(429, json={"code": "TooMany"}, headers={"Retry-After": "3"},
+                              request=request)  # fmt: skip
+    with pytest.raises(DingTalkAPIError) as refused:
+        to_result(response)
+    assert refused.value.throttled and refused.value.retry_after == 3.0

@@ -43,9 +43,10 @@ class DingTalkAPIError(PlatformAPIError):
 
     @property
     def throttled(self) -> bool:
-        return self.code.startswith("Forbidden.AccessDenied.Qps") or self.code == str(
-            SESSION_TOO_FAST
-        )
+        """Refused for going too fast: DingTalk's 403 QPS codes, a session webhook's 410100, or
+        a 429 (from a proxy in between; its Retry-After is kept)."""
+        qps = self.code.startswith("Forbidden.AccessDenied.Qps")
+        return qps or self.code == str(SESSION_TOO_FAST) or self.status == 429
 
     @property
     def is_token_error(self) -> bool:
@@ -243,7 +244,9 @@ def to_result(response: httpx.Response) -> dict[str, Any]:
     if not response.is_success:
         code = str(answer.get("code") or response.status_code)
         message = f"{path}: HTTP {response.status_code} {code} {answer.get('message', '')}"
-        raise DingTalkAPIError(message, status=response.status_code, code=code)
+        retry_after = response.headers.get("retry-after", "")
+        wait = float(retry_after) if retry_after.isdigit() else None
+        raise DingTalkAPIError(message, status=response.status_code, code=code, retry_after=wait)
     errcode = answer.get("errcode", 0)
     if errcode not in (0, "0", None):
         message = f"{path}: errcode {errcode} {answer.get('errmsg', '')}"
