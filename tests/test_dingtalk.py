@@ -522,3 +522,18 @@ async def test_a_bare_mention_gets_the_opening_statement_and_an_unreadable_kind_
         "我能读文字、图片和文件，暂时读不了这类消息。",
     ]
     assert dify.requests_to("/chat-messages") == []
+
+
+async def test_a_tool_call_shows_in_the_card_until_the_answer_ends(
+    fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with FakeDify(mode="agent-chat") as dify:
+        answer = Answer(chunks=["结果"], delay=0.3, agent_thoughts=[{"tool": "web_search"}])
+        dify.enqueue("/chat-messages", answer)
+        config = settings(fake, dingtalk_card_template_id=TEMPLATE_ID)
+        async with difybot(dify, tmp_path / "db", **config) as running:
+            assert await post(running, fake, robot_message(fake, "查一下")) == 200
+            await fake.wait_for("/v1.0/card/instances")
+    streamed = [c.json["content"] for c in fake.calls_to(STREAMING)]
+    assert "*🔧 web_search…*" in streamed[:-1]  # a status line while the tool ran
+    assert streamed[-1] == "结果"  # gone from the final answer

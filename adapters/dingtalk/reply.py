@@ -214,6 +214,8 @@ class CardReply:
         self._template_id = template_id
         self._key = content_key
         self._buttons = buttons
+        self._text = ""  # the answer so far, and the status line shown above it
+        self._status = ""
 
     @property
     def card(self) -> str:
@@ -253,11 +255,19 @@ class CardReply:
         return body
 
     async def update(self, text: str) -> None:
+        self._text = text
         if self.card:
-            await self._stream(text)
+            await self._stream(self._shown())
 
     async def status(self, text: str) -> None:
-        """The growing text is the card's sign of progress."""
+        """A tool call or workflow node, in italics above the answer until the next one."""
+        self._status = text
+        if self.card:
+            await self._stream(self._shown())
+
+    def _shown(self) -> str:
+        return "\n\n".join(part for part in (f"*{self._status}*" if self._status else "",
+                                             self._text) if part)  # fmt: skip
 
     async def finish(self, text: str, answer: Answer) -> None:
         if not self.card:
