@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.dingtalk import DINGTALK
 from adapters.line import LINE
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
@@ -17,6 +18,7 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     WECOM_APP,
     WECOM_BOT,
     LINE,
+    DINGTALK,
 )
 
 # The terminal chat (``difybot chat``) is a platform too, but no setting turns it on.
