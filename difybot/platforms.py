@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.feishu import FEISHU
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
 from adapters.wechat import OFFICIAL_ACCOUNT
@@ -15,6 +16,7 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     OFFICIAL_ACCOUNT,
     WECOM_APP,
     WECOM_BOT,
+    FEISHU,
 )
 
 # The terminal chat (``difybot chat``) is a platform too, but no setting turns it on.

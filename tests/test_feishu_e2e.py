@@ -1,0 +1,216 @@
+"""End to end: Feishu webhook mode (encrypted, signed callbacks) against the fake Feishu Open
+Platform and fake Dify, through the real ``difybot serve`` wiring."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.dify import FakeDify
+from tests.fakes.dify_behaviours import Answer
+from tests.fakes.feishu import FakeFeishu
+from tests.fakes.feishu_events import (
+    ENCRYPT_KEY,
+    VERIFICATION_TOKEN,
+    FeishuCallbacks,
+    Person,
+    mention,
+)
+from tests.fakes.feishu_store import FeishuMessage, text_of
+from tests.fakes.wechat_app import Running, difybot
+
+USER = "ou_84aad35d084aa403a838cf73ee18467"
+OTHER = "ou_5c6e1b0e9b2b4c2f8a1d3e4f5a6b7c8d"
+
+
+@pytest.fixture
+async def feishu() -> AsyncIterator[FakeFeishu]:
+    async with FakeFeishu() as fake:
+        yield fake
+
+
+def feishu_settings(feishu: FakeFeishu, **extra: Any) -> dict[str, Any]:
+    return {
+        "feishu_app_id": feishu.app_id, "feishu_app_secret": feishu.app_secret,
+        "feishu_api_base": feishu.url, "feishu_event_mode": "webhook",
+        "feishu_verification_token": VERIFICATION_TOKEN, "feishu_encrypt_key": ENCRYPT_KEY,
+        "feishu_locale": "en", **extra,
+    }  # fmt: skip
+
+
+def events(running: Running) -> str:
+    return f"{running.url}/feishu/events"
+
+
+def p2p(feishu: FakeFeishu, text: str, sender: str = USER) -> FeishuMessage:
+    chat = feishu.messages.p2p_chat(sender)
+    return feishu.user_message(chat_id=chat, chat_type="p2p", sender=sender,
+                               content={"text": text})  # fmt: skip
+
+
+async def answered(running: Running) -> None:
+    await running.adapter("feishu").drain()
+
+
+async def test_encrypted_url_verification_echoes_the_challenge(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        delivery = await callbacks.post(events(running), callbacks.url_verification("c-123"))
+    assert delivery.status == 200 and delivery.json == {"challenge": "c-123"}
+
+
+async def test_p2p_answer_streams_into_a_cardkit_card(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    chunks = ["**Refunds** ", "take ", "five ", "days."]
+    dify.enqueue("/chat-messages", Answer(chunks=chunks, delay=0.3))
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        question = p2p(feishu, "how long do refunds take?")
+        delivery = await callbacks.post(events(running), callbacks.message_received(question))
+        assert delivery.status == 200
+        await answered(running)
+    (created,) = feishu.calls_to("cardkit.card.create")
+    (sent,) = feishu.calls_to("im.message.create")
+    card_id = json.loads(sent.body["content"])["data"]["card_id"]
+    entity = feishu.cards[card_id]
+    assert json.loads(created.body["data"])["config"]["streaming_mode"] is True
+    streamed = [text for _, text in entity.contents]
+    assert len(streamed) >= 2 and streamed[-1] == "**Refunds** take five days."
+    assert all(b.startswith(a) for a, b in itertools.pairwise(streamed))
+    sequences = [sequence for _, sequence in entity.operations]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    assert [op for op, _ in entity.operations][-2:] == ["settings", "update"]
+    assert entity.streaming is False
+    (bot_message,) = feishu.bot_messages()
+    assert feishu.text(bot_message.message_id).startswith("**Refunds** take five days.")
+    assert dify.requests_to("/chat-messages")[0].json["query"] == "how long do refunds take?"
+
+
+@pytest.mark.allow_warnings(r"CardKit refused")
+async def test_refused_cardkit_falls_back_to_a_patched_card(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    dify.enqueue("/chat-messages", Answer(chunks=["one ", "two ", "three"], delay=0.6))
+    feishu.fail_next("cardkit.card.create", code=99991672, msg="Access denied: cardkit:card")
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "count")))
+        await answered(running)
+    (message,) = feishu.bot_messages()
+    assert message.msg_type == "interactive" and not message.card_id
+    patches = feishu.calls_to("im.message.patch")
+    assert len(patches) >= 2 and all(call.ok for call in patches)
+    assert feishu.text(message.message_id).startswith("one two three")
+    assert any("one" in text_of(h) and "three" not in text_of(h) for h in message.history)
+
+
+async def test_group_mention_answers_in_a_thread_and_follows_it(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    group = feishu.messages.group_chat()
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        asked = feishu.user_message(chat_id=group, chat_type="group", sender=USER,
+                                    content={"text": "@_user_1 refund policy?"},
+                                    mentions=[mention()])  # fmt: skip
+        await callbacks.post(events(running), callbacks.message_received(asked))
+        await answered(running)
+        (reply,) = feishu.calls_to("im.message.reply")
+        assert reply.body["reply_in_thread"] is True and asked.message_id in reply.path
+        thread = asked.thread_id
+        assert thread.startswith("omt_")
+        follow = feishu.user_message(chat_id=group, chat_type="group", sender=USER,
+                                     content={"text": "and monthly?"}, root_id=asked.message_id,
+                                     thread_id=thread)  # fmt: skip
+        chatter = feishu.user_message(chat_id=group, chat_type="group", sender=OTHER,
+                                      content={"text": "lunch at 12?"})  # fmt: skip
+        await callbacks.post(events(running), callbacks.message_received(chatter))
+        await callbacks.post(events(running), callbacks.message_received(follow))
+        await answered(running)
+    queries = [r.json["query"] for r in dify.requests_to("/chat-messages")]
+    assert queries == ["refund policy?", "and monthly?"]
+    users = {r.json["conversation_id"] for r in dify.requests_to("/chat-messages")[1:]}
+    assert users != {""}  # the follow-up continues the thread's conversation
+    assert all(m.thread_id == thread for m in feishu.bot_messages(group))
+    assert len(feishu.bot_messages(group)) == 2
+
+
+async def test_a_mention_of_someone_else_is_ignored(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    group = feishu.messages.group_chat()
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        other = mention(Person(OTHER, "Wang"))
+        asked = feishu.user_message(
+            chat_id=group, chat_type="group", sender=USER,
+            content={"text": "@_user_1 review?"}, mentions=[other],
+        )  # fmt: skip
+        delivery = await callbacks.post(events(running), callbacks.message_received(asked))
+        await answered(running)
+    assert delivery.status == 200
+    assert dify.requests_to("/chat-messages") == [] and feishu.bot_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("seal", "status"),
+    [({"signature": "0" * 64}, 401), ({"timestamp": "1000000000"}, 401)],
+)
+async def test_forged_or_stale_signatures_are_refused(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path, seal: dict[str, str], status: int
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        payload = callbacks.message_received(p2p(feishu, "hi"))
+        delivery = await callbacks.post(events(running), payload, **seal)
+    assert delivery.status == status
+    assert dify.requests_to("/chat-messages") == [] and feishu.bot_messages() == []
+
+
+async def test_a_wrong_verification_token_is_refused(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        forger = FeishuCallbacks(verification_token="not-the-token")
+        message = forger.message_received(p2p(feishu, "hi"))
+        refused = await forger.post(events(running), message)
+        challenge = await forger.post(events(running), forger.url_verification())
+    assert refused.status == 403 and challenge.status == 403
+    assert dify.requests_to("/chat-messages") == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"encrypt": "@@@"}', b'{"encrypt": "AAAA"}']
+)
+async def test_malformed_bodies_get_400(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path, body: bytes
+) -> None:
+    async with (
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running,
+        aiohttp.ClientSession() as session,
+        session.post(events(running), data=body) as response,
+    ):
+        assert response.status == 400
+
+
+async def test_a_redelivered_event_is_answered_once(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        first = await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "hi")))
+        assert first.sealed is not None
+        again = await callbacks.redeliver(events(running), first.sealed)
+        await answered(running)
+    assert first.status == again.status == 200
+    assert len(dify.requests_to("/chat-messages")) == 1
+    assert len(feishu.bot_messages()) == 1
