@@ -35,8 +35,9 @@ def settings(feishu: FakeFeishu, **extra: Any) -> dict[str, Any]:
 
 def p2p(feishu: FakeFeishu, text: str = "", **message: Any) -> FeishuMessage:
     chat = feishu.messages.p2p_chat(USER)
-    return feishu.user_message(chat_id=chat, chat_type="p2p", sender=USER,
-                               content=message.pop("content", {"text": text}), **message)  # fmt: skip
+    content = message.pop("content", {"text": text})
+    return feishu.user_message(chat_id=chat, chat_type="p2p", sender=USER, content=content,
+                               **message)  # fmt: skip
 
 
 async def push(feishu: FakeFeishu, payload: dict[str, Any], *, parts: int = 1) -> dict[str, Any]:
