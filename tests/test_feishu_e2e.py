@@ -11,7 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import AnyHttpUrl, SecretStr
 
+from adapters.feishu.check import check_feishu
+from adapters.feishu.settings import FeishuSettings
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.feishu import FakeFeishu
@@ -214,3 +217,67 @@ async def test_a_redelivered_event_is_answered_once(
     assert first.status == again.status == 200
     assert len(dify.requests_to("/chat-messages")) == 1
     assert len(feishu.bot_messages()) == 1
+
+
+async def test_the_card_appears_within_a_second(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    dify.enqueue("/chat-messages", Answer(chunks=["slow"], first_delay=2.0))
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        asked_at = feishu.clock()
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "hi")))
+        (sent,) = await feishu.wait_for("im.message.create")
+        assert sent.at - asked_at < 1.0
+        await answered(running)
+
+
+async def test_rate_limits_and_an_expired_token_are_waited_out(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        feishu.rate_limit_next("im.message.create", reset=1)
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "one")))
+        await answered(running)
+        limited, sent = feishu.calls_to("im.message.create")
+        assert limited.status == 429 and sent.ok and sent.at - limited.at >= 0.9
+        feishu.expire_tokens()
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "two")))
+        await answered(running)
+    assert len(feishu.calls_to("auth.tenant_access_token")) == 2
+    assert len(feishu.bot_messages()) == 2
+    assert all(feishu.text(m.message_id).startswith("echo") for m in feishu.bot_messages())
+
+
+async def test_streaming_is_reopened_when_feishu_closes_it(dify: FakeDify, tmp_path: Path) -> None:
+    chunks = ["a ", "b ", "c ", "d ", "e"]
+    dify.enqueue("/chat-messages", Answer(chunks=chunks, delay=0.4))
+    async with FakeFeishu(streaming_timeout=0.5) as feishu:
+        async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+            callbacks = FeishuCallbacks()
+            await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "x")))
+            await answered(running)
+        writes = feishu.calls_to("cardkit.card_element.content")
+        (message,) = feishu.bot_messages()
+        entity = feishu.cards[message.card_id]
+        shown = feishu.text(message.message_id)
+    timed_out = next(n for n, call in enumerate(writes) if call.code == 200850)
+    retried = writes[timed_out + 1]
+    assert retried.ok and retried.body["content"] == writes[timed_out].body["content"]
+    assert [op for op, _ in entity.operations].count("settings") >= 2  # reopened, then closed
+    assert shown.split("\n")[0] == "a b c d e"
+
+
+async def test_check_verifies_the_credentials_and_the_bot(feishu: FakeFeishu) -> None:
+    def config(secret: str) -> FeishuSettings:
+        return FeishuSettings(feishu_app_id=feishu.app_id, feishu_app_secret=SecretStr(secret),
+                              feishu_api_base=AnyHttpUrl(feishu.url))  # fmt: skip
+
+    app, bot = await check_feishu(config(feishu.app_secret))
+    assert app.ok and bot.ok and feishu.bot_open_id in bot.detail
+    (refused,) = await check_feishu(config("wrong"))
+    assert not refused.ok and "10014" in refused.detail and "FEISHU_APP_SECRET" in refused.fix
+    feishu.activate_status = 0  # published, not yet enabled by the tenant's admin
+    _, disabled = await check_feishu(config(feishu.app_secret))
+    assert not disabled.ok and disabled.fix
