@@ -189,3 +189,17 @@ async def test_answer_files_are_sent_natively(
     uploaded = feishu.messages.uploads[document.content["file_key"]]
     assert (uploaded.data, uploaded.file_name) == (PDF, "report.pdf")
     assert feishu.calls_to("im.file.create")[0].body["file_type"] == "pdf"
+
+
+@pytest.mark.allow_warnings(r"handshake refused: HTTP 400 exceed connection limit")
+async def test_a_refused_handshake_is_retried_without_logging_the_ticket(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feishu.socket.refuse_next_handshake(msg="exceed connection limit")
+    callbacks = FeishuCallbacks(encrypt_key=None)
+    async with difybot(dify, tmp_path / "db", **settings(feishu)) as running:
+        await push(feishu, callbacks.message_received(p2p(feishu, "after a refusal")))
+        await answered(running)
+    assert len(feishu.socket.refused) == 1 and feishu.socket.opened == 1
+    assert len(dify.requests_to("/chat-messages")) == 1
+    assert "ticket" not in caplog.text and feishu.app_secret not in caplog.text

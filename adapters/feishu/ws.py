@@ -21,7 +21,7 @@ import base64
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -89,7 +89,10 @@ class LongConnection:
                 failures = 0
             except (FeishuAPIError, aiohttp.ClientError, FrameError, OSError, TimeoutError) as exc:
                 failures += 1
-                log.warning("Feishu long connection failed (%s); opening it again", exc)
+                log.warning("Feishu long connection failed (%s); opening it again", _why(exc))
+            except Exception:  # the connection's boundary: whatever broke, keep reconnecting
+                failures += 1
+                log.exception("Feishu long connection broke; opening it again")
             self.connected.clear()
             wait = min(self.reconnect_interval, 2.0 ** min(failures, 7))
             await self._sleep(random.uniform(0.0, 1.0) if failures == 0 else wait)
@@ -114,7 +117,10 @@ class LongConnection:
     async def _serve(self, url: str) -> None:
         assert self._session is not None
         service = int((parse_qs(urlsplit(url).query).get("service_id") or ["0"])[0])
-        async with self._session.ws_connect(url, autoping=True) as ws:
+        # Feishu answers every ping with a pong: three intervals of silence mean a dead link.
+        silence = self.ping_interval * 3
+        timeout = aiohttp.ClientWSTimeout(ws_receive=silence, ws_close=CONNECT_TIMEOUT)
+        async with self._session.ws_connect(url, autoping=True, timeout=timeout) as ws:
             self.connected.set()
             log.info("Feishu long connection open")
             pinger = asyncio.create_task(self._ping(ws, service))
@@ -180,6 +186,17 @@ class LongConnection:
                     orjson.dumps(answer), frame.seq_id, frame.log_id, frame.log_id_new)  # fmt: skip
         if not ws.closed:
             await ws.send_bytes(encode(ack))
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong, without the one-time URL (its ticket) aiohttp puts in its messages."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        headers: Mapping[str, str] = exc.headers if isinstance(exc.headers, Mapping) else {}
+        return (f"handshake refused: HTTP {exc.status} {headers.get('handshake-msg', '')} "
+                f"{headers.get('handshake-autherrcode', '')}").strip()  # fmt: skip
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, FeishuAPIError) else type(exc).__name__
 
 
 def _loads(raw: bytes) -> Any:
