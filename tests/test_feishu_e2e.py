@@ -281,3 +281,38 @@ async def test_check_verifies_the_credentials_and_the_bot(feishu: FakeFeishu) ->
     feishu.activate_status = 0  # published, not yet enabled by the tenant's admin
     _, disabled = await check_feishu(config(feishu.app_secret))
     assert not disabled.ok and disabled.fix
+
+
+async def test_a_redelivery_to_another_replica_is_answered_once(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    dify.enqueue("/chat-messages", Answer(chunks=["only ", "once"], delay=0.2))
+    async with (
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as a,
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as b,
+    ):
+        callbacks = FeishuCallbacks()
+        first = await callbacks.post(events(a), callbacks.message_received(p2p(feishu, "hi")))
+        assert first.sealed is not None
+        again = await callbacks.redeliver(events(b), first.sealed)
+        await answered(a)
+        await answered(b)
+    assert first.status == again.status == 200
+    assert len(dify.requests_to("/chat-messages")) == 1 and len(feishu.bot_messages()) == 1
+
+
+async def test_plain_callbacks_without_an_encrypt_key(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    plain = feishu_settings(feishu, feishu_encrypt_key=None)
+    async with difybot(dify, tmp_path / "db", **plain) as running:
+        callbacks = FeishuCallbacks(encrypt_key=None)
+        challenge = await callbacks.post(events(running), callbacks.url_verification("c-9"))
+        delivery = await callbacks.post(
+            events(running), callbacks.message_received(p2p(feishu, "hi"))
+        )
+        sealed = await FeishuCallbacks().post(events(running), callbacks.url_verification())
+        await answered(running)
+    assert challenge.json == {"challenge": "c-9"} and delivery.status == 200
+    assert sealed.status == 400  # encrypted, but no Encrypt Key to open it with
+    assert len(feishu.bot_messages()) == 1
