@@ -316,3 +316,18 @@ async def test_plain_callbacks_without_an_encrypt_key(
     assert challenge.json == {"challenge": "c-9"} and delivery.status == 200
     assert sealed.status == 400  # encrypted, but no Encrypt Key to open it with
     assert len(feishu.bot_messages()) == 1
+
+
+async def test_a_cardkit_outage_costs_only_that_answer_its_stream(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    feishu.fail_next("cardkit.card.create", code=None, status=503, times=3)  # every retry
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "one")))
+        await answered(running)
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "two")))
+        await answered(running)
+    first, second = feishu.bot_messages()
+    assert not first.card_id and feishu.calls_to("im.message.patch")
+    assert second.card_id and feishu.text(second.message_id).startswith("echo")

@@ -116,18 +116,26 @@ class FeishuReply:
             return
         thinking = self._labels.thinking
         first = card(thinking, buttons=self._stop(), streaming=True, summary=thinking)
-        if self._cardkit.on:
-            try:
-                self._card_id = await self._api.create_card(first)
-                content = {"type": "card", "data": {"card_id": self._card_id}}
-                self._message_id = await self._post("interactive", content, "0")
-            except FeishuAPIError as exc:
-                self._cardkit.refused(exc)
-                self._card_id = ""
-        if not self._message_id:
+        self._card_id = await self._create(first) if self._cardkit.on else ""
+        if self._card_id:
+            content = {"type": "card", "data": {"card_id": self._card_id}}
+            self._message_id = await self._post("interactive", content, "0")
+        else:
             first["config"]["streaming_mode"] = False
             self._message_id = await self._post("interactive", first, "0")
         await self._keep()
+
+    async def _create(self, first: Card) -> str:
+        """A CardKit card entity, or "" to use a PATCHed card: for good when Feishu refuses
+        CardKit (no permission, a region without it), for this answer when it just failed."""
+        try:
+            return await self._api.create_card(first)
+        except FeishuAPIError as exc:
+            if exc.status in (400, 403):
+                self._cardkit.refused(exc)
+            else:
+                log.info("CardKit card not created (%s); this answer uses a PATCHed card", exc)
+            return ""
 
     async def update(self, text: str) -> None:
         shown = to_card_markdown(_head(text))
@@ -148,7 +156,9 @@ class FeishuReply:
             with best_effort("fetch the answer's files (their links stay)", log):
                 linked = self._files.find(text, answer)
                 fetched, failed = await self._files.fetch_all(linked) if linked else ([], [])
-                text = without(text, [f.source for f in fetched]) or text
+                text = without(text, [f.source for f in fetched]) or ", ".join(
+                    f.filename for f in fetched
+                )
         buttons = self._feedback_buttons(answer)
         await self._final(text, buttons=buttons, summary=summary_of(text))
         unsent = await send_files(self._api, fetched, self._send_native) if fetched else []
