@@ -15,6 +15,8 @@ from pydantic import AnyHttpUrl, SecretStr
 
 from adapters.feishu.check import check_feishu
 from adapters.feishu.settings import FeishuSettings
+from bot.errors import ConfigError
+from difybot.config import load_settings
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.feishu import FakeFeishu
@@ -331,3 +333,11 @@ async def test_a_cardkit_outage_costs_only_that_answer_its_stream(
     first, second = feishu.bot_messages()
     assert not first.card_id and feishu.calls_to("im.message.patch")
     assert second.card_id and feishu.text(second.message_id).startswith("echo")
+
+
+def test_webhook_mode_needs_the_verification_token(dify: FakeDify, feishu: FakeFeishu) -> None:
+    settings = feishu_settings(feishu, feishu_verification_token=None)
+    with pytest.raises(ConfigError, match="FEISHU_VERIFICATION_TOKEN"):
+        load_settings(dify_api_key=dify.api_key, **settings)
+    settings["feishu_event_mode"] = "websocket"  # the long connection needs no token
+    assert load_settings(dify_api_key=dify.api_key, **settings)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, model_validator
 
 Locale = Literal["en", "ja", "zh"]
 
@@ -25,6 +25,16 @@ class FeishuSettings(BaseModel):
     # who may ask: comma-separated ids; empty = everyone
     feishu_allowed_chats: str = ""  # chat ids (oc_…)
     feishu_allowed_users: str = ""  # open ids (ou_…)
+
+    @model_validator(mode="after")
+    def _webhook_needs_the_token(self) -> Self:
+        webhook = self.feishu_app_id and self.feishu_event_mode == "webhook"
+        if webhook and self.feishu_verification_token is None:
+            raise ValueError(
+                "FEISHU_EVENT_MODE=webhook needs FEISHU_VERIFICATION_TOKEN (the app's Events "
+                "& Callbacks > Encryption Strategy page shows it)"
+            )
+        return self
 
     @property
     def feishu_origin(self) -> str:
