@@ -341,3 +341,26 @@ def test_webhook_mode_needs_the_verification_token(dify: FakeDify, feishu: FakeF
         load_settings(dify_api_key=dify.api_key, **settings)
     settings["feishu_event_mode"] = "websocket"  # the long connection needs no token
     assert load_settings(dify_api_key=dify.api_key, **settings)
+
+
+async def test_a_button_press_by_webhook_gets_its_toast_once(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+        callbacks = FeishuCallbacks()
+        await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "hi")))
+        await answered(running)
+        (card,) = feishu.bot_messages()
+        elements = feishu.cards[card.card_id].card["body"]["elements"]
+        values = [e["behaviors"][0]["value"] for e in elements if e["tag"] == "button"]
+        dislike = next(v for v in values if v.get("rating") == "dislike")
+        press = callbacks.card_action(value=dislike, message_id=card.message_id,
+                                      chat_id=card.chat_id, operator=Person(USER))  # fmt: skip
+        first = await callbacks.post(events(running), press)
+        assert first.sealed is not None
+        again = await callbacks.redeliver(events(running), first.sealed)
+        await answered(running)
+    assert first.json == {"toast": {"type": "success", "content": "Thanks for the feedback!"}}
+    assert again.status == 200 and again.json == {}
+    (rated,) = dify.requests_to(f"/messages/{dislike['message_id']}/feedbacks")
+    assert rated.json["rating"] == "dislike"
