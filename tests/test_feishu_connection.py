@@ -101,6 +101,10 @@ async def test_feedback_stop_and_suggestion_buttons(
         await answered(running)
         (card,) = feishu.bot_messages()
         pressable = buttons(feishu, card)
+        elements = feishu.cards[card.card_id].card["body"]["elements"]
+        layout = [e["behaviors"][0]["value"]["action"] if e["tag"] == "button" else e["tag"]
+                  for e in elements]  # fmt: skip
+        assert layout == ["markdown", "feedback", "feedback", "markdown", "ask", "ask", "ask"]
         like = next(b for b in pressable if b["behaviors"][0]["value"].get("rating") == "like")
         ask = next(b for b in pressable if b["behaviors"][0]["value"]["action"] == "ask")
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.feishu.markdown import escape
+
 ANSWER = "answer"  # the answer element's id (letters, digits, underscores; 20 at most)
 Card = dict[str, Any]
 
@@ -32,17 +34,27 @@ def card(
     note: str = "",
     streaming: bool = False,
     summary: str = "",
+    asks: Sequence[Button] = (),
+    asks_label: str = "",
 ) -> Card:
-    """The whole card: the answer, an optional grey note under it, then the buttons."""
+    """The whole card: the answer, an optional grey note under it, its buttons, then the
+    suggested questions under their label."""
     elements: list[dict[str, Any]] = [{"tag": "markdown", "element_id": ANSWER, "content": text}]
     if note:
-        elements.append({"tag": "markdown", "content": f"<font color='grey'>{note}</font>",
-                         "text_size": "notation"})  # fmt: skip
+        elements.append(_note(note))
     elements.extend(_button(b, n) for n, b in enumerate(buttons))
+    if asks:
+        elements.append(_note(asks_label))
+        elements.extend(_button(b, n) for n, b in enumerate(asks, start=len(buttons)))
     config: dict[str, Any] = {"update_multi": True, "streaming_mode": streaming}
     if summary:
         config["summary"] = {"content": summary}
     return {"schema": "2.0", "config": config, "body": {"elements": elements}}
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"tag": "markdown", "content": f"<font color='grey'>{escape(text)}</font>",
+            "text_size": "notation"}  # fmt: skip
 
 
 def _button(button: Button, number: int) -> dict[str, Any]:

@@ -199,18 +199,21 @@ class FeishuReply:
             await self._api.patch(self._message_id, final)
 
     async def _offer(self, text: str, answer: Answer, buttons: list[Button]) -> None:
-        """Dify's suggested questions come from a slower call: the card gets them after."""
+        """Dify's suggested questions come from a slower call: the card gets them after (or,
+        when the answer took several cards, a small card of their own follows)."""
         assert self._suggest is not None
         questions = await self._suggest(answer)
         if not questions:
             return
-        ask = [Button(q, ask_value(q, self._place.key)) for q in questions[:3]]
-        head = split_text(text, MAX_BYTES, measure=utf8_length)[0] if text.strip() else " "
-        final = card(to_card_markdown(head), buttons=[*buttons, *ask],
-                     note=self._labels.suggested, summary=summary_of(text))  # fmt: skip
-        if split_text(text, MAX_BYTES, measure=utf8_length)[1:]:
-            await self._post("interactive", final, "ask")  # the first card shows only a part
-        elif self._card_id:
+        asks = [Button(q, ask_value(q, self._place.key)) for q in questions[:3]]
+        label = self._labels.suggested
+        parts = split_text(text, MAX_BYTES, measure=utf8_length) if text.strip() else [" "]
+        if len(parts) > 1:
+            await self._post("interactive", card(to_card_markdown(label), buttons=asks), "ask")
+            return
+        final = card(to_card_markdown(parts[0]) or " ", buttons=buttons, asks=asks,
+                     asks_label=label, summary=summary_of(text))  # fmt: skip
+        if self._card_id:
             await self._update(final)
         else:
             await self._api.patch(self._message_id, final)
