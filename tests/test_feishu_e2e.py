@@ -364,3 +364,21 @@ async def test_a_button_press_by_webhook_gets_its_toast_once(
     assert again.status == 200 and again.json == {}
     (rated,) = dify.requests_to(f"/messages/{dislike['message_id']}/feedbacks")
     assert rated.json["rating"] == "dislike"
+
+
+async def test_a_tool_step_shows_until_the_answer_begins(
+    feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    async with FakeDify(mode="agent-chat") as dify:
+        thoughts = [{"tool": "web_search", "tool_input": "{}"}]
+        dify.enqueue("/chat-messages", Answer(chunks=["Found ", "it"], delay=0.3,
+                                              agent_thoughts=thoughts))  # fmt: skip
+        async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+            callbacks = FeishuCallbacks()
+            await callbacks.post(events(running), callbacks.message_received(p2p(feishu, "q")))
+            await answered(running)
+    (message,) = feishu.bot_messages()
+    streamed = [text for _, text in feishu.cards[message.card_id].contents]
+    assert streamed[0] == "🔧 web_search…"
+    assert streamed[-1] == "Found it" and not any("web" in text for text in streamed[1:])
+    assert feishu.text(message.message_id).startswith("Found it")

@@ -108,6 +108,7 @@ class FeishuReply:
         self._card_id = str(state.get("card_id") or "")
         self._created_at = float(state.get("created_at") or wall())
         self._sequence = 0
+        self._text_shown = bool(self._message_id)  # a taken-over card shows text already
 
     # ---- the Reply protocol -------------------------------------------------------------------
 
@@ -141,13 +142,23 @@ class FeishuReply:
         shown = to_card_markdown(_head(text))
         if not self._message_id or not shown:
             return
+        self._text_shown = True
         if self._card_id:
             await self._stream(shown)
         else:
             await self._api.patch(self._message_id, card(shown, buttons=self._stop()))
 
     async def status(self, text: str) -> None:
-        """The growing text shows progress; a card has no status line of its own."""
+        """A tool or workflow step ("🔧 web_search…") takes "Thinking…"'s place until the
+        answer's text begins; then the growing text shows progress (a card has no status
+        line, and a line under a streaming text would redraw it at every change)."""
+        if self._text_shown or not self._message_id:
+            return
+        line = to_card_markdown(text or self._labels.thinking)
+        if self._card_id:
+            await self._stream(line)
+        else:
+            await self._api.patch(self._message_id, card(line, buttons=self._stop()))
 
     async def finish(self, text: str, answer: Answer) -> None:
         fetched: list[OutFile] = []
