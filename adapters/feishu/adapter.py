@@ -33,7 +33,7 @@ from adapters.feishu.inbound import PLATFORM, mentions_bot, to_incoming, to_rece
 from adapters.feishu.reply import CardKitSwitch, FeishuReply, Labels, Place
 from adapters.webhooks import guard_of
 from bot.contract import Delivery, Inbox
-from bot.errors import CallbackRejected, DifyError
+from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import IncomingMessage, Scope
 from bot.stores import FollowedThreads, SeenCallbacks
@@ -135,7 +135,11 @@ class FeishuAdapter:
         if self._encrypt_key:
             self._check_signature(request, body)
         self._check_token(_section(payload, "header").get("token", payload.get("token")))
-        return web.json_response(await self.handle(payload) or {})
+        try:
+            answer = await self.handle(payload)
+        except ShuttingDown:  # not recorded: Feishu retries, another replica answers
+            return web.Response(status=503, text="")
+        return web.json_response(answer or {})
 
     def _check_signature(self, request: web.Request, body: bytes) -> None:
         headers = request.headers

@@ -31,7 +31,7 @@ import orjson
 
 from adapters.feishu.api import FeishuAPIError, send
 from adapters.feishu.frames import CONTROL, DATA, Frame, FrameError, decode, encode
-from bot.errors import CallbackRejected
+from bot.errors import CallbackRejected, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class LongConnection:
         except CallbackRejected as exc:
             log.info("Feishu event refused: %s", exc.message)
             answer["code"] = 400
+        except ShuttingDown:  # not recorded: Feishu pushes it again, to another connection
+            answer["code"] = 503
         except Exception:  # this event's boundary: Feishu pushes it again
             log.exception("Feishu event failed")
             answer["code"] = 500
