@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import AnyHttpUrl, SecretStr
 
 from adapters.feishu.check import check_feishu
 from adapters.feishu.settings import FeishuSettings
 from bot.errors import ConfigError
 from difybot.config import load_settings
+from difybot.wiring import build_core, build_platforms, build_web
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.feishu import FakeFeishu
@@ -382,3 +384,33 @@ async def test_a_tool_step_shows_until_the_answer_begins(
     assert streamed[0] == "🔧 web_search…"
     assert streamed[-1] == "Found it" and not any("web" in text for text in streamed[1:])
     assert feishu.text(message.message_id).startswith("Found it")
+
+
+async def test_an_answer_in_flight_is_finished_when_the_replica_stops(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    """SIGTERM's order (difybot serve): the adapters stop, then the core finishes the answers
+    in flight within SHUTDOWN_TIMEOUT; the Feishu client must outlive the adapter's stop."""
+    dify.enqueue("/chat-messages", Answer(chunks=["still ", "being ", "written"], delay=0.3))
+    config = load_settings(dify_api_key=dify.api_key, dify_api_base=dify.base_url,
+                           database_url=f"sqlite+aiosqlite:///{tmp_path / 'db'}",
+                           shutdown_timeout=10, **feishu_settings(feishu))  # fmt: skip
+    core = await build_core(config)
+    app = build_web(core)
+    build_platforms(core, app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/feishu/events"
+    for adapter in core.adapters:
+        await adapter.start()
+    callbacks = FeishuCallbacks()
+    await callbacks.post(url, callbacks.message_received(p2p(feishu, "slow one")))
+    await feishu.wait_for("cardkit.card_element.content")
+    for adapter in core.adapters:
+        await adapter.stop()
+    await runner.cleanup()
+    await core.close()
+    (message,) = feishu.bot_messages()
+    assert feishu.text(message.message_id).startswith("still being written")
+    assert feishu.cards[message.card_id].streaming is False

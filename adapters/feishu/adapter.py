@@ -64,6 +64,7 @@ class FeishuAdapter:
         cardkit: CardKitSwitch | None = None,
         feedback: bool = True,
         answer_files: AnswerFiles | None = None,
+        grace: float = 25.0,
         wall: Any = time.time,
     ) -> None:
         self.inbox = inbox
@@ -78,6 +79,7 @@ class FeishuAdapter:
         self.cardkit = cardkit or CardKitSwitch(True)
         self._feedback = feedback
         self._answer_files = answer_files
+        self._grace = grace
         self._wall = wall
         self.bot_open_id = ""
         self.connection: Any = None  # the long connection (ws.py), when that is the mode
@@ -95,12 +97,13 @@ class FeishuAdapter:
             await self.connection.start()
 
     async def stop(self) -> None:
+        """No more events; the answers in flight keep the API client until they end (the core
+        gives them ``grace`` seconds, SHUTDOWN_TIMEOUT, then hands the rest to a replica), so
+        it is closed once they have, or when the grace is over."""
         if self.connection is not None:
             await self.connection.stop()
-        for task in list(self.running):
-            task.cancel()
         if self.running:
-            await asyncio.wait(set(self.running))
+            await asyncio.wait(set(self.running), timeout=self._grace)
         await self.api.http.aclose()
 
     async def _learn_bot(self) -> str:

@@ -39,6 +39,8 @@ def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
         cardkit=CardKitSwitch(s.feishu_streaming_cards),
         feedback=s.feishu_feedback_buttons,
         answer_files=services.answer_files,
+        # ``settings`` is difybot's whole Settings: the core's SHUTDOWN_TIMEOUT is there.
+        grace=float(getattr(settings, "shutdown_timeout", 25.0)),
     )
     if webhook:
         adapter.add_routes(services.web)
