@@ -207,3 +207,34 @@ async def test_a_refused_handshake_is_retried_without_logging_the_ticket(
     assert len(feishu.socket.refused) == 1 and feishu.socket.opened == 1
     assert len(dify.requests_to("/chat-messages")) == 1
     assert "ticket" not in caplog.text and feishu.app_secret not in caplog.text
+
+
+async def test_a_first_visit_is_greeted_with_the_opening_statement_once(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    dify.parameters["opening_statement"] = "Hi, I answer questions about **refunds**."
+    dify.parameters["suggested_questions"] = ["How long do refunds take?", "Who approves them?"]
+    callbacks = FeishuCallbacks(encrypt_key=None)
+    chat = feishu.messages.p2p_chat(USER)
+    entered = {"chat_id": chat, "operator_id": Person(USER).ids(), "last_message_id": "",
+               "last_message_create_time": ""}  # fmt: skip
+    event_type = "im.chat.access_event.bot_p2p_chat_entered_v1"
+    async with difybot(dify, tmp_path / "db", **settings(feishu)) as running:
+        await push(feishu, callbacks.envelope(event_type, entered))
+        await push(feishu, callbacks.envelope(event_type, entered))  # opened again at once
+        await answered(running)
+        (greeting,) = feishu.bot_messages()
+        assert feishu.text(greeting.message_id).startswith("Hi, I answer questions about")
+        ask = next(e for e in greeting.content["body"]["elements"] if e["tag"] == "button")
+        value = ask["behaviors"][0]["value"]
+        press = callbacks.card_action(value=value, chat_id=chat, message_id=greeting.message_id,
+                                      operator=Person(USER))  # fmt: skip
+        await push(feishu, press)
+        await answered(running)
+        visited = {**entered, "last_message_id": greeting.message_id}
+        await push(feishu, callbacks.envelope(event_type, visited))  # not a first visit
+        await answered(running)
+    assert [r.json["query"] for r in dify.requests_to("/chat-messages")] == [
+        "How long do refunds take?"
+    ]
+    assert len(feishu.bot_messages()) == 2  # the greeting and the answer

@@ -26,16 +26,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.feishu.actions import Ask, Feedback, Form, Pressed, Stop, to_pressed
+from adapters.feishu.actions import Ask, Feedback, Form, Pressed, Stop, ask_value, to_pressed
 from adapters.feishu.api import FeishuAPI, FeishuAPIError
+from adapters.feishu.cards import Button, card
 from adapters.feishu.crypto import decrypt, is_signed
 from adapters.feishu.inbound import PLATFORM, mentions_bot, to_incoming, to_received
+from adapters.feishu.markdown import to_card_markdown
 from adapters.feishu.reply import CardKitSwitch, FeishuReply, Labels, Place
 from adapters.webhooks import guard_of
 from bot.contract import Delivery, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.files.answers import AnswerFiles
-from bot.models import IncomingMessage, Scope
+from bot.models import ConversationKey, IncomingMessage, Scope
 from bot.stores import FollowedThreads, SeenCallbacks
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,8 @@ class FeishuAdapter:
             await self._on_message(payload)
         elif event_type == "card.action.trigger":
             return await self._on_action(payload)
+        elif event_type == "im.chat.access_event.bot_p2p_chat_entered_v1":
+            self._later(self._greet(payload))
         return None
 
     async def _on_message(self, payload: dict[str, Any]) -> None:
@@ -235,6 +239,28 @@ class FeishuAdapter:
         where = {"chat_id": pressed.chat_id, "reply_to": pressed.message_id,
                  "in_thread": key.scope is Scope.THREAD, "user": pressed.operator}  # fmt: skip
         await self._accept(message, where)
+
+    async def _greet(self, payload: dict[str, Any]) -> None:
+        """Someone opened a p2p chat with the bot that has no message yet: the app's opening
+        statement, its starter questions as buttons. Sent with a uuid per chat, so replicas
+        and repeated opens within the hour greet once."""
+        event, tenant = (
+            _section(payload, "event"),
+            str(_section(payload, "header").get("tenant_key") or ""),
+        )
+        chat_id = str(event.get("chat_id") or "")
+        user = str(_section(event, "operator_id").get("open_id") or "")
+        if not chat_id or not user or event.get("last_message_id"):
+            return
+        facts = await self.inbox.facts(PLATFORM, workspace=tenant, channel=chat_id)
+        if not facts.opening_statement:
+            return
+        scope, scope_id = (Scope.CHANNEL, chat_id) if self._per_chat else (Scope.USER, user)
+        key = ConversationKey(PLATFORM, tenant, scope, scope_id)
+        asks = [Button(q, ask_value(q, key)) for q in facts.starter_questions[:3]]
+        label = self.inbox.text("feishu_suggested", self._locale)
+        greeting = card(to_card_markdown(facts.opening_statement), asks=asks, asks_label=label)
+        await self.api.send(chat_id, "interactive", greeting, uuid=f"hello-{chat_id}"[:50])
 
     # ---- replies ------------------------------------------------------------------------------
 
