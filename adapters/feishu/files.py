@@ -71,10 +71,13 @@ def _named(name: str, mime: str) -> str:
 
 
 async def send_files(api: FeishuAPI, files: list[OutFile], send: Send) -> list[OutFile]:
-    """Upload each file and send it with ``send(msg_type, content, uuid_part)``; the names
-    of those that could not be (the caller links them instead)."""
-    failed = []
+    """Upload each file and send it with ``send(msg_type, content, uuid_part)``; those that
+    could not be (too large for Feishu, or refused) are returned: the caller links them."""
+    failed: list[OutFile] = []
     for number, out in enumerate(files):
+        if len(out.data) > FILE_LIMIT:
+            failed.append(out)
+            continue
         try:
             if out.kind == "image" and len(out.data) <= IMAGE_LIMIT:
                 key = await api.upload_image(out.data, out.filename)
