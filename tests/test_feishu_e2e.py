@@ -69,9 +69,14 @@ async def test_encrypted_url_verification_echoes_the_challenge(
     dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
 ) -> None:
     async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
-        callbacks = FeishuCallbacks()
+        callbacks, plain = FeishuCallbacks(), FeishuCallbacks(encrypt_key=None)
         delivery = await callbacks.post(events(running), callbacks.url_verification("c-123"))
+        # Before the Encrypt Key is saved on Feishu's page, the check comes in plain text.
+        unsealed = await plain.post(events(running), plain.url_verification("c-456"))
+        event = await plain.post(events(running), plain.message_received(p2p(feishu, "hi")))
     assert delivery.status == 200 and delivery.json == {"challenge": "c-123"}
+    assert unsealed.status == 200 and unsealed.json == {"challenge": "c-456"}
+    assert event.status == 400 and dify.requests_to("/chat-messages") == []
 
 
 async def test_p2p_answer_streams_into_a_cardkit_card(

@@ -128,15 +128,16 @@ class FeishuAdapter:
 
     async def receive(self, request: web.Request, body: bytes) -> web.StreamResponse:
         payload = _json(body)
-        if "encrypt" in payload:
+        sealed = "encrypt" in payload
+        if sealed:
             if not self._encrypt_key:
                 raise CallbackRejected("encrypted callback, but FEISHU_ENCRYPT_KEY is unset")
             payload = _json(decrypt(self._encrypt_key, str(payload["encrypt"])))
-        elif self._encrypt_key:
-            raise CallbackRejected("plain callback although FEISHU_ENCRYPT_KEY is set")
-        if payload.get("type") == "url_verification":
-            self._check_token(payload.get("token"))
+        if payload.get("type") == "url_verification":  # encrypted or not (the key may be
+            self._check_token(payload.get("token"))  # set here before it is on Feishu's page)
             return web.json_response({"challenge": str(payload.get("challenge") or "")})
+        if self._encrypt_key and not sealed:
+            raise CallbackRejected("plain callback although FEISHU_ENCRYPT_KEY is set")
         if self._encrypt_key:
             self._check_signature(request, body)
         self._check_token(_section(payload, "header").get("token", payload.get("token")))
