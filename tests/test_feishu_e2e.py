@@ -419,3 +419,30 @@ async def test_an_answer_in_flight_is_finished_when_the_replica_stops(
     (message,) = feishu.bot_messages()
     assert feishu.text(message.message_id).startswith("still being written")
     assert feishu.cards[message.card_id].streaming is False
+
+
+async def test_a_thread_followed_on_one_replica_is_answered_on_another(
+    dify: FakeDify, feishu: FakeFeishu, tmp_path: Path
+) -> None:
+    group = feishu.messages.group_chat()
+    async with (
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as a,
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as b,
+    ):
+        callbacks = FeishuCallbacks()
+        asked = feishu.user_message(
+            chat_id=group, chat_type="group", sender=USER, content={"text": "@_user_1 first"},
+            mentions=[mention()],
+        )  # fmt: skip
+        await callbacks.post(events(a), callbacks.message_received(asked))
+        await answered(a)
+        follow = feishu.user_message(chat_id=group, chat_type="group", sender=OTHER,
+                                     content={"text": "second"}, root_id=asked.message_id,
+                                     thread_id=asked.thread_id)  # fmt: skip
+        await callbacks.post(events(b), callbacks.message_received(follow))
+        await answered(a)
+        await answered(b)
+    first, second = dify.requests_to("/chat-messages")  # no retry: the conversation was found
+    assert second.json["query"] == "second" and second.json["conversation_id"]
+    assert second.json["user"] == first.json["user"]  # the thread's owner, whoever writes
+    assert len(feishu.bot_messages(group)) == 2

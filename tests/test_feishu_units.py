@@ -165,3 +165,11 @@ def test_button_values_round_trip() -> None:
     form = to_pressed(load("card_action_form.json"))
     assert form is not None and isinstance(form.action, Form)
     assert form.action.token == "hitl-form-1" and form.action.values["decision"] == "approve"
+
+
+def test_a_thread_message_goes_as_its_owners_with_its_author() -> None:
+    received = to_received(load("event_message_thread_followup.json"))
+    message, _ = to_incoming(received, locale="en", owner="ou_owner")
+    assert message.user_id == "ou_owner" and message.author == ASKER
+    alone, _ = to_incoming(received, locale="en", owner=ASKER)
+    assert alone.user_id == ASKER and alone.author_id == ""

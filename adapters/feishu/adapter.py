@@ -181,13 +181,20 @@ class FeishuAdapter:
         received = to_received(payload, bot_open_id=bot)
         if received.sender_type != "user":
             return  # another bot, or our own
+        owner = ""
         if received.in_group:
-            thread = f"{received.tenant}/{received.thread_root}"
-            if mentions_bot(received, bot):
-                await self._threads.follow(thread, received.sender, ttl=self._thread_ttl)
-            elif not received.root_id or await self._threads.owner(thread) is None:
+            mentioned = mentions_bot(received, bot)
+            if not mentioned and not received.root_id:
                 return  # group chatter, not for the bot
-        message, where = to_incoming(received, locale=self._locale, per_chat=self._per_chat)
+            thread = f"{received.tenant}/{received.thread_root}"
+            if mentioned:  # the first mention's author stays the thread's owner
+                await self._threads.follow(thread, received.sender, ttl=self._thread_ttl)
+            owner = await self._threads.owner(thread) or ""
+            if not owner:
+                return  # a thread the bot does not follow
+        message, where = to_incoming(
+            received, locale=self._locale, per_chat=self._per_chat, owner=owner
+        )
         if message.text or message.attachments:
             await self._accept(message, where)
 
@@ -232,10 +239,14 @@ class FeishuAdapter:
     async def _ask(self, action: Ask, pressed: Pressed) -> None:
         """A suggested question, asked by whoever pressed it, where the card is."""
         key = action.key
+        owner = pressed.operator
+        if key.scope is Scope.THREAD:  # a thread's conversation is its owner's in Dify
+            owner = await self._threads.owner(f"{key.workspace}/{key.scope_id}") or owner
         message = IncomingMessage(
-            platform=PLATFORM, workspace=key.workspace, user_id=pressed.operator,
+            platform=PLATFORM, workspace=key.workspace, user_id=owner,
             text=action.question, key=key, message_id=f"ask:{pressed.event_id}",
             locale=self._locale, channel_id=pressed.chat_id,
+            author_id=pressed.operator if owner != pressed.operator else "",
         )  # fmt: skip
         where = {"chat_id": pressed.chat_id, "reply_to": pressed.message_id,
                  "in_thread": key.scope is Scope.THREAD, "user": pressed.operator}  # fmt: skip

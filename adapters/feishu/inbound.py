@@ -78,10 +78,12 @@ def to_received(payload: Any, *, bot_open_id: str = "") -> Received:
 
 
 def to_incoming(
-    received: Received, *, locale: str, per_chat: bool = False
+    received: Received, *, locale: str, per_chat: bool = False, owner: str = ""
 ) -> tuple[IncomingMessage, dict[str, Any]]:
     """The message and where its answer goes: one conversation per user in a p2p chat, per
-    thread in a group (the thread a mention starts under the question)."""
+    thread in a group (the thread a mention starts under the question). Dify scopes a
+    conversation to one user, so a thread's messages all go as its ``owner``'s (whoever
+    mentioned the bot first), each with its real author."""
     if received.in_group:
         scope, scope_id = Scope.THREAD, received.thread_root
     elif per_chat:
@@ -92,13 +94,14 @@ def to_incoming(
     message = IncomingMessage(
         platform=PLATFORM,
         workspace=received.tenant,
-        user_id=received.sender,
+        user_id=owner or received.sender,
         text=received.text,
         key=key,
         message_id=received.message_id,
         attachments=received.attachments,
         locale=locale,
         channel_id=received.chat_id,
+        author_id=received.sender if owner and owner != received.sender else "",
     )
     where = {"chat_id": received.chat_id, "reply_to": received.message_id,
              "in_thread": received.in_group, "user": received.sender}  # fmt: skip
