@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.dingtalk import DINGTALK
 from adapters.feishu import FEISHU
+from adapters.line import LINE
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
 from adapters.wechat import OFFICIAL_ACCOUNT
@@ -16,6 +18,8 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     OFFICIAL_ACCOUNT,
     WECOM_APP,
     WECOM_BOT,
+    LINE,
+    DINGTALK,
     FEISHU,
 )
 
