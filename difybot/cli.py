@@ -22,7 +22,7 @@ DESCRIPTION = (
 )
 # The platforms a conversation can belong to (``--platform``); bot.platforms is the source.
 PLATFORM_NAMES = (
-    "console", "dingtalk", "line", "slack", "telegram", "wechat", "wecom", "wecom_bot",
+    "console", "dingtalk", "feishu", "line", "slack", "telegram", "wechat", "wecom", "wecom_bot",
 )  # fmt: skip
 FILTERS = ("platform", "workspace", "app", "user", "channel")
 

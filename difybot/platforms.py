@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.dingtalk import DINGTALK
+from adapters.feishu import FEISHU
 from adapters.line import LINE
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
@@ -20,6 +21,7 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     WECOM_BOT,
     LINE,
     DINGTALK,
+    FEISHU,
     TELEGRAM,
 )
 

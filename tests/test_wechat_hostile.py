@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -31,10 +31,10 @@ async def post(url: str, query: dict[str, str], body: bytes) -> tuple[int, str, 
         return r.status, await r.text(), time.perf_counter() - started
 
 
-STAMP = str(int(time.time()))  # within the 5-minute window while the tests run
-
-
-def signed_query(token: str = TOKEN, stamp: str = STAMP) -> dict[str, str]:
+def signed_query(token: str = TOKEN, stamp: str = "") -> dict[str, str]:
+    """Signed now (when the test runs, not when it is collected: the suite outlasts the
+    5-minute window), or at ``stamp``."""
+    stamp = stamp or str(int(time.time()))
     return {"signature": sign(token, stamp, "486452656"), "timestamp": stamp,
             "nonce": "486452656", "openid": "u"}  # fmt: skip
 
@@ -55,38 +55,37 @@ MESSAGE = to_xml({"ToUserName": "gh", "FromUserName": "u", "CreateTime": 1, "Msg
 SEALED = {"encrypt_type": "aes"}
 
 
+def sealed_query(encrypted: str) -> dict[str, str]:
+    """Signed now for the encrypted mode; ``msg_signature`` over ``encrypted`` ("": forged)."""
+    query = {**signed_query(), **SEALED}
+    query["msg_signature"] = (
+        sign(TOKEN, query["timestamp"], query["nonce"], encrypted) if encrypted else "0" * 40
+    )
+    return query
+
+
 @pytest.mark.parametrize(
     ("safe", "query", "body", "status"),
     [
-        (False, signed_query("forged"), MESSAGE, 403),
-        (False, {}, MESSAGE, 403),
-        (False, signed_query(stamp="1714037059"), MESSAGE, 403),  # signed in 2024: stale
-        (False, signed_query(), BOMB, 400),
-        (False, signed_query(), EXTERNAL, 400),
-        (False, signed_query(), b"<xml><Content>unclosed", 400),
-        (False, signed_query(), b"<xml>" + b"<a>x</a>" * 40_000 + b"</xml>", 413),
-        (True, signed_query(), MESSAGE, 403),  # plain while a key is set: a downgrade
-        (
-            True,
-            {**signed_query(), **SEALED, "msg_signature": "0" * 40},
-            to_xml({"ToUserName": "gh", "Encrypt": "AAAA"}),
-            403,
-        ),
-        (
-            True,
-            {**signed_query(), **SEALED, "msg_signature": sign(TOKEN, STAMP, "486452656", "!!")},
-            to_xml({"ToUserName": "gh", "Encrypt": "!!"}),
-            400,
-        ),
+        (False, lambda: signed_query("forged"), MESSAGE, 403),
+        (False, dict, MESSAGE, 403),
+        (False, lambda: signed_query(stamp="1714037059"), MESSAGE, 403),  # signed in 2024: stale
+        (False, signed_query, BOMB, 400),
+        (False, signed_query, EXTERNAL, 400),
+        (False, signed_query, b"<xml><Content>unclosed", 400),
+        (False, signed_query, b"<xml>" + b"<a>x</a>" * 40_000 + b"</xml>", 413),
+        (True, signed_query, MESSAGE, 403),  # plain while a key is set: a downgrade
+        (True, lambda: sealed_query(""), to_xml({"ToUserName": "gh", "Encrypt": "AAAA"}), 403),
+        (True, lambda: sealed_query("!!"), to_xml({"ToUserName": "gh", "Encrypt": "!!"}), 400),
     ],
 )
 async def test_refused_requests_process_nothing(
-    tmp_path: Path, safe: bool, query: dict[str, str], body: bytes, status: int
+    tmp_path: Path, safe: bool, query: Callable[[], dict[str, str]], body: bytes, status: int
 ) -> None:
     async with FakeDify() as dify, FakeWeChatAPI() as api:
         settings = wechat_settings(api, wechat_encoding_aes_key=AES_KEY if safe else None)
         async with difybot(dify, tmp_path / "db", **settings) as bot:
-            got, text, seconds = await post(f"{bot.url}/wechat", query, body)
+            got, text, seconds = await post(f"{bot.url}/wechat", query(), body)
     assert (got, text) == (status, "")
     assert seconds < 0.5
     assert dify.requests_to("/chat-messages") == [] and api.calls == []

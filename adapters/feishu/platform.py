@@ -1,0 +1,73 @@
+"""Feishu built from its settings: the API client, the adapter, its door (webhook or long
+connection), its files and allowlist."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import SecretStr
+
+from adapters.feishu.adapter import FeishuAdapter
+from adapters.feishu.api import FeishuAPI, FeishuPacer, TenantToken, build_http
+from adapters.feishu.files import FeishuFiles
+from adapters.feishu.inbound import PLATFORM
+from adapters.feishu.reply import CardKitSwitch
+from adapters.feishu.settings import FeishuSettings
+from adapters.feishu.ws import LongConnection
+from adapters.spec import Services
+from bot.contract import Allowlist, Platform
+from bot.ops.metrics import Metrics
+
+
+def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
+    s = settings
+    assert s.feishu_app_id is not None and s.feishu_app_secret is not None
+    webhook = s.feishu_event_mode == "webhook"  # the settings made sure of its token
+    secret = s.feishu_app_secret.get_secret_value()
+    http = counted(build_http(s.feishu_origin), services.metrics)
+    token = TenantToken(http, services.tokens, app_id=s.feishu_app_id, app_secret=secret)
+    api = FeishuAPI(http, token, FeishuPacer(sleep=services.sleep))
+    adapter = FeishuAdapter(
+        services.inbox,
+        api,
+        threads=services.threads,
+        callbacks=services.callbacks,
+        verification_token=_value(s.feishu_verification_token),
+        encrypt_key=_value(s.feishu_encrypt_key),
+        locale=s.feishu_locale,
+        per_chat=services.conversation_scope == "channel",
+        thread_ttl=s.feishu_thread_memory_hours * 3600.0,
+        cardkit=CardKitSwitch(s.feishu_streaming_cards),
+        feedback=s.feishu_feedback_buttons,
+        answer_files=services.answer_files,
+        # ``settings`` is difybot's whole Settings: the core's SHUTDOWN_TIMEOUT is there.
+        grace=float(getattr(settings, "shutdown_timeout", 25.0)),
+    )
+    if webhook:
+        adapter.add_routes(services.web)
+    else:
+        adapter.connection = LongConnection(
+            http, app_id=s.feishu_app_id, app_secret=secret, handle=adapter.handle,
+            sleep=services.sleep,
+        )  # fmt: skip
+    return Platform(
+        name=PLATFORM,
+        adapter=adapter,
+        reply=adapter.reply,
+        files=FeishuFiles(api),
+        allowlist=Allowlist.of(channels=s.feishu_allowed_chats, users=s.feishu_allowed_users),
+    )
+
+
+def counted(http: httpx.AsyncClient, metrics: Metrics) -> httpx.AsyncClient:
+    """Every Feishu call counted by path (and whether it was rate-limited)."""
+
+    async def on_response(response: httpx.Response) -> None:
+        limited = response.status_code == 429
+        metrics.platform_call(PLATFORM, response.request.url.path, limited=limited)
+
+    http.event_hooks["response"] = [*http.event_hooks["response"], on_response]
+    return http
+
+
+def _value(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
