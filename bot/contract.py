@@ -68,14 +68,17 @@ class Reply(Protocol):
 
 class Adapter(Protocol):
     """A platform's connections: webhook routes are added when it is built, ``start`` opens
-    outbound ones (Socket Mode, long polling), ``stop`` closes them before the core finishes
-    the answers in flight."""
+    outbound ones (Socket Mode, long polling), ``stop`` stops taking messages before the core
+    finishes the answers in flight, and ``close`` releases what those answers used (API
+    clients, background tasks) once the core has finished them or handed them over."""
 
     name: str
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,11 @@ class Core:
         return next(platform for platform in self.platforms if platform.name == name)
 
     async def close(self) -> None:
+        """After the adapters stopped taking messages: finish the answers in flight (or leave
+        them to another replica), then close what they used, the platforms' clients included."""
         await self.inbox.close(grace=self.settings.shutdown_timeout)
+        for adapter in self.adapters:
+            await adapter.close()
         await self.apps.aclose()
         await self.files.fetch.aclose()
         await self.db.close()

@@ -148,6 +148,9 @@ class ConsoleChat:
         """Nothing to open: the terminal is there."""
 
     async def stop(self) -> None:
+        """Nothing to stop."""
+
+    async def close(self) -> None:
         """Nothing to close."""
 
     def reply(self, delivery: Delivery) -> Reply:

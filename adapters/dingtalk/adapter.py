@@ -105,6 +105,8 @@ class DingTalkAdapter:
     async def stop(self) -> None:
         if self.stream is not None:
             await self.stream.stop()
+
+    async def close(self) -> None:
         await self.api.aclose()
 
     # ---- inbound ---------------------------------------------------------------------------

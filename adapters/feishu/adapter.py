@@ -99,11 +99,13 @@ class FeishuAdapter:
             await self.connection.start()
 
     async def stop(self) -> None:
-        """No more events; the answers in flight keep the API client until they end (the core
-        gives them ``grace`` seconds, SHUTDOWN_TIMEOUT, then hands the rest to a replica), so
-        it is closed once they have, or when the grace is over."""
+        """No more events (the answers in flight keep the API client: see ``close``)."""
         if self.connection is not None:
             await self.connection.stop()
+
+    async def close(self) -> None:
+        """The core has finished the answers in flight (or left them to a replica): the
+        button tasks started here get the same grace, then the client is closed."""
         if self.running:
             await asyncio.wait(set(self.running), timeout=self._grace)
         await self.api.http.aclose()

@@ -83,6 +83,9 @@ class LineAdapter:
         """Nothing to open: LINE calls us."""
 
     async def stop(self) -> None:
+        """Nothing to stop: LINE calls us (the web listener stops taking callbacks)."""
+
+    async def close(self) -> None:
         await self._background.close()
         await self.api.http.aclose()
 

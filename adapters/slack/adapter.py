@@ -115,6 +115,8 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]  # bolt: untyped
             self._socket = None
+
+    async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 

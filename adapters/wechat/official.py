@@ -136,6 +136,9 @@ class OfficialAccountAdapter:
         """Nothing to open: WeChat calls us."""
 
     async def stop(self) -> None:
+        """Nothing to stop: WeChat calls us (the web listener stops taking callbacks)."""
+
+    async def close(self) -> None:
         await self.answers.close()
         if self._api is not None:
             await self._api.http.aclose()

@@ -216,6 +216,9 @@ class WeComAppAdapter:
         """Nothing to open: WeCom calls us."""
 
     async def stop(self) -> None:
+        """Nothing to stop: WeCom calls us (the web listener stops taking callbacks)."""
+
+    async def close(self) -> None:
         await self._background.close()
         await self._sender.api.http.aclose()
 

@@ -163,6 +163,9 @@ class WeComBotAdapter:
         """Nothing to open: WeCom calls us."""
 
     async def stop(self) -> None:
+        """Nothing to stop: WeCom calls us (the web listener stops taking callbacks)."""
+
+    async def close(self) -> None:
         await self._http.aclose()
 
     def reply(self, delivery: Delivery) -> WeComBotReply:

@@ -55,8 +55,7 @@ async def difybot(dify: FakeDify, database: Path, **settings: Any) -> AsyncItera
         dify_api_key=dify.api_key,
         dify_api_base=dify.base_url,
         database_url=f"sqlite+aiosqlite:///{database}",
-        shutdown_timeout=0,
-        **settings,
+        **{"shutdown_timeout": 0, **settings},
     )
     core = await build_core(config)
     app = build_web(core)
