@@ -120,7 +120,12 @@ class TelegramAdapter:
             raise StartupError(f"Telegram: {exc.message}") from None
 
     async def stop(self) -> None:
-        await cancelled(self._poller, *self.kit.typing)
+        """No more updates (long polling ends; in webhook mode the listener stops)."""
+        await cancelled(self._poller)
+
+    async def close(self) -> None:
+        """After the answers in flight: their typing indicators, then the client."""
+        await cancelled(*self.kit.typing)
         await self.api.aclose()
 
     async def _set_webhook(self) -> None:
