@@ -21,7 +21,9 @@ DESCRIPTION = (
     "Settings come from the environment or a .env file in the working directory (see README)."
 )
 # The platforms a conversation can belong to (``--platform``); bot.platforms is the source.
-PLATFORM_NAMES = ("console", "dingtalk", "feishu", "line", "slack", "wechat", "wecom", "wecom_bot")
+PLATFORM_NAMES = (
+    "console", "dingtalk", "feishu", "line", "slack", "telegram", "wechat", "wecom", "wecom_bot",
+)  # fmt: skip
 FILTERS = ("platform", "workspace", "app", "user", "channel")
 
 

@@ -9,6 +9,7 @@ from adapters.feishu import FEISHU
 from adapters.line import LINE
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
+from adapters.telegram import TELEGRAM
 from adapters.wechat import OFFICIAL_ACCOUNT
 from adapters.wecom_app import WECOM_APP
 from adapters.wecom_bot import WECOM_BOT
@@ -21,6 +22,7 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     LINE,
     DINGTALK,
     FEISHU,
+    TELEGRAM,
 )
 
 # The terminal chat (``difybot chat``) is a platform too, but no setting turns it on.

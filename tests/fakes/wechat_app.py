@@ -63,9 +63,9 @@ async def difybot(dify: FakeDify, database: Path, **settings: Any) -> AsyncItera
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    for adapter in core.adapters:
-        await adapter.start()
     try:
+        for adapter in core.adapters:  # one failing to start still gets everything closed
+            await adapter.start()
         yield Running(core, f"http://127.0.0.1:{runner.addresses[0][1]}")
     finally:
         for adapter in core.adapters:
