@@ -12,6 +12,7 @@ longer knows it. Nothing else writes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -20,21 +21,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from logging import ERROR
 
+from bot.answering.forms import Continued, FormDesk, from_form_record
 from bot.answering.policy import Gate, refuse
 from bot.answering.progressive import ProgressiveReply
 from bot.answering.report import report_answer
 from bot.answering.run import AnswerRun, Outcome
-from bot.contract import Reply
+from bot.contract import Delivery, FormVerdict, Reply
 from bot.dify.apps import DifyApps
 from bot.errors import ConversationNotFound
-from bot.models import ConversationKey, IncomingMessage
+from bot.models import Answer, AnswerEnd, ConversationKey, FormRequest, IncomingMessage, from_record
 from bot.ops.effort import best_effort
 from bot.ops.logs import TRACE_ID
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
 from bot.preparing import Prepare, Unanswerable, as_is
 from bot.routing import under_every_app
-from bot.stores import ConversationStore
+from bot.stores import ConversationStore, PendingForm
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Attempt:
     restarted: bool = False
     handed_over: bool = True
     shown: Shown | None = None
+    delivery: Delivery | None = None  # the journal entry answered (a pause keeps its form)
 
 
 class Answerer:
@@ -67,6 +70,8 @@ class Answerer:
         prepare: Prepare = as_is,
         edit_interval: float | None = None,
         load: LoadGauge | None = None,
+        forms: FormDesk | None = None,
+        show_reasoning: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -85,6 +90,8 @@ class Answerer:
             stretch=load.stretch if load is not None else None,
         )
         self._running: dict[str, AnswerRun] = {}
+        self.forms = forms
+        self._show_reasoning = show_reasoning
 
     async def answer(
         self, message: IncomingMessage, reply: Reply, attempt: Attempt = Attempt()
@@ -102,7 +109,17 @@ class Answerer:
             # Part of the answer was on screen when its replica let go; Dify cannot continue
             # that run (yet: resumable runs), so the answer starts again and says so.
             progressive.note(self._texts.get("restarted", message.locale), interim=True)
-        run = AnswerRun(
+        run = self._answer_run(message, progressive, trace_id, attempt)
+        return await self._run(run, attempt, self._in_conversation(run))
+
+    def _answer_run(
+        self,
+        message: IncomingMessage,
+        progressive: ProgressiveReply,
+        trace_id: str,
+        attempt: Attempt,
+    ) -> AnswerRun:
+        return AnswerRun(
             self.apps.client(message.key.app),
             message,
             progressive,
@@ -110,17 +127,98 @@ class Answerer:
             trace_id=trace_id,
             prepare=self._prepare,
             on_conversation=self._keep,
+            on_pause=functools.partial(self._paused, delivery=attempt.delivery),
+            show_reasoning=self._show_reasoning,
             clock=self._clock,
         )
-        return await self._run(run, attempt)
 
-    async def _run(self, run: AnswerRun, attempt: Attempt) -> Outcome:
+    async def resume(self, pending: PendingForm, reply: Reply, attempt: Attempt) -> Outcome:
+        """Follow a run whose form was answered, from Dify's snapshot of it. In the reply that
+        showed the form (``pending.native``: rebuilt from its saved state, its text kept), or,
+        for the text fallback, in the reply to the message that answered it."""
+        message = from_record(pending.message)
+        trace_id = uuid.uuid4().hex
+        TRACE_ID.set(trace_id)
+        if not pending.native:
+            reply = Continued(reply, before=pending.shown)
+        progressive = self._progressive(reply, on_shown=attempt.shown)
+        if pending.native:
+            progressive.preset(pending.shown)
+        run = self._answer_run(message, progressive, trace_id, attempt)
+        run.conversation_saved = True  # the question's answer kept it already
+        return await self._run(run, attempt, self._followed(run, pending))
+
+    async def answer_by_text(
+        self, pending: PendingForm, message: IncomingMessage, reply: Reply, attempt: Attempt
+    ) -> Outcome:
+        """The text fallback: ``message`` answers the conversation's open form (a field's
+        value, or an action by number or title) instead of going to Dify. Once the form is
+        complete it is submitted and the run goes on in this message's reply."""
+        assert self.forms is not None
+        desk, locale = self.forms, message.locale
+        if pending.status != "open":  # this entry submitted it, then its replica died
+            return await self.resume(pending, reply, attempt)
+        gathered, action = desk.take_text(pending, message.text)
+        form = from_form_record(pending.form)
+        if action is None:
+            await desk.store.gather(pending.ref, gathered)
+            return await self._say(reply, desk.prompt(form, gathered, locale))
+        submitted = await desk.submit(
+            pending, self.apps.client(pending.app), action=action, inputs=gathered,
+            user=message.author, by=f"entry:{attempt.delivery.entry_id if attempt.delivery else 0}",
+            locale=locale,
+        )  # fmt: skip
+        if submitted.verdict is FormVerdict.SUBMITTED:
+            return await self.resume(pending, reply, attempt)
+        if submitted.verdict in (FormVerdict.INVALID, FormVerdict.FAILED):
+            await desk.store.gather(pending.ref, {})  # the fields are asked again
+            return await self._say(reply, f"{submitted.notice}\n\n{desk.prompt(form, {}, locale)}")
+        return await self._say(reply, submitted.notice)
+
+    async def _say(self, reply: Reply, text: str) -> Outcome:
+        progressive = self._progressive(reply)
+        await progressive.start()
+        await progressive.finish(Answer(), text=text)
+        return Outcome.ANSWERED
+
+    async def _followed(self, run: AnswerRun, pending: PendingForm) -> Outcome:
+        if not pending.native:
+            await run.reply.start()
+        return await run.follow(pending.workflow_run_id, shown=pending.shown)
+
+    async def _paused(
+        self, run: AnswerRun, end: AnswerEnd, *, delivery: Delivery | None
+    ) -> Outcome:
+        """The run waits for a person: keep its form and show it in this reply (the platform's
+        buttons, or the text fallback). A form the Service API cannot answer (e-mail or console
+        delivery only) is said to be out of reach here."""
+        form = next((f for f in end.forms if f.answerable), None)
+        if form is None or self.forms is None or delivery is None:
+            await run.tell_failure("paused")
+            return Outcome.FAILED
+        if len(end.forms) > 1:  # parallel forms: the next pause shows the next one
+            log.info("run paused on %d forms; showing one trace=%s", len(end.forms), run.trace_id)
+        progressive, message = run.reply, run.message
+        form = form if form.workflow_run_id else _with_run(form, end.workflow_run_id)
+        view = await self.forms.record(
+            form, message, delivery, reply=progressive.raw, shown=progressive.text,
+            dify_user=message.dify_user,
+        )  # fmt: skip
+        if progressive.shows_forms:
+            await progressive.show_form(view)
+        else:
+            prompt = self.forms.prompt(view.form, {}, message.locale)
+            text = "\n\n".join(p for p in (progressive.text, view.text, prompt) if p)
+            await progressive.finish(run.paused_answer(end), text=text)
+        return Outcome.PAUSED
+
+    async def _run(self, run: AnswerRun, attempt: Attempt, body: Awaitable[Outcome]) -> Outcome:
         key = run.message.key.as_str()
         self._running[key] = run
         self._metrics.in_flight.inc()
         outcome = Outcome.FAILED
         try:
-            outcome = await self._in_conversation(run)
+            outcome = await body
         except asyncio.CancelledError:
             outcome = Outcome.INTERRUPTED
             if not attempt.handed_over:
@@ -186,3 +284,7 @@ class Answerer:
         """Forget the conversation, under every app: the next message starts a new one."""
         deleted = [await self._store.delete(k) for k in under_every_app(key, self.apps.extra)]
         return any(deleted)
+
+
+def _with_run(form: FormRequest, run_id: str) -> FormRequest:
+    return dataclasses.replace(form, workflow_run_id=run_id)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 from typing import Any
 
@@ -31,8 +32,11 @@ from bot.models import (
     AnswerEnd,
     AnswerEvent,
     FileOut,
+    FormFilled,
+    FormTimedOut,
     IncomingMessage,
     Progress,
+    Reasoning,
     TextDelta,
     TextReplace,
 )
@@ -51,6 +55,10 @@ class Outcome(StrEnum):
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    PAUSED = "paused"  # a form waits for a person; the run goes on once it is answered
+
+
+Paused = Callable[["AnswerRun", AnswerEnd], Awaitable[Outcome]]
 
 
 class AnswerRun:
@@ -66,6 +74,8 @@ class AnswerRun:
         trace_id: str,
         prepare: Prepare = as_is,
         on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
+        on_pause: Paused | None = None,
+        show_reasoning: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dify = dify
@@ -79,6 +89,10 @@ class AnswerRun:
         self.conversation_id = ""
         self.conversation_saved = False
         self._on_conversation = on_conversation
+        self._on_pause = on_pause
+        self._show_reasoning = show_reasoning
+        self.reasoning = ""
+        self.workflow_run_id = ""  # a Chatflow or Workflow run: it can be followed again
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
         self._clock = clock
@@ -105,14 +119,28 @@ class AnswerRun:
             files=self._prepared.files,
             trace_id=self.trace_id,
         )
+        return await self._consume(self.dify.stream(request))
+
+    async def follow(self, run_id: str, *, shown: str) -> Outcome:
+        """Follow a run that already started (resumed after a form, or cut off): its events
+        from a snapshot of the run so far, never rewinding ``shown``."""
+        self.workflow_run_id = run_id
+        opened = self.dify.run_events(
+            run_id, user=self.message.dify_user, snapshot=True, shown=shown
+        )
+        return await self._consume(opened)
+
+    async def _consume(self, opened: AbstractAsyncContextManager[AnswerStream]) -> Outcome:
         end: AnswerEnd | None = None
         try:
-            async with self.dify.stream(request) as stream:
+            async with opened as stream:
                 self._stream = stream
                 async for event in stream:
                     end = self._apply(event) or end
                     if stream.conversation_id and not self.conversation_id:
                         await self._conversation_known(stream.conversation_id)
+                    if stream.workflow_run_id and not self.workflow_run_id:
+                        self.workflow_run_id = stream.workflow_run_id
         except ConversationNotFound:
             raise
         except DifyError as exc:
@@ -147,8 +175,28 @@ class AnswerRun:
             self._files_out.append(event)
         elif isinstance(event, AnswerEnd):
             return event
-        # Reasoning and Human Input events: shown once forms are answered here (issue 17).
+        elif isinstance(event, Reasoning):
+            self._reasoned(event)
+        elif isinstance(event, FormFilled):
+            status = self.texts.get("form_filled", self._locale)
+            reply.set_status(status.format(title=event.node_title, action=event.action_text))
+        elif isinstance(event, FormTimedOut):
+            status = self.texts.get("form_timed_out", self._locale)
+            reply.set_status(status.format(title=event.node_title))
+        # human_input_required: the paused end carries its forms.
         return None
+
+    def _reasoned(self, event: Reasoning) -> None:
+        """A "thinking…" status while the model reasons; the reasoning itself (its last line)
+        only when the setting asks. It never joins the answer."""
+        self.reasoning += event.text
+        if event.final:
+            self.reply.set_status("")
+            return
+        status = self.texts.get("thinking", self._locale)
+        if self._show_reasoning and self.reasoning.strip():
+            status = f"{status} {self.reasoning.strip().splitlines()[-1][-200:]}"
+        self.reply.set_status(status)
 
     async def _conclude(self, end: AnswerEnd | None) -> Outcome:
         if end is None:  # the connection closed without a closing event
@@ -158,6 +206,8 @@ class AnswerRun:
         if end.status == "stopped":
             await self.tell_failure("stopped")
             return Outcome.STOPPED
+        if end.status == "paused" and self._on_pause is not None:
+            return await self._on_pause(self, end)
         if end.status != "succeeded":
             log.warning("run %s trace=%s error=%r", end.status, self.trace_id, end.error)
             await self.tell_failure("paused" if end.status == "paused" else "error")
@@ -166,6 +216,10 @@ class AnswerRun:
         text = text or self.texts.get("empty", self._locale)
         await self.reply.finish(self._answer(end), text=text)
         return Outcome.ANSWERED
+
+    def paused_answer(self, end: AnswerEnd) -> Answer:
+        """What a reply's ``finish`` gets when a form ends the text for now."""
+        return self._answer(end)
 
     def _answer(self, end: AnswerEnd) -> Answer:
         files = {f.url: f for f in (*self._files_out, *end.files)}

@@ -21,17 +21,33 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bot.answering.answerer import Answerer, Attempt
+from bot.answering.forms import FORM_KEY, view_of
 from bot.answering.run import Outcome
-from bot.contract import Accepted, Delivery, Platform, Reply
+from bot.contract import (
+    Accepted,
+    Delivery,
+    FormAnswer,
+    FormVerdict,
+    FormView,
+    Platform,
+    Reply,
+)
 from bot.delivery.leasing import LeaseKeeper
 from bot.delivery.takeover import Sweeper, Takeover
 from bot.errors import DifyError, ShuttingDown
-from bot.models import Answer, AppFacts, ConversationKey, IncomingMessage, to_record
+from bot.models import (
+    Answer,
+    AppFacts,
+    ConversationKey,
+    IncomingMessage,
+    from_record,
+    to_record,
+)
 from bot.ops.effort import best_effort, cancelled
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
 from bot.routing import Routing
-from bot.stores import Journal, JournalEntry, Membership
+from bot.stores import Journal, JournalEntry, Membership, PendingForm
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -154,6 +170,51 @@ class JournalInbox:
     async def feedback(self, app: str, message_id: str, *, user: str, rating: str | None) -> None:
         await self.answerer.apps.client(app).feedback(message_id, rating=rating, user=user)
 
+    async def form(self, ref: str) -> FormView | None:
+        desk = self.answerer.forms
+        pending = await desk.store.get(ref) if desk is not None else None
+        return view_of(pending) if pending is not None else None
+
+    async def answer_form(
+        self,
+        ref: str,
+        *,
+        action: str,
+        inputs: Mapping[str, Any],
+        user: str,
+        locale: str | None = None,
+    ) -> FormAnswer:
+        desk = self.answerer.forms
+        pending = await desk.store.get(ref) if desk is not None else None
+        if desk is None or pending is None:
+            return FormAnswer(FormVerdict.UNKNOWN, self.texts.get("form_expired", locale))
+        dify = self.answerer.apps.client(pending.app)
+        by = f"replica:{self.replica}"
+        answer = await desk.submit(
+            pending, dify, action=action, inputs=inputs, user=user, by=by, locale=locale
+        )
+        if answer.verdict is FormVerdict.SUBMITTED:
+            await self._continue(pending)
+        return answer
+
+    async def _continue(self, pending: PendingForm) -> None:
+        """The run goes on in the form's reply, as a journal entry of its own: ordered in its
+        conversation, leased, and taken over (reattached) if this replica dies meanwhile."""
+        message = from_record(pending.message)
+        where = {**pending.where, FORM_KEY: pending.ref}
+        entry_id, new = await self.journal.record(
+            f"form/{pending.ref}",
+            conversation_key=pending.conversation_key,
+            platform=pending.platform,
+            message=pending.message,
+            reply=where,
+            owner=self.replica,
+            place=message.key.place,
+        )
+        if new:
+            self._leases.hold(entry_id)
+            self._start(entry_id, message, where)
+
     # ---- answering entries -------------------------------------------------------------------
 
     def _start(
@@ -180,22 +241,57 @@ class JournalInbox:
         takeover: Takeover | None,
     ) -> Outcome:
         platform = self._platforms[message.platform]
+        pending = await self._form_answered(entry_id, message, where, takeover)
+        if pending is None and FORM_KEY in where:
+            log.warning("form %s forgotten: its run is not followed", where[FORM_KEY])
+            return Outcome.FAILED
+        state = takeover.state if takeover is not None else None
+        if pending is not None and pending.native:  # the form's own reply, where it stands
+            where = pending.where
+            if state is None and (paused := await self.journal.get(pending.entry_id)):
+                state = paused.reply_state
         delivery = Delivery(
             entry_id,
             message,
             where,
             save=functools.partial(self.journal.save_reply_state, entry_id),
-            state=takeover.state if takeover is not None else None,
-            taken_over=takeover is not None,
+            state=state,
+            taken_over=takeover is not None or (pending is not None and pending.native),
         )
         reply = platform.reply(delivery)
         attempt = Attempt(
-            fresh=takeover is None,
-            restarted=takeover is not None and takeover.shown,
+            fresh=takeover is None and pending is None,
+            restarted=takeover is not None and takeover.shown and pending is None,
             handed_over=platform.takeover,
             shown=self._shown_hook(reply, entry_id),
+            delivery=delivery,
         )
-        return await self.answerer.answer(message, reply, attempt)
+        if pending is None:
+            return await self.answerer.answer(message, reply, attempt)
+        if pending.native:
+            return await self.answerer.resume(pending, reply, attempt)
+        return await self.answerer.answer_by_text(pending, message, reply, attempt)
+
+    async def _form_answered(
+        self,
+        entry_id: int,
+        message: IncomingMessage,
+        where: Mapping[str, Any],
+        takeover: Takeover | None,
+    ) -> PendingForm | None:
+        """The form this entry answers: a clicked one (its ref in ``where``); or, for the text
+        fallback, the conversation's open form (or the one this entry answered before its
+        replica died). Only Chatflow and Workflow apps pause, so only they are looked up."""
+        desk = self.answerer.forms
+        if desk is None:
+            return None
+        if ref := where.get(FORM_KEY):
+            return await desk.store.get(str(ref))
+        if self.answerer.apps.client(message.key.app).mode not in ("advanced-chat", "workflow"):
+            return None
+        if takeover is not None and (pending := await desk.store.answered(entry_id)):
+            return pending
+        return await desk.store.open_in(message.key.as_str())
 
     def _shown_hook(self, reply: Reply, entry_id: int) -> Callable[[], Awaitable[None]] | None:
         """For an answer shown as it grows: note in the journal, once, that the user saw some

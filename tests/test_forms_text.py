@@ -1,0 +1,77 @@
+"""Human Input forms through the core's text fallback: the terminal (which has no buttons)
+shows the form as text, asks its fields one by one, and the next lines answer the form, not
+Dify; the run then goes on in the same chat, the text before the pause left where it was."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+
+from adapters.console.chat import ConsoleChat
+from bot.answering.forms import FormDesk, FormPolicy
+from bot.dify.client import DifyClient, build_http
+from bot.texts import Texts
+from storage.forms import FormStore
+from storage.journal import Journal
+from storage.units import Database
+from tests.fakes.core import CoreRig, core_rig
+from tests.fakes.dify import FakeDify, HumanFlow
+
+
+async def lines(*typed: str) -> AsyncGenerator[str]:
+    for line in typed:
+        yield line + "\n"
+
+
+@asynccontextmanager
+async def forms_rig(
+    db: Database, dify: FakeDify, policy: FormPolicy | None = None
+) -> AsyncIterator[CoreRig]:
+    http = build_http(dify.base_url)
+    client = DifyClient(http, api_key=dify.api_key, mode=dify.mode)
+    desk = FormDesk(FormStore(db), Journal(db), texts=Texts("en"), policy=policy)
+    try:
+        async with core_rig(db, client, forms=desk) as rig:
+            yield rig
+    finally:
+        await http.aclose()
+
+
+async def chat(rig: CoreRig, *typed: str) -> str:
+    out = io.StringIO()
+    console = ConsoleChat(rig.inbox, out=out, tty=False, user="ann")
+    rig.inbox.register(console.platform())
+    await console.run(lines(*typed))
+    return out.getvalue()
+
+
+async def test_terminal_answers_a_form_line_by_line_and_the_run_goes_on(db: Database) -> None:
+    async with FakeDify(flow=HumanFlow(), version="1.14.1") as dify, forms_rig(db, dify) as rig:
+        screen = await chat(rig, "ship it?", "looks good", "1", "and then?")
+        submits = dify.requests_to(f"/form/human_input/{dify.runs[0].forms[0].token}")
+    paused, _, rest = screen.partition("Please reply with “note”:")
+    assert "before form: ship it?" in paused and "Please review: ship it?" in paused
+    assert "{{#$output" not in paused  # the field placeholder is not shown
+    assert "Reply with the number of your choice:\n1. Approve\n2. Reject" in rest
+    assert "after form: action=approve note=looks good" in rest
+    resumed = rest[rest.index("after form") :]
+    assert "before form" not in resumed.split("\n")[0]  # shown once, above; never rewound
+    [submit] = [r for r in submits if r.method == "POST"]
+    assert submit.json == {
+        "inputs": {"note": "looks good"},
+        "action": "approve",
+        "user": "console:local:ann",
+    }
+    # The form answered, the next line is a question for Dify again (a new run).
+    assert len(dify.requests_to("/chat-messages")) == 2
+    assert len(dify.runs) == 2
+
+
+async def test_a_reply_that_names_no_action_asks_again(db: Database) -> None:
+    async with FakeDify(flow=HumanFlow(), version="1.14.1") as dify, forms_rig(db, dify) as rig:
+        screen = await chat(rig, "ship it?", "fine", "maybe", "reject")
+    assert screen.count("Reply with the number of your choice:") == 2
+    assert "after form: action=reject note=fine" in screen
+    submits = [r for r in dify.requests if r.method == "POST" and r.path.startswith("/form/")]
+    assert len(submits) == 1
