@@ -109,6 +109,7 @@ class FormVerdict(StrEnum):
     NOT_ALLOWED = "not_allowed"  # this user may not answer it
     UNKNOWN = "unknown"  # no such form (forgotten long ago)
     FAILED = "failed"  # Dify could not be asked: the form stays open, try again
+    ASKING = "asking"  # the form has fields: ``notice`` asks the first; messages answer them
 
 
 @dataclass(frozen=True, slots=True)

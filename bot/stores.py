@@ -209,8 +209,9 @@ class FormStore(Protocol):
     async def settle(self, ref: str, status: str, *, inputs: dict[str, Any] | None = None) -> None:
         """Set the status (``open`` again after a refused submit, ``submitted``, ``expired``)."""
 
-    async def gather(self, ref: str, inputs: dict[str, Any]) -> None:
-        """The text fallback's fields answered so far."""
+    async def gather(self, ref: str, inputs: dict[str, Any], *, native: bool | None = None) -> None:
+        """The text fallback's fields answered so far (``native=False``: from now on the
+        conversation's messages answer the form, as in the text fallback)."""
 
     async def answered(self, entry_id: int) -> PendingForm | None:
         """The form a journal entry answered (a replica taking that entry over resumes it)."""

@@ -89,10 +89,11 @@ class FormStore:
         statement = update(t).where(t.c.ref == ref).values(**values)
         await self._units.run(lambda conn: conn.execute(statement).rowcount)
 
-    async def gather(self, ref: str, inputs: dict[str, Any]) -> None:
-        statement = (
-            update(t).where(t.c.ref == ref).values(inputs=_dump(inputs), updated_at=self._now())
-        )
+    async def gather(self, ref: str, inputs: dict[str, Any], *, native: bool | None = None) -> None:
+        values: dict[str, Any] = {"inputs": _dump(inputs), "updated_at": self._now()}
+        if native is not None:
+            values["native"] = native
+        statement = update(t).where(t.c.ref == ref).values(**values)
         await self._units.run(lambda conn: conn.execute(statement).rowcount)
 
     async def prune(self) -> int:

@@ -139,14 +139,15 @@ class Answerer:
         message = from_record(pending.message)
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)
-        if not pending.native:
+        same = pending.native and reply.capabilities.can_edit  # else a message of its own
+        if not same:
             reply = Continued(reply, before=pending.shown)
         progressive = self._progressive(reply, on_shown=attempt.shown)
-        if pending.native:
+        if same:
             progressive.preset(pending.shown)
         run = self._answer_run(message, progressive, trace_id, attempt)
         run.conversation_saved = True  # the question's answer kept it already
-        return await self._run(run, attempt, self._followed(run, pending))
+        return await self._run(run, attempt, self._followed(run, pending, same=same))
 
     async def answer_by_text(
         self, pending: PendingForm, message: IncomingMessage, reply: Reply, attempt: Attempt
@@ -181,8 +182,8 @@ class Answerer:
         await progressive.finish(Answer(), text=text)
         return Outcome.ANSWERED
 
-    async def _followed(self, run: AnswerRun, pending: PendingForm) -> Outcome:
-        if not pending.native:
+    async def _followed(self, run: AnswerRun, pending: PendingForm, *, same: bool) -> Outcome:
+        if not same:
             await run.reply.start()
         return await run.follow(pending.workflow_run_id, shown=pending.shown)
 

@@ -38,6 +38,7 @@ from bot.texts import Texts
 log = logging.getLogger(__name__)
 
 FORM_KEY = "form"  # in a resumed answer's ``where``: the ref of the form it continues
+ACTION_KEY = "__action"  # among the gathered fields: the action chosen before them (a card)
 _NUMBER = re.compile(r"^\s*(\d{1,3})\s*[.)]?\s*$")
 
 
@@ -149,9 +150,12 @@ class FormDesk:
             value = _pick(text, missing[0].options) if missing[0].options else text.strip()
             if value:
                 gathered[missing[0].name] = value
-            if len(missing) > 1 or not value or len(form.actions) > 1:
+            if len(missing) > 1 or not value:
                 return gathered, None
-            return gathered, form.actions[0].id if form.actions else None
+            if chosen := gathered.get(ACTION_KEY):
+                return gathered, str(chosen)
+            only = form.actions[0].id if len(form.actions) == 1 else None
+            return gathered, only
         titles = {a.title.casefold(): a.id for a in form.actions}
         chosen = _pick(text, [a.id for a in form.actions]) or titles.get(text.strip().casefold())
         return gathered, chosen
@@ -177,6 +181,11 @@ class FormDesk:
         ):
             await self.store.settle(pending.ref, "expired")
             return self._told(FormVerdict.EXPIRED, "form_expired", locale)
+        form = from_form_record(pending.form)
+        if form.fields and not inputs:  # a card's button: the fields are asked as messages
+            await self.store.gather(pending.ref, {ACTION_KEY: action}, native=False)
+            return FormAnswer(FormVerdict.ASKING, self.prompt(form, {}, locale))
+        inputs = {k: v for k, v in inputs.items() if k != ACTION_KEY}
         if not await self.store.claim(pending.ref, by=by):
             return self._told(FormVerdict.ALREADY, "form_already", locale)
         # The run's user, whoever clicked: only that user may follow the run's events.

@@ -13,6 +13,7 @@ up (``bot.delivery.takeover``). Leases are owned by ``replica``: with a ``member
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -259,6 +260,11 @@ class JournalInbox:
             taken_over=takeover is not None or (pending is not None and pending.native),
         )
         reply = platform.reply(delivery)
+        if pending is not None and pending.native and not reply.capabilities.can_edit:
+            # A platform that cannot edit goes on in a message of its own (the form's reply
+            # was delivered whole): a reply of its own, with a state of its own.
+            delivery = dataclasses.replace(delivery, state=takeover.state if takeover else None)
+            reply = platform.reply(delivery)
         attempt = Attempt(
             fresh=takeover is None and pending is None,
             restarted=takeover is not None and takeover.shown and pending is None,
