@@ -256,7 +256,10 @@ class Inbox(Protocol):
         inputs: Mapping[str, Any],
         user: str,
         locale: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> FormAnswer:
         """A person (``user``: the platform's user id) answered a form shown by a reply: the
         core checks they may, submits it once across replicas, and continues the run in the
-        form's reply. ``inputs`` maps field names to values."""
+        form's reply, or, given ``where`` (as for ``accept``), in a reply built for that place
+        (a platform whose form reply cannot change any more). ``inputs`` maps field names to
+        values."""

@@ -4,14 +4,15 @@ the card greyed out with the choice; fields asked as follow-up messages; a late 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
 from tests.fakes.wechat import FakeWeChatAPI
-from tests.fakes.wechat_app import difybot, wecom_settings
-from tests.fakes.wecom_push import WeComServer
+from tests.fakes.wechat_app import BOT_AES_KEY, Running, difybot, wecom_settings
+from tests.fakes.wecom_push import AIBotServer, WeComServer
 from tests.test_wecom_app import SEND, wecom
 
 UPDATE = "/cgi-bin/message/update_template_card"
@@ -83,3 +84,53 @@ async def test_fields_are_asked_as_messages_after_the_click(
     (submit,) = [r.json for r in dify.requests if r.path.startswith("/form/")]
     assert submit["inputs"] == {"note": "looks good"} and submit["action"] == "approve"
     assert len(dify.requests_to("/chat-messages")) == 1
+
+
+async def test_the_ai_bot_ends_its_stream_with_a_card_and_a_click_answers(
+    api: FakeWeChatAPI, tmp_path: Path
+) -> None:
+    flow = HumanFlow(steps=(NO_FIELDS,))
+    async with (
+        FakeDify(flow=flow, version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db", **wecom_settings(api)) as running,
+    ):
+        server = ai_bot(running)
+        first = await server.post(server.message("m1", "ship it?"))
+        assert first is not None
+        last = first
+        async with asyncio.timeout(10):
+            while not last["stream"]["finish"]:
+                await asyncio.sleep(0.05)  # WeCom's polling interval, not a test wait
+                polled = await server.post(server.refresh(first["stream"]["id"]))
+                assert polled is not None
+                last = polled
+        assert last["msgtype"] == "stream_with_template_card"
+        assert last["stream"]["content"].startswith("before form: ship it?")
+        card = last["template_card"]
+        url = f"{api.url}/cgi-bin/aibot/response?response_code=click-1"
+        update = await server.post(bot_click(server, card, "reject", response_url=url))
+        assert update is not None and update["response_type"] == "update_template_card"
+        assert update["template_card"]["replace_text"] == "Reject"
+        assert update["template_card"]["task_id"] == card["task_id"]
+        (posted,) = await api.wait_for("/cgi-bin/aibot/response")
+    assert posted.json == {
+        "msgtype": "markdown",
+        "markdown": {"content": "after form: action=reject"},
+    }
+    (submit,) = [r.json for r in dify.requests if r.path.startswith("/form/")]
+    assert submit["action"] == "reject" and submit["user"].endswith(":zhangsan")
+
+
+def ai_bot(running: Running) -> AIBotServer:
+    return AIBotServer(f"{running.url}/wecom/bot", token="bot-token", aes_key=BOT_AES_KEY)
+
+
+def bot_click(
+    server: AIBotServer, card: dict[str, Any], key: str, *, response_url: str
+) -> dict[str, Any]:
+    """The decrypted ``template_card_event`` callback of the AI bot (JSON)."""
+    clicked = {"card_type": "button_interaction", "event_key": key, "task_id": card["task_id"]}
+    event = {"eventtype": "template_card_event", "template_card_event": clicked}
+    return {"msgid": f"click-{key}", "create_time": int(time.time()), "aibotid": server.bot_id,
+            "chattype": "single", "from": {"corpid": "wpcorp", "userid": "zhangsan"},
+            "response_url": response_url, "msgtype": "event", "event": event}  # fmt: skip

@@ -22,6 +22,7 @@ from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, wecom_token
 from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route
+from adapters.tencent.cards import to_card
 from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
@@ -297,27 +298,6 @@ class WeComAppAdapter:
             await self._sender.update_card(user_id, code, grey[answer.verdict])
         if answer.verdict not in (FormVerdict.SUBMITTED, FormVerdict.ALREADY, FormVerdict.EXPIRED):
             await self._sender.send(user_id, answer.notice)  # a field's question, or why not
-
-
-def to_card(form: FormView) -> dict[str, Any]:
-    """A ``button_interaction`` template card: WeCom suggests at most 26 characters of title,
-    112 of subtitle and 6 buttons (the form's whole text is in the message above it)."""
-    buttons = [
-        {
-            "text": action.title or action.id,
-            "style": 1 if action.style == "primary" else 2,
-            "key": action.id,
-        }
-        for action in form.form.actions[:6]
-    ]
-    text = form.text if len(form.text) <= 112 else form.text[:111] + "…"
-    return {
-        "card_type": "button_interaction",
-        "main_title": {"title": (form.form.node_title or "Dify")[:26]},
-        "sub_title_text": text,
-        "task_id": form.ref,
-        "button_list": buttons,
-    }
 
 
 def build_wecom_app(settings: WeComAppSettings, services: Services) -> Platform:

@@ -132,14 +132,15 @@ class Answerer:
             clock=self._clock,
         )
 
-    async def resume(self, pending: PendingForm, reply: Reply, attempt: Attempt) -> Outcome:
-        """Follow a run whose form was answered, from Dify's snapshot of it. In the reply that
-        showed the form (``pending.native``: rebuilt from its saved state, its text kept), or,
-        for the text fallback, in the reply to the message that answered it."""
+    async def resume(
+        self, pending: PendingForm, reply: Reply, attempt: Attempt, *, same: bool = False
+    ) -> Outcome:
+        """Follow a run whose form was answered, from Dify's snapshot of it. ``same``: in the
+        reply that showed the form (rebuilt from its saved state, its text kept); else in a
+        reply of its own (the text fallback's answering message), showing what is new."""
         message = from_record(pending.message)
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)
-        same = pending.native and reply.capabilities.can_edit  # else a message of its own
         if not same:
             reply = Continued(reply, before=pending.shown)
         progressive = self._progressive(reply, on_shown=attempt.shown)

@@ -38,6 +38,7 @@ from bot.texts import Texts
 log = logging.getLogger(__name__)
 
 FORM_KEY = "form"  # in a resumed answer's ``where``: the ref of the form it continues
+OWN_PLACE = "form_own_place"  # ... in a place of its own (``Inbox.answer_form(where=...)``)
 ACTION_KEY = "__action"  # among the gathered fields: the action chosen before them (a card)
 _NUMBER = re.compile(r"^\s*(\d{1,3})\s*[.)]?\s*$")
 

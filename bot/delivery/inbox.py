@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bot.answering.answerer import Answerer, Attempt
-from bot.answering.forms import FORM_KEY, view_of
+from bot.answering.forms import FORM_KEY, OWN_PLACE, view_of
 from bot.answering.run import Outcome
 from bot.contract import (
     Accepted,
@@ -184,6 +184,7 @@ class JournalInbox:
         inputs: Mapping[str, Any],
         user: str,
         locale: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> FormAnswer:
         desk = self.answerer.forms
         pending = await desk.store.get(ref) if desk is not None else None
@@ -195,14 +196,17 @@ class JournalInbox:
             pending, dify, action=action, inputs=inputs, user=user, by=by, locale=locale
         )
         if answer.verdict is FormVerdict.SUBMITTED:
-            await self._continue(pending)
+            await self._continue(pending, where)
         return answer
 
-    async def _continue(self, pending: PendingForm) -> None:
-        """The run goes on in the form's reply, as a journal entry of its own: ordered in its
-        conversation, leased, and taken over (reattached) if this replica dies meanwhile."""
+    async def _continue(self, pending: PendingForm, own: Mapping[str, Any] | None) -> None:
+        """The run goes on in the form's reply (or in ``own`` place), as a journal entry of its
+        own: ordered in its conversation, leased, and taken over (reattached) if this replica
+        dies meanwhile."""
         message = from_record(pending.message)
         where = {**pending.where, FORM_KEY: pending.ref}
+        if own is not None:
+            where = {**own, FORM_KEY: pending.ref, OWN_PLACE: True}
         entry_id, new = await self.journal.record(
             f"form/{pending.ref}",
             conversation_key=pending.conversation_key,
@@ -247,7 +251,10 @@ class JournalInbox:
             log.warning("form %s forgotten: its run is not followed", where[FORM_KEY])
             return Outcome.FAILED
         state = takeover.state if takeover is not None else None
-        if pending is not None and pending.native:  # the form's own reply, where it stands
+        # A clicked form's run goes on in the form's own reply, where it stands, unless the
+        # adapter named a place of its own for it (``answer_form(where=...)``).
+        same = pending is not None and pending.native and not where.get(OWN_PLACE)
+        if same and pending is not None:
             where = pending.where
             if state is None and (paused := await self.journal.get(pending.entry_id)):
                 state = paused.reply_state
@@ -257,12 +264,13 @@ class JournalInbox:
             where,
             save=functools.partial(self.journal.save_reply_state, entry_id),
             state=state,
-            taken_over=takeover is not None or (pending is not None and pending.native),
+            taken_over=takeover is not None or same,
         )
         reply = platform.reply(delivery)
-        if pending is not None and pending.native and not reply.capabilities.can_edit:
+        if same and not reply.capabilities.can_edit:
             # A platform that cannot edit goes on in a message of its own (the form's reply
             # was delivered whole): a reply of its own, with a state of its own.
+            same = False
             delivery = dataclasses.replace(delivery, state=takeover.state if takeover else None)
             reply = platform.reply(delivery)
         attempt = Attempt(
@@ -275,7 +283,7 @@ class JournalInbox:
         if pending is None:
             return await self.answerer.answer(message, reply, attempt)
         if pending.native:
-            return await self.answerer.resume(pending, reply, attempt)
+            return await self.answerer.resume(pending, reply, attempt, same=same)
         return await self.answerer.answer_by_text(pending, message, reply, attempt)
 
     async def _form_answered(
