@@ -38,6 +38,7 @@ class JournalEntry:
     shown: bool = False  # some of the answer was shown before its replica let go
     place: str = ""  # the adapter's name for the chat place (a user's DM, a thread)
     created_at: float = 0.0  # Unix seconds
+    run: State | None = None  # the Dify run answering it: {"id": workflow_run_id, "shown": text}
 
     @property
     def open(self) -> bool:
@@ -93,6 +94,10 @@ class Journal(Protocol):
     async def mark_shown(self, entry_id: int) -> None: ...
 
     async def save_reply_state(self, entry_id: int, state: State) -> None: ...
+
+    async def save_run(self, entry_id: int, run: State) -> None:
+        """The Chatflow/Workflow run answering the entry (``id``) and the text shown so far
+        (``shown``): whoever answers it next reattaches to that run."""
 
     async def get(self, entry_id: int) -> JournalEntry | None: ...
 

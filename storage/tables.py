@@ -112,6 +112,9 @@ inbound_messages = Table(
     Column("place", String(512), nullable=False, default="", server_default=""),
     # Kept past the dedup window until then: an answer its user has not fetched yet.
     Column("keep_until", UTCDateTime(), nullable=True),
+    # JSON: the Chatflow/Workflow run answering it and the text shown so far: a taker (or a
+    # cut stream) reattaches to that run instead of asking Dify again.
+    Column("dify_run", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_inbound_messages_conversation", "conversation_key", "status", "id"),

@@ -17,9 +17,10 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from logging import ERROR
+from typing import Any
 
 from bot.answering.forms import Continued, FormDesk, from_form_record
 from bot.answering.policy import Gate, refuse
@@ -28,7 +29,7 @@ from bot.answering.report import report_answer
 from bot.answering.run import AnswerRun, Outcome
 from bot.contract import Delivery, FormVerdict, Reply
 from bot.dify.apps import DifyApps
-from bot.errors import ConversationNotFound
+from bot.errors import ConversationNotFound, RunNotFound
 from bot.models import Answer, AnswerEnd, ConversationKey, FormRequest, IncomingMessage, from_record
 from bot.ops.effort import best_effort
 from bot.ops.logs import TRACE_ID
@@ -42,6 +43,7 @@ from bot.texts import Texts
 log = logging.getLogger(__name__)
 
 Shown = Callable[[], Awaitable[None]]
+KeepRun = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class Attempt:
     handed_over: bool = True
     shown: Shown | None = None
     delivery: Delivery | None = None  # the journal entry answered (a pause keeps its form)
+    run: Mapping[str, Any] | None = None  # the Dify run an earlier attempt followed
+    keep_run: KeepRun | None = None  # where this attempt keeps the run it follows
 
 
 class Answerer:
@@ -105,12 +109,27 @@ class Answerer:
         trace_id = uuid.uuid4().hex
         TRACE_ID.set(trace_id)  # this task's log records carry it (each answer has its task)
         progressive = self._progressive(reply, on_shown=attempt.shown)
-        if attempt.restarted:
-            # Part of the answer was on screen when its replica let go; Dify cannot continue
-            # that run (yet: resumable runs), so the answer starts again and says so.
-            progressive.note(self._texts.get("restarted", message.locale), interim=True)
         run = self._answer_run(message, progressive, trace_id, attempt)
+        saved = attempt.run or {}
+        if saved.get("id") and run.resumable:  # a Chatflow/Workflow run goes on: reattach
+            progressive.preset(str(saved.get("shown") or ""))
+            return await self._run(run, attempt, self._reattached(run, saved))
+        if attempt.restarted:
+            # Part of the answer was on screen when its replica let go, and Dify cannot
+            # continue that run (a Chatbot or Agent app): it starts again and says so.
+            progressive.note(self._texts.get("restarted", message.locale), interim=True)
         return await self._run(run, attempt, self._in_conversation(run))
+
+    async def _reattached(self, run: AnswerRun, saved: Mapping[str, Any]) -> Outcome:
+        """Follow the run an earlier attempt was following (its replica died), from Dify's
+        snapshot, never rewinding what it showed; if Dify no longer has it, ask again."""
+        await run.reply.start()  # a reply rebuilt from its state: edits what it showed
+        try:
+            return await run.follow(str(saved["id"]), shown=run.reply.text)
+        except RunNotFound:
+            log.info("run to reattach is gone; asking again trace=%s", run.trace_id)
+        run.reply.note(self._texts.get("restarted", run.message.locale), interim=True)
+        return await run.ask(await self._store.get(run.message.key))
 
     def _answer_run(
         self,
@@ -128,6 +147,7 @@ class Answerer:
             prepare=self._prepare,
             on_conversation=self._keep,
             on_pause=functools.partial(self._paused, delivery=attempt.delivery),
+            on_run=attempt.keep_run,
             show_reasoning=self._show_reasoning,
             clock=self._clock,
         )
@@ -144,11 +164,13 @@ class Answerer:
         if not same:
             reply = Continued(reply, before=pending.shown)
         progressive = self._progressive(reply, on_shown=attempt.shown)
+        # Taken over while it was going on: the text its last replica showed.
+        shown = str((attempt.run or {}).get("shown") or pending.shown)
         if same:
-            progressive.preset(pending.shown)
+            progressive.preset(shown)
         run = self._answer_run(message, progressive, trace_id, attempt)
         run.conversation_saved = True  # the question's answer kept it already
-        return await self._run(run, attempt, self._followed(run, pending, same=same))
+        return await self._run(run, attempt, self._followed(run, pending, shown, same=same))
 
     async def answer_by_text(
         self, pending: PendingForm, message: IncomingMessage, reply: Reply, attempt: Attempt
@@ -183,10 +205,12 @@ class Answerer:
         await progressive.finish(Answer(), text=text)
         return Outcome.ANSWERED
 
-    async def _followed(self, run: AnswerRun, pending: PendingForm, *, same: bool) -> Outcome:
+    async def _followed(
+        self, run: AnswerRun, pending: PendingForm, shown: str, *, same: bool
+    ) -> Outcome:
         if not same:
             await run.reply.start()
-        return await run.follow(pending.workflow_run_id, shown=pending.shown)
+        return await run.follow(pending.workflow_run_id, shown=shown)
 
     async def _paused(
         self, run: AnswerRun, end: AnswerEnd, *, delivery: Delivery | None

@@ -25,6 +25,7 @@ from bot.errors import (
     DifyStreamCut,
     DifyStreamError,
     DifyUnavailable,
+    RunNotFound,
 )
 from bot.models import (
     AgentThought,
@@ -40,11 +41,16 @@ from bot.models import (
     TextDelta,
     TextReplace,
 )
+from bot.ops.effort import best_effort
 from bot.preparing import Prepare, Prepared, as_is
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 
+# App modes whose runs can be followed again (GET /workflow/{id}/events): Chatflow, Workflow.
+RESUMABLE = frozenset({"advanced-chat", "workflow"})
+REATTACHES = 3  # a run's stream cut more often than this in one answer fails it
+RUN_SAVE_EVERY = 2.0  # seconds between saves of the text shown (for a replica taking over)
 # Nodes that do visible work worth a status line; start/answer/end are plumbing.
 _QUIET_NODES = frozenset({"start", "answer", "end", ""})
 _QUOTA_CODES = frozenset({"provider_quota_exceeded", "rate_limit_error"})
@@ -75,6 +81,7 @@ class AnswerRun:
         prepare: Prepare = as_is,
         on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
         on_pause: Paused | None = None,
+        on_run: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         show_reasoning: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,6 +100,9 @@ class AnswerRun:
         self._show_reasoning = show_reasoning
         self.reasoning = ""
         self.workflow_run_id = ""  # a Chatflow or Workflow run: it can be followed again
+        self._on_run = on_run
+        self._run_saved: tuple[str, str, float] | None = None  # (run, text, when)
+        self.reattaches = 0
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
         self._clock = clock
@@ -130,6 +140,10 @@ class AnswerRun:
         )
         return await self._consume(opened)
 
+    @property
+    def resumable(self) -> bool:
+        return self.dify.mode in RESUMABLE
+
     async def _consume(self, opened: AbstractAsyncContextManager[AnswerStream]) -> Outcome:
         end: AnswerEnd | None = None
         try:
@@ -141,11 +155,37 @@ class AnswerRun:
                         await self._conversation_known(stream.conversation_id)
                     if stream.workflow_run_id and not self.workflow_run_id:
                         self.workflow_run_id = stream.workflow_run_id
-        except ConversationNotFound:
+                    if self.workflow_run_id and self._on_run is not None:
+                        await self._keep_run()
+        except (ConversationNotFound, RunNotFound):
             raise
+        except DifyStreamCut as exc:
+            if not self.workflow_run_id or not self.resumable or self.reattaches >= REATTACHES:
+                return await self._failed(exc)
+            # Dify runs a Chatflow/Workflow in a worker: a dropped connection leaves it going.
+            self.reattaches += 1
+            log.info("stream cut; reattaching to run %s trace=%s", self.workflow_run_id,
+                     self.trace_id)  # fmt: skip
+            return await self.follow(self.workflow_run_id, shown=self.reply.text)
         except DifyError as exc:
             return await self._failed(exc)
         return await self._conclude(end)
+
+    async def _keep_run(self) -> None:
+        """Keep the run and the text shown for whoever answers next (a replica taking over):
+        at once when the run is named, then at most every RUN_SAVE_EVERY seconds."""
+        assert self._on_run is not None
+        run, text, now = self.workflow_run_id, self.reply.text, self._clock()
+        saved = self._run_saved
+        if (
+            saved is not None
+            and saved[0] == run
+            and (saved[1] == text or now - saved[2] < RUN_SAVE_EVERY)
+        ):
+            return
+        self._run_saved = (run, text, now)
+        with best_effort("keep the run followed (a taker would ask again)", log):
+            await self._on_run({"id": run, "shown": text})
 
     async def _conversation_known(self, conversation_id: str) -> None:
         """Keep the conversation as soon as Dify names it, not at the end: an answer cut short,

@@ -279,6 +279,8 @@ class JournalInbox:
             handed_over=platform.takeover,
             shown=self._shown_hook(reply, entry_id),
             delivery=delivery,
+            run=takeover.run if takeover is not None else None,
+            keep_run=functools.partial(self.journal.save_run, entry_id),
         )
         if pending is None:
             return await self.answerer.answer(message, reply, attempt)
@@ -340,7 +342,7 @@ class JournalInbox:
         it is already handled here."""
         if entry.id in self._entries or self._closing or message.platform not in self._platforms:
             return False
-        takeover = Takeover(entry.id, shown=entry.shown, state=entry.reply_state)
+        takeover = Takeover(entry.id, shown=entry.shown, state=entry.reply_state, run=entry.run)
         self._start(entry.id, message, entry.reply, takeover=takeover)
         return True
 

@@ -1,4 +1,4 @@
-"""pending Human Input forms
+"""pending Human Input forms; the Dify run answering each journal entry
 
 Revision ID: 0005
 Revises: 0004
@@ -6,6 +6,8 @@ Create Date: 2026-12-06
 
 Forms a Dify run waits on, shown to a user: kept in the database so that a click works after a
 restart and on any replica, and claimed by one conditional UPDATE so it is submitted once.
+The journal keeps the Chatflow/Workflow run answering each message (and the text shown), so a
+replica taking it over, or an answer whose stream was cut, reattaches to that run.
 """
 
 from __future__ import annotations
@@ -49,9 +51,13 @@ def upgrade() -> None:
             "ix_pending_forms_conversation", ["conversation_key", "status"], unique=False
         )
         batch_op.create_index("ix_pending_forms_updated_at", ["updated_at"], unique=False)
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("dify_run", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_column("dify_run")
     with op.batch_alter_table("pending_forms", schema=None) as batch_op:
         batch_op.drop_index("ix_pending_forms_updated_at")
         batch_op.drop_index("ix_pending_forms_conversation")
