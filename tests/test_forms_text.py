@@ -75,3 +75,18 @@ async def test_a_reply_that_names_no_action_asks_again(db: Database) -> None:
     assert "after form: action=reject note=fine" in screen
     submits = [r for r in dify.requests if r.method == "POST" and r.path.startswith("/form/")]
     assert len(submits) == 1
+
+
+async def test_a_workflow_apps_form_and_its_whole_continuation(db: Database) -> None:
+    # A Workflow streams its answer as text_chunk and names no message: every chunk after the
+    # submit must arrive (the run's events are subscribed before the submit, so none is lost).
+    flow = HumanFlow.captured_workflow()
+    async with (
+        FakeDify(mode="workflow", flow=flow, version="1.14.1") as dify,
+        forms_rig(db, dify) as rig,
+    ):
+        screen = await chat(rig, "deploy v2", "looks good", "1")
+    assert "Please review: deploy v2" in screen
+    assert screen.rstrip().endswith("approve\nlooks good\ndeploy v2")
+    (events,) = [r for r in dify.requests if r.path.startswith("/workflow/")]
+    assert "include_state_snapshot" not in events.query  # subscribed before, not replayed

@@ -29,6 +29,7 @@ from bot.answering.report import report_answer
 from bot.answering.run import AnswerRun, Outcome
 from bot.contract import Delivery, FormVerdict, Reply
 from bot.dify.apps import DifyApps
+from bot.dify.stream import AnswerStream
 from bot.errors import ConversationNotFound, RunNotFound
 from bot.models import Answer, AnswerEnd, ConversationKey, FormRequest, IncomingMessage, from_record
 from bot.ops.effort import best_effort
@@ -153,7 +154,13 @@ class Answerer:
         )
 
     async def resume(
-        self, pending: PendingForm, reply: Reply, attempt: Attempt, *, same: bool = False
+        self,
+        pending: PendingForm,
+        reply: Reply,
+        attempt: Attempt,
+        *,
+        same: bool = False,
+        subscribed: AnswerStream | None = None,
     ) -> Outcome:
         """Follow a run whose form was answered, from Dify's snapshot of it. ``same``: in the
         reply that showed the form (rebuilt from its saved state, its text kept); else in a
@@ -170,7 +177,8 @@ class Answerer:
             progressive.preset(shown)
         run = self._answer_run(message, progressive, trace_id, attempt)
         run.conversation_saved = True  # the question's answer kept it already
-        return await self._run(run, attempt, self._followed(run, pending, shown, same=same))
+        body = self._followed(run, pending, shown, same=same, subscribed=subscribed)
+        return await self._run(run, attempt, body)
 
     async def answer_by_text(
         self, pending: PendingForm, message: IncomingMessage, reply: Reply, attempt: Attempt
@@ -187,13 +195,13 @@ class Answerer:
         if action is None:
             await desk.store.gather(pending.ref, gathered)
             return await self._say(reply, desk.prompt(form, gathered, locale))
-        submitted = await desk.submit(
+        entry = attempt.delivery.entry_id if attempt.delivery else 0
+        submitted, stream = await desk.submit(
             pending, self.apps.client(pending.app), action=action, inputs=gathered,
-            user=message.author, by=f"entry:{attempt.delivery.entry_id if attempt.delivery else 0}",
-            locale=locale,
+            user=message.author, by=f"entry:{entry}", locale=locale,
         )  # fmt: skip
         if submitted.verdict is FormVerdict.SUBMITTED:
-            return await self.resume(pending, reply, attempt)
+            return await self.resume(pending, reply, attempt, subscribed=stream)
         if submitted.verdict in (FormVerdict.INVALID, FormVerdict.FAILED):
             await desk.store.gather(pending.ref, {})  # the fields are asked again
             return await self._say(reply, f"{submitted.notice}\n\n{desk.prompt(form, {}, locale)}")
@@ -206,11 +214,17 @@ class Answerer:
         return Outcome.ANSWERED
 
     async def _followed(
-        self, run: AnswerRun, pending: PendingForm, shown: str, *, same: bool
+        self,
+        run: AnswerRun,
+        pending: PendingForm,
+        shown: str,
+        *,
+        same: bool,
+        subscribed: AnswerStream | None,
     ) -> Outcome:
         if not same:
             await run.reply.start()
-        return await run.follow(pending.workflow_run_id, shown=shown)
+        return await run.follow(pending.workflow_run_id, shown=shown, subscribed=subscribed)
 
     async def _paused(
         self, run: AnswerRun, end: AnswerEnd, *, delivery: Delivery | None

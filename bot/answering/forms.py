@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.contract import Delivery, FormAnswer, FormReply, FormVerdict, FormView, Reply
 from bot.dify.client import DifyClient
+from bot.dify.stream import AnswerStream
 from bot.errors import (
     DifyError,
     FormAlreadySubmitted,
@@ -171,8 +172,32 @@ class FormDesk:
         user: str,
         by: str,
         locale: str | None,
-    ) -> FormAnswer:
-        """Check, claim (once across replicas) and submit; the form's new status is stored."""
+    ) -> tuple[FormAnswer, AnswerStream | None]:
+        """Check, claim (once across replicas) and submit; the form's new status is stored.
+        Submitted, it also returns the run's events stream, subscribed before the submit: Dify
+        relays only what is published after a subscription, and resumes within ~40 ms."""
+        refused = await self._refusal(pending, action=action, inputs=inputs, user=user,
+                                      by=by, locale=locale)  # fmt: skip
+        if refused is not None:
+            return refused, None
+        stream = await self._subscribed(pending, dify)
+        answer = await self._send(pending, dify, action=action, inputs=inputs, locale=locale)
+        if answer.verdict is not FormVerdict.SUBMITTED and stream is not None:
+            await stream.close()
+            stream = None
+        return answer, stream
+
+    async def _refusal(
+        self,
+        pending: PendingForm,
+        *,
+        action: str,
+        inputs: Mapping[str, Any],
+        user: str,
+        by: str,
+        locale: str | None,
+    ) -> FormAnswer | None:
+        """Why this answer is not sent (None: it is, and the form is claimed for it)."""
         if not self.policy.allows(pending, user):
             return self._told(FormVerdict.NOT_ALLOWED, "form_not_allowed", locale)
         if pending.status in ("claimed", "submitted"):
@@ -186,9 +211,31 @@ class FormDesk:
         if form.fields and not inputs:  # a card's button: the fields are asked as messages
             await self.store.gather(pending.ref, {ACTION_KEY: action}, native=False)
             return FormAnswer(FormVerdict.ASKING, self.prompt(form, {}, locale))
-        inputs = {k: v for k, v in inputs.items() if k != ACTION_KEY}
         if not await self.store.claim(pending.ref, by=by):
             return self._told(FormVerdict.ALREADY, "form_already", locale)
+        return None
+
+    async def _subscribed(self, pending: PendingForm, dify: DifyClient) -> AnswerStream | None:
+        """The run's events, subscribed now; None if Dify refuses (the run is then followed
+        from its snapshot after the submit)."""
+        try:
+            return await dify.subscribe(
+                pending.workflow_run_id, user=pending.dify_user, shown=pending.shown
+            )
+        except DifyError as exc:
+            log.info("run %s not subscribed before the submit: %s", pending.workflow_run_id, exc)
+            return None
+
+    async def _send(
+        self,
+        pending: PendingForm,
+        dify: DifyClient,
+        *,
+        action: str,
+        inputs: Mapping[str, Any],
+        locale: str | None,
+    ) -> FormAnswer:
+        inputs = {k: v for k, v in inputs.items() if k != ACTION_KEY}
         # The run's user, whoever clicked: only that user may follow the run's events.
         try:
             await dify.submit_form(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 from typing import Any
@@ -99,6 +99,8 @@ class AnswerRun:
         self._on_pause = on_pause
         self._show_reasoning = show_reasoning
         self.reasoning = ""
+        self._thinking = False
+        self._sticky = ""  # a status that node events do not clear (thinking, a form's fate)
         self.workflow_run_id = ""  # a Chatflow or Workflow run: it can be followed again
         self._on_run = on_run
         self._run_saved: tuple[str, str, float] | None = None  # (run, text, when)
@@ -131,10 +133,15 @@ class AnswerRun:
         )
         return await self._consume(self.dify.stream(request))
 
-    async def follow(self, run_id: str, *, shown: str) -> Outcome:
+    async def follow(
+        self, run_id: str, *, shown: str, subscribed: AnswerStream | None = None
+    ) -> Outcome:
         """Follow a run that already started (resumed after a form, or cut off): its events
-        from a snapshot of the run so far, never rewinding ``shown``."""
+        from a snapshot of the run so far, never rewinding ``shown``; or, ``subscribed``
+        before a form's submit, its events from then on (nothing published is missed)."""
         self.workflow_run_id = run_id
+        if subscribed is not None:
+            return await self._consume(_closing(subscribed))
         opened = self.dify.run_events(
             run_id, user=self.message.dify_user, snapshot=True, shown=shown
         )
@@ -198,6 +205,9 @@ class AnswerRun:
         self.chunks += 1
         if self.first_text_at is None:
             self.first_text_at = self._clock()
+        if self._thinking:  # the answer itself has begun: thinking is over
+            self._thinking, self._sticky = False, ""
+            self.reply.set_status("")
 
     def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
         reply = self.reply
@@ -208,21 +218,24 @@ class AnswerRun:
             self._text_arrived()
             reply.replace(event.text)
         elif isinstance(event, AgentThought):
-            reply.set_status(f"🔧 {event.tool}…" if event.tool and not event.observation else "")
+            tool = f"🔧 {event.tool}…" if event.tool and not event.observation else ""
+            reply.set_status(tool or self._sticky)
         elif isinstance(event, Progress):
-            reply.set_status(_progress_status(event))
+            reply.set_status(_progress_status(event) or self._sticky)
         elif isinstance(event, FileOut):
             self._files_out.append(event)
         elif isinstance(event, AnswerEnd):
             return event
         elif isinstance(event, Reasoning):
             self._reasoned(event)
-        elif isinstance(event, FormFilled):
+        elif isinstance(event, FormFilled):  # stays up while the run goes on
             status = self.texts.get("form_filled", self._locale)
-            reply.set_status(status.format(title=event.node_title, action=event.action_text))
+            self._sticky = status.format(title=event.node_title, action=event.action_text)
+            reply.set_status(self._sticky)
         elif isinstance(event, FormTimedOut):
             status = self.texts.get("form_timed_out", self._locale)
-            reply.set_status(status.format(title=event.node_title))
+            self._sticky = status.format(title=event.node_title)
+            reply.set_status(self._sticky)
         # human_input_required: the paused end carries its forms.
         return None
 
@@ -230,12 +243,12 @@ class AnswerRun:
         """A "thinking…" status while the model reasons; the reasoning itself (its last line)
         only when the setting asks. It never joins the answer."""
         self.reasoning += event.text
-        if event.final:
-            self.reply.set_status("")
+        if event.final and not self._thinking:
             return
         status = self.texts.get("thinking", self._locale)
         if self._show_reasoning and self.reasoning.strip():
             status = f"{status} {self.reasoning.strip().splitlines()[-1][-200:]}"
+        self._thinking, self._sticky = True, status  # until the answer's text begins
         self.reply.set_status(status)
 
     async def _conclude(self, end: AnswerEnd | None) -> Outcome:
@@ -303,6 +316,14 @@ class AnswerRun:
     @property
     def _locale(self) -> str | None:
         return self.message.locale
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AnswerStream) -> AsyncIterator[AnswerStream]:
+    try:
+        yield stream
+    finally:
+        await stream.close()
 
 
 def _text_key(exc: DifyError) -> str:

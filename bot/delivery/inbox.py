@@ -35,6 +35,7 @@ from bot.contract import (
 )
 from bot.delivery.leasing import LeaseKeeper
 from bot.delivery.takeover import Sweeper, Takeover
+from bot.dify.stream import AnswerStream
 from bot.errors import DifyError, ShuttingDown
 from bot.models import (
     Answer,
@@ -87,6 +88,7 @@ class JournalInbox:
         self._leases = LeaseKeeper(journal, self.replica, sleep=sleep, clock=clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._entries: set[int] = set()
+        self._subscribed: dict[int, AnswerStream] = {}  # a submitted form's run, by entry
         self._sweeper: Sweeper | None = None
         self._closing = False
 
@@ -192,14 +194,16 @@ class JournalInbox:
             return FormAnswer(FormVerdict.UNKNOWN, self.texts.get("form_expired", locale))
         dify = self.answerer.apps.client(pending.app)
         by = f"replica:{self.replica}"
-        answer = await desk.submit(
+        answer, stream = await desk.submit(
             pending, dify, action=action, inputs=inputs, user=user, by=by, locale=locale
         )
         if answer.verdict is FormVerdict.SUBMITTED:
-            await self._continue(pending, where)
+            await self._continue(pending, where, stream)
         return answer
 
-    async def _continue(self, pending: PendingForm, own: Mapping[str, Any] | None) -> None:
+    async def _continue(
+        self, pending: PendingForm, own: Mapping[str, Any] | None, stream: AnswerStream | None
+    ) -> None:
         """The run goes on in the form's reply (or in ``own`` place), as a journal entry of its
         own: ordered in its conversation, leased, and taken over (reattached) if this replica
         dies meanwhile."""
@@ -216,9 +220,14 @@ class JournalInbox:
             owner=self.replica,
             place=message.key.place,
         )
-        if new:
-            self._leases.hold(entry_id)
-            self._start(entry_id, message, where)
+        if not new:
+            if stream is not None:
+                await stream.close()
+            return
+        if stream is not None:  # subscribed before the submit: the answer reads it here
+            self._subscribed[entry_id] = stream
+        self._leases.hold(entry_id)
+        self._start(entry_id, message, where)
 
     # ---- answering entries -------------------------------------------------------------------
 
@@ -285,7 +294,14 @@ class JournalInbox:
         if pending is None:
             return await self.answerer.answer(message, reply, attempt)
         if pending.native:
-            return await self.answerer.resume(pending, reply, attempt, same=same)
+            subscribed = self._subscribed.pop(entry_id, None)
+            try:
+                return await self.answerer.resume(
+                    pending, reply, attempt, same=same, subscribed=subscribed
+                )
+            finally:
+                if subscribed is not None:  # closed once read; here if never read
+                    await subscribed.close()
         return await self.answerer.answer_by_text(pending, message, reply, attempt)
 
     async def _form_answered(
@@ -364,6 +380,8 @@ class JournalInbox:
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         await cancelled(*tasks)
+        for stream in self._subscribed.values():  # answers that never began
+            await stream.close()
         await self._leases.close()
         if self.membership is not None:  # a successor under this id need not wait for us
             with best_effort("leave the replica registry", log):
