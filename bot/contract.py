@@ -118,6 +118,7 @@ class FormAnswer:
 
     verdict: FormVerdict
     notice: str = ""
+    elsewhere: bool = False  # ALREADY: answered outside this bot (nothing here redraws it)
 
     @property
     def closed(self) -> bool:

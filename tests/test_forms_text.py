@@ -5,6 +5,7 @@ Dify; the run then goes on in the same chat, the text before the pause left wher
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -90,3 +91,15 @@ async def test_a_workflow_apps_form_and_its_whole_continuation(db: Database) -> 
     assert screen.rstrip().endswith("approve\nlooks good\ndeploy v2")
     (events,) = [r for r in dify.requests if r.path.startswith("/workflow/")]
     assert "include_state_snapshot" not in events.query  # subscribed before, not replayed
+
+
+async def test_an_expired_form_lets_the_next_message_go_to_dify(db: Database) -> None:
+    # The fake Dify's clock runs two hours behind: its one-hour form is already past expiry.
+    async with (
+        FakeDify(flow=HumanFlow(), version="1.14.1", clock=lambda: time.time() - 7200) as dify,
+        forms_rig(db, dify) as rig,
+    ):
+        await chat(rig, "ship it?", "another question")
+        asked = [r.json["query"] for r in dify.requests_to("/chat-messages")]
+    assert asked == ["ship it?", "another question"]
+    assert not [r for r in dify.requests if r.path.startswith("/form/")]

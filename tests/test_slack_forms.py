@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_bot import SlackBot, slack_bot, slack_bot_on
@@ -176,3 +178,21 @@ async def test_only_the_asker_may_answer_unless_anyone_may(tmp_path: Path) -> No
         await resumed(bot, message, "after form: action=approve")
         # Dify gets the run's user, whoever clicked (only that user may follow the run).
         assert submits(bot.dify)[0]["user"] == "slack:T0001:U111"
+
+
+async def test_a_form_answered_in_dify_itself_loses_its_buttons(tmp_path: Path) -> None:
+    async with slack_bot(tmp_path, dify=flow()) as bot:
+        message = await paused(bot)
+        (form,) = bot.dify.runs[0].forms
+        async with httpx.AsyncClient(base_url=bot.dify.base_url) as http:  # Dify's web app
+            done = await http.post(
+                f"form/human_input/{form.token}",
+                json={"inputs": {}, "action": "reject", "user": "web-user"},
+                headers={"Authorization": f"Bearer {bot.dify.api_key}"},
+            )
+        assert done.status_code == 200
+        await bot.click(press(message, 0))
+        (note,) = await bot.slack.wait_for("chat.postEphemeral")
+        assert note["text"] == "This form was already answered."
+        await bot.slack.until(lambda: "dify_form_0" not in message.action_ids())
+        assert len(submits(bot.dify)) == 2  # Dify's own, and ours refused with 412

@@ -179,12 +179,12 @@ class FormActions:
         await self._told(body, answer)
 
     async def _told(self, body: dict[str, Any], answer: FormAnswer) -> None:
-        """Tell the clicker what became of it; an expired form loses its buttons. (A submitted
-        one loses them when the run's text is shown again, in the same message: editing it
-        here could race that edit.)"""
+        """Tell the clicker what became of it; an expired form, or one answered outside this
+        bot, loses its buttons. (One submitted here loses them when the run's text is shown
+        again, in the same message: editing it here could race that edit.)"""
         if answer.verdict is FormVerdict.SUBMITTED:
             return
-        if answer.verdict is FormVerdict.EXPIRED:
+        if answer.verdict is FormVerdict.EXPIRED or answer.elsewhere:
             await self._drop_buttons(body, answer.notice)
         await self._tell(body, answer.notice)
 

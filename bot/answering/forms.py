@@ -202,9 +202,7 @@ class FormDesk:
             return self._told(FormVerdict.NOT_ALLOWED, "form_not_allowed", locale)
         if pending.status in ("claimed", "submitted"):
             return self._told(FormVerdict.ALREADY, "form_already", locale)
-        if pending.status == "expired" or (
-            pending.expires_at is not None and pending.expires_at <= self._clock()
-        ):
+        if pending.status == "expired" or self.lapsed(pending):
             await self.store.settle(pending.ref, "expired")
             return self._told(FormVerdict.EXPIRED, "form_expired", locale)
         form = from_form_record(pending.form)
@@ -245,9 +243,10 @@ class FormDesk:
             await self.store.settle(pending.ref, "open")
             notice = self._texts.get("form_invalid", locale).format(reason=exc.message)
             return FormAnswer(FormVerdict.INVALID, notice)
-        except FormAlreadySubmitted:
+        except FormAlreadySubmitted:  # in Dify's web app, or by a call of its own
             await self.store.settle(pending.ref, "submitted")
-            return self._told(FormVerdict.ALREADY, "form_already", locale)
+            notice = self._texts.get("form_already", locale)
+            return FormAnswer(FormVerdict.ALREADY, notice, elsewhere=True)
         except (FormExpired, FormNotFound):
             await self.store.settle(pending.ref, "expired")
             return self._told(FormVerdict.EXPIRED, "form_expired", locale)
@@ -258,6 +257,10 @@ class FormDesk:
         await self.store.settle(pending.ref, "submitted", inputs=dict(inputs))
         log.info("form submitted ref=%s action=%s", pending.ref, action)
         return FormAnswer(FormVerdict.SUBMITTED)
+
+    def lapsed(self, pending: PendingForm) -> bool:
+        """Past its expiry (Dify refuses it from that second on)."""
+        return pending.expires_at is not None and pending.expires_at <= self._clock()
 
     def _told(self, verdict: FormVerdict, key: str, locale: str | None) -> FormAnswer:
         return FormAnswer(verdict, self._texts.get(key, locale))

@@ -323,7 +323,11 @@ class JournalInbox:
             return None
         if takeover is not None and (pending := await desk.store.answered(entry_id)):
             return pending
-        return await desk.store.open_in(message.key.as_str())
+        pending = await desk.store.open_in(message.key.as_str())
+        if pending is not None and desk.lapsed(pending):  # too late: the message goes to Dify
+            await desk.store.settle(pending.ref, "expired")
+            return None
+        return pending
 
     def _shown_hook(self, reply: Reply, entry_id: int) -> Callable[[], Awaitable[None]] | None:
         """For an answer shown as it grows: note in the journal, once, that the user saw some
