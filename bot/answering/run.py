@@ -173,7 +173,10 @@ class AnswerRun:
             self.reattaches += 1
             log.info("stream cut; reattaching to run %s trace=%s", self.workflow_run_id,
                      self.trace_id)  # fmt: skip
-            return await self.follow(self.workflow_run_id, shown=self.reply.text)
+            try:
+                return await self.follow(self.workflow_run_id, shown=self.reply.text)
+            except RunNotFound:  # Dify no longer has it: the answer was cut, as before
+                return await self._failed(exc)
         except DifyError as exc:
             return await self._failed(exc)
         return await self._conclude(end)
