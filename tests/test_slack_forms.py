@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
+from tests.fakes.dify_behaviours import select
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_bot import SlackBot, slack_bot, slack_bot_on
-from tests.fakes.slack_payloads import click, dm, load
+from tests.fakes.slack_payloads import click, dm, load, mention
 from tests.fakes.slack_store import Message
 
 NO_FIELDS = HumanInput(
@@ -196,3 +197,51 @@ async def test_a_form_answered_in_dify_itself_loses_its_buttons(tmp_path: Path) 
         assert note["text"] == "This form was already answered."
         await bot.slack.until(lambda: "dify_form_0" not in message.action_ids())
         assert len(submits(bot.dify)) == 2  # Dify's own, and ours refused with 412
+
+
+async def test_a_select_field_is_a_menu_in_the_modal(tmp_path: Path) -> None:
+    node = HumanInput(
+        content="Where to?",
+        inputs=(select("target", ("staging", "prod")),),
+        after=("deploying to ", "{{#human.target#}}"),
+    )
+    async with slack_bot(tmp_path, dify=flow(node)) as bot:
+        message = await paused(bot)
+        await bot.click(press(message, 0))
+        (opened,) = await bot.slack.wait_for("views.open")
+        view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+        (menu,) = [b for b in view["blocks"] if b["type"] == "input"]
+        element = menu["element"]
+        assert element["type"] == "static_select"
+        assert [o["value"] for o in element["options"]] == ["staging", "prod"]
+        submission = load("view_submission")
+        submission["view"].update(private_metadata=view["private_metadata"])
+        chosen = {"type": "static_select", "selected_option": element["options"][1]}
+        submission["view"]["state"]["values"] = {menu["block_id"]: {"value": chosen}}
+        await bot.click(submission)
+        await resumed(bot, message, "deploying to prod")
+        assert submits(bot.dify)[0]["inputs"] == {"target": "prod"}
+
+
+async def test_a_form_in_a_natively_streamed_thread_answer(tmp_path: Path) -> None:
+    async with slack_bot(tmp_path, dify=flow()) as bot:
+        await bot.event(mention("v7", ts="1700000100.000100"))
+        await bot.slack.until(
+            lambda: any(
+                "dify_form_0" in m.action_ids()
+                for m in bot.slack.messages.in_channel("C111", "1700000100.000100")
+            ),
+            what="the form's buttons under a streamed answer",
+        )
+        assert "chat.startStream" in bot.slack.methods()  # the answer was streamed natively
+        (message,) = [
+            m
+            for m in bot.slack.messages.in_channel("C111", "1700000100.000100")
+            if "dify_form_0" in m.action_ids()
+        ]
+        body = press(message, 0)
+        body["channel"]["id"] = "C111"
+        body["container"]["thread_ts"] = body["message"]["thread_ts"] = "1700000100.000100"
+        await bot.click(body)
+        await resumed(bot, message, "after form: action=approve")
+        assert message.body.startswith("before form: v7")
