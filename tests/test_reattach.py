@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +23,11 @@ from tests.fakes.core import core_rig
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Cut, CutRun
 from tests.fakes.replies import RecordingReply
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fakes.slack_payloads import dm
+from tests.test_cli_e2e import clean_env, difybot
 from tests.test_reliability import RESTARTED, ResumableReply, make_dispatcher, message
+from tests.test_restart import shown
 
 WORDS = ("one ", "two ", "three ", "four")
 
@@ -113,3 +119,43 @@ async def test_a_dead_replicas_chatflow_run_is_reattached_not_asked_again(db: Da
     never_rewinds(reply)
     assert all(text.startswith(shown) for kind, text in reply.calls if kind == "update")
     assert len(dify.requests_to("/chat-messages")) == 1  # Dify ran it once
+
+
+async def test_a_killed_replicas_chatflow_answer_is_reattached_after_restart(
+    tmp_path: Path,
+) -> None:
+    # `difybot serve` is SIGKILLed mid-answer and started again: the Chatflow run goes on in
+    # Dify meanwhile, and the restarted replica follows it instead of asking again.
+    words = tuple(f"w{i} " for i in range(40))
+    async with FakeDify(chunk_delay=0.15) as dify, FakeSlack() as slack:
+        dify.enqueue("/chat-messages", CutRun(after=10**6, chunks=words, until="none"))
+        env = clean_env(
+            tmp_path, DIFY_API_KEY=dify.api_key, DIFY_API_BASE=dify.base_url,
+            SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=slack.url,
+            HOST="127.0.0.1", PORT="0", REPLICA_ID="replica-1", STREAM_EDIT_INTERVAL="0.1",
+        )  # fmt: skip
+        first = await difybot("serve", env=env, cwd=tmp_path)
+        second = None
+        try:
+            await slack.until(lambda: bool(slack.socket.sockets), 30, "Socket Mode")
+            await slack.socket.send("events_api", dm("count", ts="1800000000.000100"))
+            await slack.until(
+                lambda: any("w5" in shown(c) for c in slack.calls_to("chat.update")), 20, "w5"
+            )
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+            before = len(slack.calls_to("chat.update"))
+            second = await difybot("serve", env=env, cwd=tmp_path)
+            (message,) = slack.messages.in_channel("D111")
+            await slack.until(lambda: message.body == "".join(words), 30, "the whole answer")
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(proc.wait(), 20)
+    assert slack.messages.in_channel("D111") == [message]  # the same message, edited on
+    after = [shown(c) for c in slack.calls_to("chat.update")[before:]]
+    assert after and all("w5" in text for text in after)  # never rewound past what was shown
+    assert not any(RESTARTED in text for text in after)  # it did not start again
+    assert len(dify.requests_to("/chat-messages")) == 1  # Dify ran it once
+    assert [r for r in dify.requests if r.path.startswith("/workflow/")]

@@ -30,7 +30,7 @@ from bot.answering.run import AnswerRun, Outcome
 from bot.contract import Delivery, FormVerdict, Reply
 from bot.dify.apps import DifyApps
 from bot.dify.stream import AnswerStream
-from bot.errors import ConversationNotFound, RunNotFound
+from bot.errors import ConversationNotFound, DifyError, RunNotFound
 from bot.models import Answer, AnswerEnd, ConversationKey, FormRequest, IncomingMessage, from_record
 from bot.ops.effort import best_effort
 from bot.ops.logs import TRACE_ID
@@ -113,24 +113,33 @@ class Answerer:
         run = self._answer_run(message, progressive, trace_id, attempt)
         saved = attempt.run or {}
         if saved.get("id") and run.resumable:  # a Chatflow/Workflow run goes on: reattach
-            progressive.preset(str(saved.get("shown") or ""))
-            return await self._run(run, attempt, self._reattached(run, saved))
+            return await self._run(run, attempt, self._reattached(run, saved, attempt))
         if attempt.restarted:
             # Part of the answer was on screen when its replica let go, and Dify cannot
             # continue that run (a Chatbot or Agent app): it starts again and says so.
             progressive.note(self._texts.get("restarted", message.locale), interim=True)
         return await self._run(run, attempt, self._in_conversation(run))
 
-    async def _reattached(self, run: AnswerRun, saved: Mapping[str, Any]) -> Outcome:
+    async def _reattached(
+        self, run: AnswerRun, saved: Mapping[str, Any], attempt: Attempt
+    ) -> Outcome:
         """Follow the run an earlier attempt was following (its replica died), from Dify's
         snapshot, never rewinding what it showed; if Dify no longer has it, ask again."""
+        run_id, shown = str(saved["id"]), str(saved.get("shown") or "")
         await run.reply.start()  # a reply rebuilt from its state: edits what it showed
         try:
-            return await run.follow(str(saved["id"]), shown=run.reply.text)
+            stream = await run.dify.subscribe(
+                run_id, user=run.message.dify_user, snapshot=True, shown=shown
+            )
         except RunNotFound:
             log.info("run to reattach is gone; asking again trace=%s", run.trace_id)
-        run.reply.note(self._texts.get("restarted", run.message.locale), interim=True)
-        return await run.ask(await self._store.get(run.message.key))
+            if attempt.restarted:
+                run.reply.note(self._texts.get("restarted", run.message.locale), interim=True)
+            return await run.ask(await self._store.get(run.message.key))
+        except DifyError as exc:
+            return await run.failed(exc)
+        run.reply.preset(shown)
+        return await run.follow(run_id, shown=shown, subscribed=stream)
 
     def _answer_run(
         self,
@@ -139,7 +148,7 @@ class Answerer:
         trace_id: str,
         attempt: Attempt,
     ) -> AnswerRun:
-        return AnswerRun(
+        run = AnswerRun(
             self.apps.client(message.key.app),
             message,
             progressive,
@@ -152,6 +161,8 @@ class Answerer:
             show_reasoning=self._show_reasoning,
             clock=self._clock,
         )
+        progressive.before_edit = run.keep_shown
+        return run
 
     async def resume(
         self,

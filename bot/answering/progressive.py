@@ -62,6 +62,8 @@ class ProgressiveReply:
         self._edit: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
+        # Called with the answer text before each visible edit (the run keeps it for a taker).
+        self.before_edit: Callable[[str], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         """A sign of life; a platform hiccup here must not cost the answer."""
@@ -179,6 +181,8 @@ class ProgressiveReply:
         if visible != self._shown_text:
             self._shown_text = visible
             self.edits += 1
+            if self.before_edit is not None:
+                await self.before_edit(self.text)
             await self._reply.update(visible)
             await self._shown()
 

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 # App modes whose runs can be followed again (GET /workflow/{id}/events): Chatflow, Workflow.
 RESUMABLE = frozenset({"advanced-chat", "workflow"})
 REATTACHES = 3  # a run's stream cut more often than this in one answer fails it
-RUN_SAVE_EVERY = 2.0  # seconds between saves of the text shown (for a replica taking over)
 # Nodes that do visible work worth a status line; start/answer/end are plumbing.
 _QUIET_NODES = frozenset({"start", "answer", "end", ""})
 _QUOTA_CODES = frozenset({"provider_quota_exceeded", "rate_limit_error"})
@@ -103,7 +102,7 @@ class AnswerRun:
         self._sticky = ""  # a status that node events do not clear (thinking, a form's fate)
         self.workflow_run_id = ""  # a Chatflow or Workflow run: it can be followed again
         self._on_run = on_run
-        self._run_saved: tuple[str, str, float] | None = None  # (run, text, when)
+        self._run_saved: tuple[str, str] | None = None  # (run, text) as last kept
         self.reattaches = 0
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
@@ -162,8 +161,8 @@ class AnswerRun:
                         await self._conversation_known(stream.conversation_id)
                     if stream.workflow_run_id and not self.workflow_run_id:
                         self.workflow_run_id = stream.workflow_run_id
-                    if self.workflow_run_id and self._on_run is not None:
-                        await self._keep_run()
+                    if self.workflow_run_id and self._run_saved is None:
+                        await self.keep_shown(self.reply.text)
         except (ConversationNotFound, RunNotFound):
             raise
         except DifyStreamCut as exc:
@@ -181,19 +180,14 @@ class AnswerRun:
             return await self._failed(exc)
         return await self._conclude(end)
 
-    async def _keep_run(self) -> None:
-        """Keep the run and the text shown for whoever answers next (a replica taking over):
-        at once when the run is named, then at most every RUN_SAVE_EVERY seconds."""
-        assert self._on_run is not None
-        run, text, now = self.workflow_run_id, self.reply.text, self._clock()
-        saved = self._run_saved
-        if (
-            saved is not None
-            and saved[0] == run
-            and (saved[1] == text or now - saved[2] < RUN_SAVE_EVERY)
-        ):
+    async def keep_shown(self, text: str) -> None:
+        """Keep the run and the text about to be shown for whoever answers next (a replica
+        taking over): once the run is named, then before each visible edit (``ProgressiveReply
+        .before_edit``), so what a taker shows never falls behind the screen."""
+        run = self.workflow_run_id
+        if self._on_run is None or not run or not self.resumable or self._run_saved == (run, text):
             return
-        self._run_saved = (run, text, now)
+        self._run_saved = (run, text)
         with best_effort("keep the run followed (a taker would ask again)", log):
             await self._on_run({"id": run, "shown": text})
 
@@ -290,6 +284,10 @@ class AnswerRun:
             trace_id=self.trace_id,
             app=self.message.key.app,
         )
+
+    async def failed(self, exc: DifyError) -> Outcome:
+        """Tell the user ``exc`` in one sentence (logged with the details)."""
+        return await self._failed(exc)
 
     async def _failed(self, exc: DifyError) -> Outcome:
         key = _text_key(exc)
