@@ -17,7 +17,7 @@ from storage.forms import FormStore
 from storage.journal import Journal
 from storage.units import Database
 from tests.fakes.core import CoreRig, core_rig
-from tests.fakes.dify import FakeDify, HumanFlow
+from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
 
 
 async def lines(*typed: str) -> AsyncGenerator[str]:
@@ -103,3 +103,22 @@ async def test_an_expired_form_lets_the_next_message_go_to_dify(db: Database) ->
         asked = [r.json["query"] for r in dify.requests_to("/chat-messages")]
     assert asked == ["ship it?", "another question"]
     assert not [r for r in dify.requests if r.path.startswith("/form/")]
+
+
+async def test_a_run_with_two_forms_pauses_twice_and_goes_on_each_time(db: Database) -> None:
+    first = HumanInput(
+        node_id="check", title="Check", content="Checked {{#sys.query#}}?", inputs=(),
+        after=("checked=", "{{#check.__action_id#}}", "; "),
+    )  # fmt: skip
+    second = HumanInput(
+        node_id="ship", title="Ship", content="Ship it?", inputs=(),
+        after=("shipped=", "{{#ship.__action_id#}}"),
+    )  # fmt: skip
+    flow = HumanFlow(steps=(first, second))
+    async with FakeDify(flow=flow, version="1.14.1") as dify, forms_rig(db, dify) as rig:
+        screen = await chat(rig, "v9", "1", "2")
+        tokens = [f.token for run in dify.runs for f in run.forms]
+    assert "Checked v9?" in screen and "Ship it?" in screen
+    assert screen.rstrip().endswith("shipped=reject")
+    assert "checked=approve; " in screen
+    assert len(set(tokens)) == 2 and len(dify.requests_to("/chat-messages")) == 1

@@ -203,6 +203,9 @@ class Answerer:
             return await self.resume(pending, reply, attempt)
         gathered, action = desk.take_text(pending, message.text)
         form = from_form_record(pending.form)
+        log.info("form answered by a message platform=%s app=%s ref=%s fields=%d action=%s",
+                 message.platform, message.key.app, pending.ref, len(gathered),
+                 action or "-")  # fmt: skip
         if action is None:
             await desk.store.gather(pending.ref, gathered)
             return await self._say(reply, desk.prompt(form, gathered, locale))
