@@ -159,3 +159,42 @@ async def test_a_killed_replicas_chatflow_answer_is_reattached_after_restart(
     assert not any(RESTARTED in text for text in after)  # it did not start again
     assert len(dify.requests_to("/chat-messages")) == 1  # Dify ran it once
     assert [r for r in dify.requests if r.path.startswith("/workflow/")]
+
+
+@pytest.mark.allow_warnings("run paused trace=t1")  # the first run, paused, has no forms desk
+async def test_a_stale_pause_in_the_snapshot_is_read_past(db: Database) -> None:
+    # Followed from a snapshot right after the submit, before Dify's worker picked the resume
+    # up: the snapshot still shows the run paused on the answered form. It must not be shown
+    # again; the run's resumed text follows on the same stream.
+    from bot.answering.progressive import ProgressiveReply
+    from bot.answering.run import AnswerRun, Outcome
+    from bot.texts import Texts
+    from tests.fakes.dify import HumanFlow
+
+    async with FakeDify(flow=HumanFlow(), version="1.14.1") as dify:
+        dify.hold_resumes = True
+        client = DifyClient(build_http(dify.base_url), api_key=dify.api_key, mode=dify.mode)
+        msg = message("ship it?", "C1:5.5")
+        try:
+            paused = AnswerRun(client, msg, ProgressiveReply(RecordingReply()), texts=Texts(),
+                               trace_id="t1", on_pause=None)  # fmt: skip
+            await paused.ask(None)
+            run = await dify.wait_run(status="paused")
+            (form,) = run.forms
+            await client.submit_form(form.token, inputs={"note": "ok"}, action="approve",
+                                     user=msg.dify_user)  # fmt: skip
+            reply = RecordingReply()
+            follower = AnswerRun(client, msg, ProgressiveReply(reply), texts=Texts(),
+                                 trace_id="t2")  # fmt: skip
+            following = asyncio.create_task(
+                follower.follow(
+                    run.run_id, shown="before form: ship it?", answered=frozenset({form.token})
+                )
+            )
+            await dify.wait_run(subscribed=1)
+            dify.release(run.run_id)  # the worker picks the resume up
+            outcome = await asyncio.wait_for(following, 10)
+        finally:
+            await client._http.aclose()
+    assert outcome is Outcome.ANSWERED
+    assert reply.final == ("finish", "before form: ship it?after form: action=approve note=ok")

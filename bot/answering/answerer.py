@@ -238,7 +238,10 @@ class Answerer:
     ) -> Outcome:
         if not same:
             await run.reply.start()
-        return await run.follow(pending.workflow_run_id, shown=shown, subscribed=subscribed)
+        return await run.follow(
+            pending.workflow_run_id, shown=shown, subscribed=subscribed,
+            answered=frozenset({pending.token}),
+        )  # fmt: skip
 
     async def _paused(
         self, run: AnswerRun, end: AnswerEnd, *, delivery: Delivery | None
