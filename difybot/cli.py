@@ -21,7 +21,7 @@ DESCRIPTION = (
     "Settings come from the environment or a .env file in the working directory (see README)."
 )
 # The platforms a conversation can belong to (``--platform``); bot.platforms is the source.
-PLATFORM_NAMES = ("console", "slack", "wechat", "wecom", "wecom_bot")
+PLATFORM_NAMES = ("console", "dingtalk", "line", "slack", "wechat", "wecom", "wecom_bot")
 FILTERS = ("platform", "workspace", "app", "user", "channel")
 
 

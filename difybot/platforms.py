@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.dingtalk import DINGTALK
+from adapters.line import LINE
 from adapters.slack import SLACK
 from adapters.spec import PlatformSpec
 from adapters.wechat import OFFICIAL_ACCOUNT
@@ -15,6 +17,8 @@ PLATFORMS: tuple[PlatformSpec[Any], ...] = (
     OFFICIAL_ACCOUNT,
     WECOM_APP,
     WECOM_BOT,
+    LINE,
+    DINGTALK,
 )
 
 # The terminal chat (``difybot chat``) is a platform too, but no setting turns it on.

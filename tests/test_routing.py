@@ -11,6 +11,7 @@ from bot.errors import ConfigError
 from bot.models import ConversationKey, IncomingMessage, Scope
 from bot.routing import DEFAULT_APP, Routing
 from difybot.config import load_routes, load_settings
+from difybot.platforms import platform_names
 from difybot.routes_file import RoutesError, parse_routes
 
 ENV = {"SUPPORT_KEY": "app-support-key", "SALES_KEY": "app-sales-key"}
@@ -123,7 +124,7 @@ def test_every_mistake_is_reported_at_once() -> None:
         parse_routes(text, source="r.yml", environ=ENV)
     assert str(raised.value).splitlines() == [
         "r.yml:2: route: no app named 'nope' under apps",
-        "r.yml:3: route platform: 'teams' is not one of console, slack, wechat, wecom, wecom_bot",
+        f"r.yml:3: route platform: 'teams' is not one of {', '.join(sorted(platform_names()))}",
     ]
 
 
