@@ -259,29 +259,9 @@ class JournalInbox:
         if pending is None and FORM_KEY in where:
             log.warning("form %s forgotten: its run is not followed", where[FORM_KEY])
             return Outcome.FAILED
-        state = takeover.state if takeover is not None else None
-        # A clicked form's run goes on in the form's own reply, where it stands, unless the
-        # adapter named a place of its own for it (``answer_form(where=...)``).
-        same = pending is not None and pending.native and not where.get(OWN_PLACE)
-        if same and pending is not None:
-            where = pending.where
-            if state is None and (paused := await self.journal.get(pending.entry_id)):
-                state = paused.reply_state
-        delivery = Delivery(
-            entry_id,
-            message,
-            where,
-            save=functools.partial(self.journal.save_reply_state, entry_id),
-            state=state,
-            taken_over=takeover is not None or same,
+        delivery, reply, same = await self._reply_for(
+            platform, entry_id, message, where, takeover, pending
         )
-        reply = platform.reply(delivery)
-        if same and not reply.capabilities.can_edit:
-            # A platform that cannot edit goes on in a message of its own (the form's reply
-            # was delivered whole): a reply of its own, with a state of its own.
-            same = False
-            delivery = dataclasses.replace(delivery, state=takeover.state if takeover else None)
-            reply = platform.reply(delivery)
         attempt = Attempt(
             fresh=takeover is None and pending is None,
             restarted=takeover is not None and takeover.shown and pending is None,
@@ -293,16 +273,43 @@ class JournalInbox:
         )
         if pending is None:
             return await self.answerer.answer(message, reply, attempt)
-        if pending.native:
-            subscribed = self._subscribed.pop(entry_id, None)
-            try:
-                return await self.answerer.resume(
-                    pending, reply, attempt, same=same, subscribed=subscribed
-                )
-            finally:
-                if subscribed is not None:  # closed once read; here if never read
-                    await subscribed.close()
-        return await self.answerer.answer_by_text(pending, message, reply, attempt)
+        if not pending.native:
+            return await self.answerer.answer_by_text(pending, message, reply, attempt)
+        subscribed = self._subscribed.pop(entry_id, None)
+        try:
+            return await self.answerer.resume(
+                pending, reply, attempt, same=same, subscribed=subscribed
+            )
+        finally:
+            if subscribed is not None:  # closed once read; here if never read
+                await subscribed.close()
+
+    async def _reply_for(
+        self,
+        platform: Platform,
+        entry_id: int,
+        message: IncomingMessage,
+        where: Mapping[str, Any],
+        takeover: Takeover | None,
+        pending: PendingForm | None,
+    ) -> tuple[Delivery, Reply, bool]:
+        """The entry's delivery and reply, and whether it is a clicked form's own reply: the
+        run goes on there, where it stands, unless the adapter named a place of its own for
+        it (``answer_form(where=...)``) or the platform cannot edit what it delivered."""
+        state = takeover.state if takeover is not None else None
+        same = pending is not None and pending.native and not where.get(OWN_PLACE)
+        if same and pending is not None:
+            where = pending.where
+            if state is None and (paused := await self.journal.get(pending.entry_id)):
+                state = paused.reply_state
+        save = functools.partial(self.journal.save_reply_state, entry_id)
+        delivery = Delivery(entry_id, message, where, save=save, state=state,
+                            taken_over=takeover is not None or same)  # fmt: skip
+        reply = platform.reply(delivery)
+        if same and not reply.capabilities.can_edit:  # a message of its own, a state of its own
+            delivery = dataclasses.replace(delivery, state=takeover.state if takeover else None)
+            return delivery, platform.reply(delivery), False
+        return delivery, reply, same
 
     async def _form_answered(
         self,
