@@ -1,6 +1,6 @@
 """Chaos run: two `difybot serve` replicas on PostgreSQL under failures, one killed mid-run.
 
-    .venv/bin/python -m benchmarks.chaos [--messages 1000] [--users 100] [--seed 7]
+    .venv/bin/python -m benchmarks.chaos [--messages 1000] [--users 100] [--seed 7] [--chatflow]
 
 The fake Dify, the fake Slack (Web API + Socket Mode) and the fake WeChat/WeCom API run in this
 process; the replicas are real `difybot serve` subprocesses sharing one PostgreSQL database. A
@@ -15,6 +15,11 @@ threads (SLACK_DM_THREADS) so each answer maps to its question. Prints, per plat
 messages sent, answered, duplicate answers, lost answers, forked conversations, the longest any
 Slack message sent before the kill then waited for its answer to move on (resumed_s), and the
 time until every one of them was answered (recovered_s).
+
+``--chatflow``: the app is a Chatflow whose runs outlive their client, as on a real Dify (it runs
+them in a worker): a cut stream, and an answer whose replica was killed, reattach to the same run
+(``GET /workflow/{id}/events``) instead of asking again. ``reran`` counts the messages Dify ran
+more than once (0 expected).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import asyncpg
 
 from benchmarks.chaos_tencent import TencentRun, tencent_env, tencent_session, tencent_verdict
 from tests.fakes.dify import FakeDify
-from tests.fakes.dify_behaviours import Behaviour, Cut, HttpError
+from tests.fakes.dify_behaviours import Behaviour, Cut, CutRun, HttpError
 from tests.fakes.dify_state import RecordedRequest
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.slack_payloads import dm
@@ -97,15 +102,15 @@ class Replica:
                 await self.proc.wait()
 
 
-async def fresh_database(url: str) -> str:
+async def fresh_database(url: str, name: str = "difybot_chaos") -> str:
     """Drop and create the chaos database; the replicas migrate it themselves."""
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql") + "/postgres")
     try:
-        await admin.execute("DROP DATABASE IF EXISTS difybot_chaos WITH (FORCE)")
-        await admin.execute("CREATE DATABASE difybot_chaos")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return f"{url}/difybot_chaos"
+    return f"{url}/{name}"
 
 
 def free_port() -> int:
@@ -131,11 +136,14 @@ def replica_env(
     return env
 
 
-def dify_faults(rng: random.Random) -> object:
+def dify_faults(rng: random.Random, *, chatflow: bool = False) -> object:
     def chaos(request: RecordedRequest) -> Behaviour | None:
         draw = rng.random()
         if draw < 0.10:
             return HttpError(502, "bad_gateway", "<html>502 Bad Gateway</html>")
+        if chatflow and request.path == "/chat-messages":
+            # Every answer is a run that goes on without its client; 5 % lose the client.
+            return CutRun(after=2 if draw < 0.15 else 10**6, until="none")
         if draw < 0.15:
             return Cut(after=2)
         return None
@@ -218,9 +226,13 @@ def verdict(run: Run, slack: FakeSlack, dify: FakeDify) -> dict[str, float]:
                 resume = max(resume, first_after[sent.ts] - run.kill_at)
     per_user = Counter(dify.conversations.values())
     forked = sum(1 for count in per_user.values() if count > 1)
+    runs = Counter(r.turn.query for r in dify.runs)  # Chatflow runs (--chatflow) per message
+    reran = sum(1 for count in runs.values() if count > 1)
+    reattached = sum(1 for r in dify.requests if r.path.startswith("/workflow/"))
     return {"sent": len(run.sent), "answered": answered, "complete": complete,
             "duplicates": duplicates, "lost": lost, "stuck_placeholders": stuck,
-            "forked": forked, "resumed_s": resume, "recovered_s": recovery}  # fmt: skip
+            "forked": forked, "reran": reran, "reattached": reattached, "resumed_s": resume,
+            "recovered_s": recovery}  # fmt: skip
 
 
 def touches(slack: FakeSlack, since: float) -> tuple[dict[str, float], dict[str, float]]:
@@ -252,14 +264,14 @@ async def settle(run: Run, slack: FakeSlack, dify: FakeDify, limit: float) -> No
 
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
-    database = await fresh_database(args.database)
+    database = await fresh_database(args.database, args.database_name)
     async with (
-        FakeDify(mode="chat", chunk_delay=0.15) as dify,
+        FakeDify(mode="advanced-chat" if args.chatflow else "chat", chunk_delay=0.15) as dify,
         FakeSlack(update_limit=10**9, retry_after=1) as slack,
         FakeWeChatAPI() as api,
     ):
         dify.echo = lambda query: [f"{query} ", "second ", "third ", "done"]
-        dify.chaos = dify_faults(rng)  # type: ignore[assignment]
+        dify.chaos = dify_faults(rng, chatflow=args.chatflow)  # type: ignore[assignment]
         slack.flaky = lambda method: method != "apps.connections.open" and rng.random() < 0.10
         env = replica_env(dify, slack, api, database)
         # Each its own REPLICA_ID (one host here): A comes back as itself after the kill, on
@@ -335,4 +347,6 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
+    parser.add_argument("--database-name", default="difybot_chaos", help="dropped and made anew")
+    parser.add_argument("--chatflow", action="store_true", help="a Chatflow app: runs reattach")
     asyncio.run(main(parser.parse_args()))

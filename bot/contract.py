@@ -4,14 +4,16 @@
                                                           │ the entry's turn, on any replica
     Platform.reply(Delivery) ◄────────────────────────────┘
         └─► Reply: start · update · status · finish · fail   (driven by the answerer)
+                   show_form (optional: FormReply)       a Dify run waits for a person
+    adapter ──answer_form(ref, action, inputs, user)──► Inbox: the click on a form's button
 
 A platform package builds one frozen ``Platform``: its ``Adapter`` (connections and webhook
 routes), ``reply`` (the only way a reply is made, for a new message and for one taken over
 from a replica that died alike, so every platform can be taken over), ``files`` (where
 attachments come from) and its ``allowlist``. It talks to the core only through
 ``Inbox``: accept a normalized message, stop or reset a conversation, the app's facts, feedback,
-a localized text. The core routes each message to its app from the fields the adapter filled
-in (workspace, channel, command, the user's locale); adapters never route.
+a localized text, a form's answer. The core routes each message to its app from the fields the
+adapter filled in (workspace, channel, command, the user's locale); adapters never route.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
 
 from bot.files.downloads import FileSource
-from bot.models import Answer, AppFacts, ConversationKey, IncomingMessage
+from bot.models import Answer, AppFacts, ConversationKey, FormRequest, IncomingMessage
 
 State = dict[str, Any]
 
@@ -64,6 +67,63 @@ class Reply(Protocol):
 
     async def fail(self, text: str, notice: str) -> None:
         """The answer could not be completed: keep ``text`` (maybe empty) and add ``notice``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FormView:
+    """A Dify Human Input form as a platform shows it.
+
+    ``ref`` names it to the core: put it in the buttons, and hand it back to
+    ``Inbox.answer_form`` with the chosen action's id and the fields' values. ``text`` is the
+    form's Markdown without the field placeholders. A form with ``form.fields`` needs their
+    values before an action can be taken (Slack: a modal opened from the button).
+    """
+
+    ref: str
+    form: FormRequest
+    text: str
+
+
+@runtime_checkable
+class FormReply(Protocol):
+    """A reply that shows forms with the platform's own buttons or cards (optional).
+
+    A reply without ``show_form`` gets the core's text fallback with no work on its side: the
+    form's text ends the answer with numbered choices ("reply 1 to Approve"), the fields are
+    asked one by one, and the conversation's next messages answer the form instead of Dify.
+    """
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """Show the answer so far (``text``) ending with ``form``'s text and its actions; like
+        ``finish``, this is the reply's last call (the run resumes in a reply built again from
+        the saved state, on whichever replica takes the click)."""
+
+
+class FormVerdict(StrEnum):
+    """What became of an answer to a form (``Inbox.answer_form``)."""
+
+    SUBMITTED = "submitted"  # taken: the run goes on in the form's reply
+    ALREADY = "already"  # someone answered it first: remove the buttons
+    EXPIRED = "expired"  # too late: remove the buttons
+    INVALID = "invalid"  # Dify refused the values: ``notice`` says why, the form stays open
+    NOT_ALLOWED = "not_allowed"  # this user may not answer it
+    UNKNOWN = "unknown"  # no such form (forgotten long ago)
+    FAILED = "failed"  # Dify could not be asked: the form stays open, try again
+    ASKING = "asking"  # the form has fields: ``notice`` asks the first; messages answer them
+
+
+@dataclass(frozen=True, slots=True)
+class FormAnswer:
+    """``verdict`` and, unless submitted, a short ``notice`` in the user's language."""
+
+    verdict: FormVerdict
+    notice: str = ""
+    elsewhere: bool = False  # ALREADY: answered outside this bot (nothing here redraws it)
+
+    @property
+    def closed(self) -> bool:
+        """The form can no longer be answered: its buttons should go."""
+        return self.verdict in (FormVerdict.SUBMITTED, FormVerdict.ALREADY, FormVerdict.EXPIRED)
 
 
 class Adapter(Protocol):
@@ -188,3 +248,22 @@ class Inbox(Protocol):
 
     async def feedback(self, app: str, message_id: str, *, user: str, rating: str | None) -> None:
         """Dify message feedback (``like``/``dislike``/None) for an answer of ``app``."""
+
+    async def form(self, ref: str) -> FormView | None:
+        """A form shown earlier (to build its fields' dialog); None once it is forgotten."""
+
+    async def answer_form(
+        self,
+        ref: str,
+        *,
+        action: str,
+        inputs: Mapping[str, Any],
+        user: str,
+        locale: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> FormAnswer:
+        """A person (``user``: the platform's user id) answered a form shown by a reply: the
+        core checks they may, submits it once across replicas, and continues the run in the
+        form's reply, or, given ``where`` (as for ``accept``), in a reply built for that place
+        (a platform whose form reply cannot change any more). ``inputs`` maps field names to
+        values."""

@@ -30,6 +30,7 @@ class AppSpec:
     mode: str = ""  # "" = read from /info
     locale: str = ""
     inputs: Mapping[str, str] = field(default_factory=dict)  # Dify variable -> context field
+    approvers: frozenset[str] = frozenset()  # platform user ids who may answer its forms
     line: int = 0
     input_lines: Mapping[str, int] = field(default_factory=dict)
 

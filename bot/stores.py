@@ -38,6 +38,7 @@ class JournalEntry:
     shown: bool = False  # some of the answer was shown before its replica let go
     place: str = ""  # the adapter's name for the chat place (a user's DM, a thread)
     created_at: float = 0.0  # Unix seconds
+    run: State | None = None  # the Dify run answering it: {"id": workflow_run_id, "shown": text}
 
     @property
     def open(self) -> bool:
@@ -93,6 +94,10 @@ class Journal(Protocol):
     async def mark_shown(self, entry_id: int) -> None: ...
 
     async def save_reply_state(self, entry_id: int, state: State) -> None: ...
+
+    async def save_run(self, entry_id: int, run: State) -> None:
+        """The Chatflow/Workflow run answering the entry (``id``) and the text shown so far
+        (``shown``): whoever answers it next reattaches to that run."""
 
     async def get(self, entry_id: int) -> JournalEntry | None: ...
 
@@ -158,3 +163,60 @@ class Membership(Protocol):
     async def beat(self) -> bool: ...
 
     async def leave(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingForm:
+    """A Human Input form shown to a user, waiting for an answer (kept so a click works after a
+    restart and on any replica).
+
+    ``ref`` is ours (the platforms put it in their buttons; Dify's ``token`` never leaves the
+    core). ``status``: ``open`` → ``claimed`` (one replica is submitting it) → ``submitted``, or
+    ``expired``; a claim that failed goes back to ``open``. ``native``: shown with the platform's
+    own buttons; otherwise the conversation's next messages answer it (the text fallback), the
+    fields gathered so far in ``inputs``. ``entry_id`` is the journal entry whose reply shows it
+    (its reply state says where), ``shown`` the answer text above the form.
+    """
+
+    ref: str
+    token: str
+    app: str
+    platform: str
+    conversation_key: str
+    dify_user: str
+    workflow_run_id: str
+    asker: str
+    native: bool
+    form: dict[str, Any]
+    message: dict[str, Any]
+    where: dict[str, Any]
+    entry_id: int
+    shown: str = ""
+    status: str = "open"
+    inputs: dict[str, Any] | None = None
+    expires_at: float | None = None
+    answered_by: str = ""
+
+
+class FormStore(Protocol):
+    """Pending Human Input forms, shared by every replica."""
+
+    async def add(self, form: PendingForm) -> None: ...
+
+    async def get(self, ref: str) -> PendingForm | None: ...
+
+    async def open_in(self, conversation_key: str) -> PendingForm | None:
+        """The newest open text-fallback form of a conversation (its next message answers it)."""
+
+    async def claim(self, ref: str, *, by: str) -> bool:
+        """``open`` → ``claimed`` in one conditional UPDATE: True for exactly one caller."""
+
+    async def settle(self, ref: str, status: str, *, inputs: dict[str, Any] | None = None) -> None:
+        """Set the status (``open`` again after a refused submit, ``submitted``, ``expired``)."""
+
+    async def gather(self, ref: str, inputs: dict[str, Any], *, native: bool | None = None) -> None:
+        """The text fallback's fields answered so far (``native=False``: from now on the
+        conversation's messages answer the form, as in the text fallback)."""
+
+    async def answered(self, entry_id: int) -> PendingForm | None:
+        """The form a journal entry answered (a replica taking that entry over resumes it)."""

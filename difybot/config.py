@@ -113,6 +113,10 @@ class CoreSettings(BaseSettings):
 
     # access
     access_denied_reply: Literal["refuse", "silent"] = "refuse"
+    # Human Input forms: anyone in the place may answer (approval flows); else the asker and
+    # the app's ``approvers`` (routes file). SHOW_REASONING: the model's reasoning as status.
+    forms_anyone_may_answer: bool = False
+    show_reasoning: bool = False
     rate_limit_per_minute: float = Field(20.0, ge=0)  # 0 = no limit
     rate_limit_burst: int = Field(10, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

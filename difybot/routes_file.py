@@ -28,8 +28,8 @@ from bot.routing import CONTEXT_FIELDS, DEFAULT_APP, LOCALES, AppSpec, Route, Ro
 from difybot.platforms import platform_names
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_APP_KEYS = frozenset({"api_key_env", "api_base", "mode", "locale", "inputs"})
-_DEFAULT_KEYS = frozenset({"locale", "inputs"})
+_APP_KEYS = frozenset({"api_key_env", "api_base", "mode", "locale", "inputs", "approvers"})
+_DEFAULT_KEYS = frozenset({"locale", "inputs", "approvers"})
 _ROUTE_KEYS = frozenset({"app", "platform", "workspace", "channel", "command", "locale"})
 
 
@@ -122,8 +122,9 @@ def _app(reader: _Reader, name: str, node: yaml.Node) -> AppSpec:
     if base and not base.startswith(("http://", "https://")):
         reader.fail(fields["api_base"], f"{what} api_base must start with http:// or https://")
     inputs, lines = _inputs(reader, what, fields.get("inputs"))
+    approvers = frozenset(u.strip() for u in values.get("approvers", "").split(",") if u.strip())
     spec = AppSpec(name, locale=values.get("locale", ""), inputs=inputs, input_lines=lines,
-                   line=node.start_mark.line + 1)  # fmt: skip
+                   approvers=approvers, line=node.start_mark.line + 1)  # fmt: skip
     if is_default:
         return spec
     variable = values.get("api_key_env", "")
@@ -134,7 +135,7 @@ def _app(reader: _Reader, name: str, node: yaml.Node) -> AppSpec:
         reader.fail(fields["api_key_env"], f"{what}: the variable {variable} is not set")
     return AppSpec(name, api_key=key, api_key_env=variable, api_base=base.rstrip("/"),
                    mode=values.get("mode", ""), locale=spec.locale, inputs=inputs,
-                   line=spec.line, input_lines=lines)  # fmt: skip
+                   approvers=approvers, line=spec.line, input_lines=lines)  # fmt: skip
 
 
 def _inputs(

@@ -21,6 +21,7 @@ from aiohttp import web
 from adapters.spec import Services
 from adapters.webhooks import GuardLimits, install
 from bot.answering.answerer import Answerer
+from bot.answering.forms import FormDesk, FormPolicy
 from bot.answering.inputs import with_inputs
 from bot.answering.policy import Gate, RateLimiter
 from bot.contract import Adapter, Platform
@@ -40,6 +41,7 @@ from difybot.platforms import PLATFORMS
 from storage.callbacks import SeenCallbacks
 from storage.conversations import ConversationStore
 from storage.db import create_engine, ping, reach
+from storage.forms import FormStore
 from storage.journal import Journal
 from storage.migrate import ensure_schema
 from storage.replicas import Membership, ReplicaRegistry
@@ -122,6 +124,11 @@ async def build_core(
     files = build_files(settings, texts, apps)
     gate = build_gate(settings)
     load = LoadGauge()
+    policy = FormPolicy(
+        anyone=settings.forms_anyone_may_answer,
+        approvers={name: spec.approvers for name, spec in routing.apps.items()},
+    )
+    forms = FormDesk(FormStore(db), journal, texts=texts, policy=policy)
     answerer = Answerer(
         apps,
         store,
@@ -131,6 +138,8 @@ async def build_core(
         prepare=with_inputs(files.intake.prepare, {n: s.inputs for n, s in routing.apps.items()}),
         edit_interval=settings.stream_edit_interval,
         load=load,
+        forms=forms,
+        show_reasoning=settings.show_reasoning,
     )
     inbox = JournalInbox(
         journal, answerer, texts=texts, metrics=metrics, routing=routing, load=load,

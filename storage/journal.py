@@ -88,6 +88,7 @@ RELEASE_OWNED = (
     .values(status="pending", owner=None, lease_until=None, updated_at=bindparam("now"))
 )
 SAVE_STATE = update(t).where(t.c.id == bindparam("entry")).values(reply_state=bindparam("state"))
+SAVE_RUN = update(t).where(t.c.id == bindparam("entry")).values(dify_run=bindparam("run"))
 MARK_SHOWN = update(t).where(t.c.id == bindparam("entry")).values(shown=True)
 KNOWN = select(t.c.id).where(t.c.message_key == bindparam("key"))
 STATE = select(t.c.reply_state).where(t.c.id == bindparam("entry"))
@@ -193,6 +194,11 @@ class Journal:
         params = {"entry": entry_id, "state": _dump(state)}
         await self._units.run(lambda conn: conn.execute(SAVE_STATE, params).rowcount)
 
+    async def save_run(self, entry_id: int, run: State) -> None:
+        """The Dify run answering the entry, and the text shown so far (``bot.stores``)."""
+        params = {"entry": entry_id, "run": _dump(run)}
+        await self._units.run(lambda conn: conn.execute(SAVE_RUN, params).rowcount)
+
     async def get(self, entry_id: int) -> JournalEntry | None:
         query = select(t).where(t.c.id == entry_id)
         row = await self._units.run(lambda conn: conn.execute(query).mappings().first())
@@ -272,7 +278,7 @@ def _dump_state(state: State | None) -> str | None:
 
 
 def _entry(row: Any) -> JournalEntry:
-    state = row["reply_state"]
+    state, run = row["reply_state"], row["dify_run"]
     return JournalEntry(
         id=int(row["id"]),
         message_key=row["message_key"],
@@ -281,6 +287,7 @@ def _entry(row: Any) -> JournalEntry:
         message=orjson.loads(row["message"]),
         reply=orjson.loads(row["reply"]),
         reply_state=orjson.loads(state) if state else None,
+        run=orjson.loads(run) if run else None,
         status=row["status"],
         owner=row["owner"],
         attempts=int(row["attempts"]),

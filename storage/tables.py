@@ -112,6 +112,9 @@ inbound_messages = Table(
     Column("place", String(512), nullable=False, default="", server_default=""),
     # Kept past the dedup window until then: an answer its user has not fetched yet.
     Column("keep_until", UTCDateTime(), nullable=True),
+    # JSON: the Chatflow/Workflow run answering it and the text shown so far: a taker (or a
+    # cut stream) reattaches to that run instead of asking Dify again.
+    Column("dify_run", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_inbound_messages_conversation", "conversation_key", "status", "id"),
@@ -154,4 +157,37 @@ seen_callbacks = Table(
     Column("key", String(64), primary_key=True),  # sha256 hex
     Column("seen_at", UTCDateTime(), nullable=False),
     Index("ix_seen_callbacks_seen_at", "seen_at"),
+)
+
+
+# ---- Human Input forms ---------------------------------------------------------------------------
+
+# Forms shown to users and not yet answered (or just answered): a click reaches any replica, even
+# after a restart; the status moves open -> claimed by one conditional UPDATE, so two replicas
+# that get the same click submit it once. Rows go once their form expired or was answered.
+pending_forms = Table(
+    "pending_forms",
+    metadata,
+    Column("ref", String(32), primary_key=True),  # ours, in the platform's buttons
+    Column("token", String(255), nullable=False),  # Dify's form token: never sent to a platform
+    Column("app", String(64), nullable=False),
+    Column("platform", String(32), nullable=False),
+    Column("conversation_key", String(512), nullable=False),
+    Column("dify_user", String(255), nullable=False),
+    Column("workflow_run_id", String(64), nullable=False),
+    Column("asker", String(255), nullable=False),
+    Column("native", Boolean(), nullable=False),
+    Column("form", Text(), nullable=False),  # JSON: the FormRequest
+    Column("message", Text(), nullable=False),  # JSON: the question (IncomingMessage)
+    Column("reply", Text(), nullable=False),  # JSON: the adapter's ``where``
+    Column("entry_id", Integer(), nullable=False),  # the journal entry whose reply shows it
+    Column("shown", Text(), nullable=False),  # the answer text above the form
+    Column("status", String(16), nullable=False),  # open | claimed | submitted | expired
+    Column("inputs", Text(), nullable=True),  # JSON: the text fallback's fields so far
+    Column("answered_by", String(64), nullable=False, default="", server_default=""),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_pending_forms_conversation", "conversation_key", "status"),
+    Index("ix_pending_forms_updated_at", "updated_at"),
 )

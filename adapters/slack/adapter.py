@@ -29,6 +29,7 @@ from adapters.slack.budget import Budgets
 from adapters.slack.commands import DifyCommand
 from adapters.slack.events import PLATFORM, RouteOptions, Router, TtlMap
 from adapters.slack.files import SlackFiles
+from adapters.slack.forms import FormActions
 from adapters.slack.inbound import check_shape, to_payload
 from adapters.slack.listeners import EventListeners
 from adapters.slack.reply import ReplyOptions
@@ -263,6 +264,7 @@ def _register(
     EventListeners(router, answers, TtlMap(memory_ttl, clock=clock)).register(bolt)
     DifyCommand(router, answers).register(bolt)
     ButtonActions(router, answers).register(bolt)
+    FormActions(answers).register(bolt)
 
 
 def _reply_options(settings: SlackSettings) -> ReplyOptions:

@@ -28,9 +28,10 @@ from adapters.slack.blocks import (
     suggestion_blocks,
 )
 from adapters.slack.files import AnswerUploads
+from adapters.slack.forms import form_blocks
 from adapters.slack.native import NativeStream, StreamTarget
 from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
-from bot.contract import ReplyCapabilities
+from bot.contract import FormView, ReplyCapabilities
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
 from bot.ops.effort import best_effort
@@ -125,7 +126,9 @@ class SlackReply:
         self._state.status = text
         if self._stream is not None:
             await self._set_status(text)
-        elif self._state.messages and text:
+        elif self._state.messages and text and self._state.text:
+            # (Not before the text is known: a reply rebuilt to go on after a form would
+            # otherwise show the status alone over the answer.)
             await self._render_fitting(self._state.text, final=False)
         # A cleared status costs no edit of its own (chat.update is rate-limited): the next
         # text edit, or the final answer that comes right after, shows the message without it.
@@ -141,6 +144,12 @@ class SlackReply:
 
     async def fail(self, text: str, notice: str) -> None:
         await self._final(f"{text}\n\n_{notice}_" if text.strip() else f"_{notice}_", [])
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the answer so far, the form's text, one button per
+        action (``adapters.slack.forms``); the resumed run edits this same message."""
+        shown = "\n\n".join(part for part in (text, form.text) if part.strip())
+        await self._final(shown, form_blocks(form))
 
     # ---- rendering ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, wecom_token
 from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route
+from adapters.tencent.cards import to_card
 from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
@@ -30,7 +31,15 @@ from adapters.tencent.messages import refusal, to_incoming, to_push
 from adapters.tencent.metering import meter
 from adapters.tencent.outbound import AnswerMedia
 from adapters.wecom_app.settings import WeComAppSettings
-from bot.contract import Allowlist, Delivery, Inbox, Platform, ReplyCapabilities
+from bot.contract import (
+    Allowlist,
+    Delivery,
+    FormVerdict,
+    FormView,
+    Inbox,
+    Platform,
+    ReplyCapabilities,
+)
 from bot.errors import ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
@@ -105,6 +114,20 @@ class AppSender:
                     kind: {"content": part}}  # fmt: skip
             await self._post(body)
 
+    async def send_card(self, user_id: str, card: dict[str, Any]) -> None:
+        """A ``template_card`` message (a form's buttons)."""
+        await self._limiter.acquire(user_id)
+        body = {"touser": user_id, "agentid": self.agent_id, "msgtype": "template_card",
+                "template_card": card}  # fmt: skip
+        await self._post(body)
+
+    async def update_card(self, user_id: str, response_code: str, replace_name: str) -> None:
+        """Grey out a clicked card's buttons under ``replace_name`` (``response_code`` comes with
+        the click and serves once)."""
+        body = {"userids": [user_id], "agentid": self.agent_id, "response_code": response_code,
+                "button": {"replace_name": replace_name}}  # fmt: skip
+        await self.api.post("/cgi-bin/message/update_template_card", body)
+
     async def send_media(self, user_id: str, kind: str, media_id: str) -> None:
         """An ``image`` or ``file`` message with uploaded temporary media."""
         await self._limiter.acquire(user_id)
@@ -174,6 +197,13 @@ class WeComAppReply:
         if not self._delivered:
             await self._send(f"{text}\n\n{notice}" if text else notice)
 
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the answer and the form's text, then a button card
+        (``button_interaction``) whose ``task_id`` is the form's ref."""
+        if not self._delivered:
+            await self._send("\n\n".join(part for part in (text, form.text) if part.strip()))
+        await self._sender.send_card(self._user_id, to_card(form))
+
     async def _send(self, text: str) -> None:
         await self._sender.send(self._user_id, text)
         self._delivered = True
@@ -240,6 +270,8 @@ class WeComAppAdapter:
         opened = await self._checks.open_xml(request.query, body, sealed=True)
         push = to_push(opened.fields)
         if push.kind == "event":
+            if push.event == "template_card_event":
+                self._background.spawn(self._clicked(opened.fields, push.user_id))
             return web.Response(text="")
         message = to_incoming(push, platform=PLATFORM, workspace=self._corp_id, locale=self._locale)
         problem = refusal(push, downloads=True)
@@ -253,6 +285,22 @@ class WeComAppAdapter:
             notice = self.inbox.text(problem, self._locale)
             self._background.spawn(self._sender.send(push.user_id, notice))
         return web.Response(text="")  # WeCom: 200 with an empty body = received, no reply
+
+    async def _clicked(self, fields: dict[str, str], user_id: str) -> None:
+        """A form card's button (``TaskId`` = the form's ref, ``EventKey`` = the action): the
+        core answers it; the card's buttons turn grey with the choice, or with why not."""
+        ref, action = fields.get("TaskId", ""), fields.get("EventKey", "")
+        view = await self.inbox.form(ref)
+        answer = await self.inbox.answer_form(
+            ref, action=action, inputs={}, user=user_id, locale=self._locale
+        )
+        title = next((a.title for a in view.form.actions if a.id == action), action) if view else ""
+        grey = {FormVerdict.SUBMITTED: title, FormVerdict.ASKING: title,
+                FormVerdict.ALREADY: answer.notice, FormVerdict.EXPIRED: answer.notice}  # fmt: skip
+        if (code := fields.get("ResponseCode")) and answer.verdict in grey:
+            await self._sender.update_card(user_id, code, grey[answer.verdict])
+        if answer.verdict not in (FormVerdict.SUBMITTED, FormVerdict.ALREADY, FormVerdict.EXPIRED):
+            await self._sender.send(user_id, answer.notice)  # a field's question, or why not
 
 
 def build_wecom_app(settings: WeComAppSettings, services: Services) -> Platform:

@@ -22,6 +22,7 @@ from aiohttp import web
 from adapters.spec import Services
 from adapters.tencent.api import build_http, to_result
 from adapters.tencent.callback import CallbackChecks, add_callback_route, params
+from adapters.tencent.cards import answered_card, to_card
 from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.media import BotMediaFiles
@@ -34,7 +35,15 @@ from adapters.wecom_bot.messages import (
     to_incoming,
 )
 from adapters.wecom_bot.settings import WeComBotSettings
-from bot.contract import Allowlist, Delivery, Inbox, Platform, ReplyCapabilities
+from bot.contract import (
+    Allowlist,
+    Delivery,
+    FormVerdict,
+    FormView,
+    Inbox,
+    Platform,
+    ReplyCapabilities,
+)
 from bot.errors import CallbackRejected, ShuttingDown
 from bot.models import Answer
 from bot.stores import ReplyStates, State
@@ -86,6 +95,12 @@ class WeComBotReply:
 
     async def fail(self, text: str, notice: str) -> None:
         await self._end(f"{text}\n\n{notice}" if text else notice)
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the stream ends with the form's text and a button card
+        (``stream_with_template_card`` on the next refresh)."""
+        shown = "\n\n".join(part for part in (text, form.text) if part.strip())
+        await self._save({"content": _head(shown), "finished": True, "card": to_card(form)})
 
     async def _end(self, text: str) -> None:
         parts = split_text(text, MAX_STREAM, measure=utf8_length) if text else [""]
@@ -173,7 +188,7 @@ class WeComBotAdapter:
         where = delivery.where
         return WeComBotReply(
             delivery.save,
-            opened_at=float(where.get("at") or self._clock()),
+            opened_at=float(where["at"]) if "at" in where else self._clock(),
             response_url=str(where.get("response_url") or ""),
             http=self._http,
             window=self.stream_window,
@@ -208,6 +223,8 @@ class WeComBotAdapter:
         if push.kind == "stream":  # a refresh: the newest text, wherever it was written
             return await self._refresh(push.stream_id)
         if push.kind == "event":
+            if push.event == "template_card_event":
+                return await self._clicked(push)
             return await self._welcome(push.bot_id) if push.event == "enter_chat" else None
         if not push.msg_id:
             raise CallbackRejected("AI bot message without msgid", status=400)
@@ -228,7 +245,34 @@ class WeComBotAdapter:
             return stream_reply(stream, "", finished=True)
         state = entry.reply_state or {}
         content = str(state.get("content") or "")
-        return stream_reply(stream, content, finished=bool(state.get("finished")))
+        reply = stream_reply(stream, content, finished=bool(state.get("finished")))
+        if state.get("finished") and isinstance(state.get("card"), dict):
+            return {**reply, "msgtype": "stream_with_template_card", "template_card": state["card"]}
+        return reply
+
+    async def _clicked(self, push: BotPush) -> dict[str, Any] | None:
+        """A form card's button: answered here and now (WeCom takes a card update in the reply
+        to the click within 5 s). The form's stream has ended, so the rest of the run goes by
+        the click's one-time ``response_url``."""
+        view = await self.inbox.form(push.task_id)
+        where = {"response_url": push.response_url, "at": 0.0} if push.response_url else None
+        answer = await self.inbox.answer_form(
+            push.task_id, action=push.event_key, inputs={}, user=push.user_id,
+            locale=self._locale, where=where,
+        )  # fmt: skip
+        if view is None:
+            return None
+        title = next((a.title for a in view.form.actions if a.id == push.event_key), "")
+        if answer.verdict is FormVerdict.SUBMITTED:
+            card = answered_card(view, title or push.event_key)
+        elif answer.verdict is FormVerdict.ASKING:  # the fields' questions, as messages
+            card = answered_card(view, title or push.event_key, subtitle=answer.notice)
+        elif answer.closed:
+            card = answered_card(view, answer.notice)
+        else:  # still open: the card says why not, for the clicker only
+            update = {"response_type": "update_template_card", "userids": [push.user_id]}
+            return {**update, "template_card": to_card(view, subtitle=answer.notice)}
+        return {"response_type": "update_template_card", "template_card": card}
 
     async def _welcome(self, bot_id: str) -> dict[str, Any] | None:
         statement = (await self.inbox.facts(PLATFORM, workspace=bot_id)).opening_statement

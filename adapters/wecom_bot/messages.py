@@ -30,6 +30,8 @@ class BotPush:
     event: str = ""
     images: tuple[str, ...] = ()
     file_url: str = ""
+    task_id: str = ""  # template_card_event: the clicked card's task_id
+    event_key: str = ""  # ... and the clicked button's key
 
 
 def to_bot_push(payload: Any) -> BotPush:
@@ -43,6 +45,8 @@ def to_bot_push(payload: Any) -> BotPush:
     if chat_type == "group":
         text = _MENTION.sub("", text, count=1)
     event = _section(payload, "event")
+    card = event.get("template_card_event")
+    card = card if isinstance(card, dict) else {}
     return BotPush(
         kind=kind,
         msg_id=str(payload.get("msgid") or ""),
@@ -56,6 +60,8 @@ def to_bot_push(payload: Any) -> BotPush:
         event=str(event.get("eventtype") or ""),
         images=images,
         file_url=str(_get(payload, "file", "url")),
+        task_id=str(card.get("task_id") or ""),
+        event_key=str(card.get("event_key") or ""),
     )
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.contract import Reply
+from bot.contract import FormReply, FormView, Reply
 from bot.models import Answer
 from bot.ops.effort import best_effort, cancelled
 
@@ -62,6 +62,8 @@ class ProgressiveReply:
         self._edit: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
+        # Called with the answer text before each visible edit (the run keeps it for a taker).
+        self.before_edit: Callable[[str], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         """A sign of life; a platform hiccup here must not cost the answer."""
@@ -70,6 +72,20 @@ class ProgressiveReply:
         self._started = True
         if self._notes:
             self._schedule()
+
+    def preset(self, text: str) -> None:
+        """The reply already shows ``text`` (a run followed again in the reply it paused in)."""
+        self.text = text
+        self._shown_text = self._visible(text)
+
+    @property
+    def raw(self) -> Reply:
+        """The platform's reply this one drives."""
+        return self._reply
+
+    @property
+    def shows_forms(self) -> bool:
+        return isinstance(self._reply, FormReply)
 
     def add(self, delta: str) -> None:
         if delta:
@@ -103,6 +119,12 @@ class ProgressiveReply:
         await self._settle()
         final = self._visible(self.text if text is None else text, final=True)
         await self._reply.finish(final, answer)
+
+    async def show_form(self, form: FormView) -> None:
+        """The answer so far and a form with the platform's buttons (a ``FormReply``)."""
+        await self._settle()
+        assert isinstance(self._reply, FormReply)
+        await self._reply.show_form(self._visible(self.text, final=True), form)
 
     async def fail(self, notice: str) -> None:
         await self._settle()
@@ -159,6 +181,8 @@ class ProgressiveReply:
         if visible != self._shown_text:
             self._shown_text = visible
             self.edits += 1
+            if self.before_edit is not None:
+                await self.before_edit(self.text)
             await self._reply.update(visible)
             await self._shown()
 

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +25,7 @@ from bot.errors import (
     DifyStreamCut,
     DifyStreamError,
     DifyUnavailable,
+    RunNotFound,
 )
 from bot.models import (
     AgentThought,
@@ -31,16 +33,23 @@ from bot.models import (
     AnswerEnd,
     AnswerEvent,
     FileOut,
+    FormFilled,
+    FormTimedOut,
     IncomingMessage,
     Progress,
+    Reasoning,
     TextDelta,
     TextReplace,
 )
+from bot.ops.effort import best_effort
 from bot.preparing import Prepare, Prepared, as_is
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 
+# App modes whose runs can be followed again (GET /workflow/{id}/events): Chatflow, Workflow.
+RESUMABLE = frozenset({"advanced-chat", "workflow"})
+REATTACHES = 3  # a run's stream cut more often than this in one answer fails it
 # Nodes that do visible work worth a status line; start/answer/end are plumbing.
 _QUIET_NODES = frozenset({"start", "answer", "end", ""})
 _QUOTA_CODES = frozenset({"provider_quota_exceeded", "rate_limit_error"})
@@ -51,6 +60,10 @@ class Outcome(StrEnum):
     STOPPED = "stopped"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    PAUSED = "paused"  # a form waits for a person; the run goes on once it is answered
+
+
+Paused = Callable[["AnswerRun", AnswerEnd], Awaitable[Outcome]]
 
 
 class AnswerRun:
@@ -66,6 +79,9 @@ class AnswerRun:
         trace_id: str,
         prepare: Prepare = as_is,
         on_conversation: Callable[[AnswerRun], Awaitable[None]] | None = None,
+        on_pause: Paused | None = None,
+        on_run: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        show_reasoning: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dify = dify
@@ -79,6 +95,16 @@ class AnswerRun:
         self.conversation_id = ""
         self.conversation_saved = False
         self._on_conversation = on_conversation
+        self._on_pause = on_pause
+        self._show_reasoning = show_reasoning
+        self.reasoning = ""
+        self._thinking = False
+        self._sticky = ""  # a status that node events do not clear (thinking, a form's fate)
+        self.workflow_run_id = ""  # a Chatflow or Workflow run: it can be followed again
+        self._on_run = on_run
+        self._run_saved: tuple[str, str] | None = None  # (run, text) as last kept
+        self.reattaches = 0
+        self._answered: frozenset[str] = frozenset()  # forms submitted: their pause is stale
         self._stream: AnswerStream | None = None
         self._files_out: list[FileOut] = []
         self._clock = clock
@@ -105,19 +131,85 @@ class AnswerRun:
             files=self._prepared.files,
             trace_id=self.trace_id,
         )
+        return await self._consume(self.dify.stream(request))
+
+    async def follow(
+        self,
+        run_id: str,
+        *,
+        shown: str,
+        subscribed: AnswerStream | None = None,
+        answered: frozenset[str] = frozenset(),
+    ) -> Outcome:
+        """Follow a run that already started (resumed after a form, or cut off): its events
+        from a snapshot of the run so far, never rewinding ``shown``; or, ``subscribed``
+        before a form's submit, its events from then on (nothing published is missed).
+
+        ``answered``: tokens of forms already submitted. Until Dify's worker picks the resume
+        up (tens of ms), a snapshot still shows the run paused on them
+        (benchmarks/hitl_submit_race: 12 of 20 at +50 ms); the stream is then read on past
+        that stale pause (``continue_on_pause``) instead of showing the form again."""
+        self.workflow_run_id = run_id
+        self._answered = answered
+        if subscribed is not None:
+            return await self._consume(_closing(subscribed))
+        opened = self.dify.run_events(
+            run_id, user=self.message.dify_user, snapshot=True, shown=shown,
+            continue_on_pause=bool(answered),
+        )  # fmt: skip
+        return await self._consume(opened)
+
+    @property
+    def resumable(self) -> bool:
+        return self.dify.mode in RESUMABLE
+
+    async def _consume(self, opened: AbstractAsyncContextManager[AnswerStream]) -> Outcome:
         end: AnswerEnd | None = None
         try:
-            async with self.dify.stream(request) as stream:
+            async with opened as stream:
                 self._stream = stream
                 async for event in stream:
+                    if isinstance(event, AnswerEnd) and event.paused and self._answered:
+                        if all(form.token in self._answered for form in event.forms):
+                            continue  # a stale pause: the resume is on its way
+                        end = event
+                        break  # a new form (continue_on_pause would read on forever)
                     end = self._apply(event) or end
                     if stream.conversation_id and not self.conversation_id:
                         await self._conversation_known(stream.conversation_id)
-        except ConversationNotFound:
+                    if stream.workflow_run_id and not self.workflow_run_id:
+                        self.workflow_run_id = stream.workflow_run_id
+                    if self.workflow_run_id and self._run_saved is None:
+                        await self.keep_shown(self.reply.text)
+        except (ConversationNotFound, RunNotFound):
             raise
+        except DifyStreamCut as exc:
+            if not self.workflow_run_id or not self.resumable or self.reattaches >= REATTACHES:
+                return await self._failed(exc)
+            # Dify runs a Chatflow/Workflow in a worker: a dropped connection leaves it going.
+            self.reattaches += 1
+            log.info("stream cut; reattaching to run %s trace=%s", self.workflow_run_id,
+                     self.trace_id)  # fmt: skip
+            try:
+                return await self.follow(
+                    self.workflow_run_id, shown=self.reply.text, answered=self._answered
+                )
+            except RunNotFound:  # Dify no longer has it: the answer was cut, as before
+                return await self._failed(exc)
         except DifyError as exc:
             return await self._failed(exc)
         return await self._conclude(end)
+
+    async def keep_shown(self, text: str) -> None:
+        """Keep the run and the text about to be shown for whoever answers next (a replica
+        taking over): once the run is named, then before each visible edit (``ProgressiveReply
+        .before_edit``), so what a taker shows never falls behind the screen."""
+        run = self.workflow_run_id
+        if self._on_run is None or not run or not self.resumable or self._run_saved == (run, text):
+            return
+        self._run_saved = (run, text)
+        with best_effort("keep the run followed (a taker would ask again)", log):
+            await self._on_run({"id": run, "shown": text})
 
     async def _conversation_known(self, conversation_id: str) -> None:
         """Keep the conversation as soon as Dify names it, not at the end: an answer cut short,
@@ -130,6 +222,9 @@ class AnswerRun:
         self.chunks += 1
         if self.first_text_at is None:
             self.first_text_at = self._clock()
+        if self._thinking:  # the answer itself has begun: thinking is over
+            self._thinking, self._sticky = False, ""
+            self.reply.set_status("")
 
     def _apply(self, event: AnswerEvent) -> AnswerEnd | None:
         reply = self.reply
@@ -140,15 +235,38 @@ class AnswerRun:
             self._text_arrived()
             reply.replace(event.text)
         elif isinstance(event, AgentThought):
-            reply.set_status(f"🔧 {event.tool}…" if event.tool and not event.observation else "")
+            tool = f"🔧 {event.tool}…" if event.tool and not event.observation else ""
+            reply.set_status(tool or self._sticky)
         elif isinstance(event, Progress):
-            reply.set_status(_progress_status(event))
+            reply.set_status(_progress_status(event) or self._sticky)
         elif isinstance(event, FileOut):
             self._files_out.append(event)
         elif isinstance(event, AnswerEnd):
             return event
-        # Reasoning and Human Input events: shown once forms are answered here (issue 17).
+        elif isinstance(event, Reasoning):
+            self._reasoned(event)
+        elif isinstance(event, FormFilled):  # stays up while the run goes on
+            status = self.texts.get("form_filled", self._locale)
+            self._sticky = status.format(title=event.node_title, action=event.action_text)
+            reply.set_status(self._sticky)
+        elif isinstance(event, FormTimedOut):
+            status = self.texts.get("form_timed_out", self._locale)
+            self._sticky = status.format(title=event.node_title)
+            reply.set_status(self._sticky)
+        # human_input_required: the paused end carries its forms.
         return None
+
+    def _reasoned(self, event: Reasoning) -> None:
+        """A "thinking…" status while the model reasons; the reasoning itself (its last line)
+        only when the setting asks. It never joins the answer."""
+        self.reasoning += event.text
+        if event.final and not self._thinking:
+            return
+        status = self.texts.get("thinking", self._locale)
+        if self._show_reasoning and self.reasoning.strip():
+            status = f"{status} {self.reasoning.strip().splitlines()[-1][-200:]}"
+        self._thinking, self._sticky = True, status  # until the answer's text begins
+        self.reply.set_status(status)
 
     async def _conclude(self, end: AnswerEnd | None) -> Outcome:
         if end is None:  # the connection closed without a closing event
@@ -158,6 +276,8 @@ class AnswerRun:
         if end.status == "stopped":
             await self.tell_failure("stopped")
             return Outcome.STOPPED
+        if end.status == "paused" and self._on_pause is not None:
+            return await self._on_pause(self, end)
         if end.status != "succeeded":
             log.warning("run %s trace=%s error=%r", end.status, self.trace_id, end.error)
             await self.tell_failure("paused" if end.status == "paused" else "error")
@@ -166,6 +286,10 @@ class AnswerRun:
         text = text or self.texts.get("empty", self._locale)
         await self.reply.finish(self._answer(end), text=text)
         return Outcome.ANSWERED
+
+    def paused_answer(self, end: AnswerEnd) -> Answer:
+        """What a reply's ``finish`` gets when a form ends the text for now."""
+        return self._answer(end)
 
     def _answer(self, end: AnswerEnd) -> Answer:
         files = {f.url: f for f in (*self._files_out, *end.files)}
@@ -180,6 +304,10 @@ class AnswerRun:
             trace_id=self.trace_id,
             app=self.message.key.app,
         )
+
+    async def failed(self, exc: DifyError) -> Outcome:
+        """Tell the user ``exc`` in one sentence (logged with the details)."""
+        return await self._failed(exc)
 
     async def _failed(self, exc: DifyError) -> Outcome:
         key = _text_key(exc)
@@ -209,6 +337,14 @@ class AnswerRun:
     @property
     def _locale(self) -> str | None:
         return self.message.locale
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: AnswerStream) -> AsyncIterator[AnswerStream]:
+    try:
+        yield stream
+    finally:
+        await stream.close()
 
 
 def _text_key(exc: DifyError) -> str:

@@ -37,6 +37,7 @@ class Takeover:
     entry_id: int
     shown: bool = False
     state: State | None = None  # what the earlier attempt's reply saved
+    run: State | None = None  # the Dify run the earlier attempt followed (reattached to)
 
 
 class Sweeper:

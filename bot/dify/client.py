@@ -211,6 +211,25 @@ class DifyClient:
         a stale snapshot never rewinds it (see ``Follow``). ``continue_on_pause``: a pause does
         not end the stream. Raises RunNotFound for another user's or an unknown run.
         """
+        stream = await self.subscribe(
+            run_id, user=user, snapshot=snapshot, continue_on_pause=continue_on_pause, shown=shown
+        )
+        try:
+            yield stream
+        finally:
+            await stream.close()
+
+    async def subscribe(
+        self,
+        run_id: str,
+        *,
+        user: str,
+        snapshot: bool = False,
+        continue_on_pause: bool = False,
+        shown: str = "",
+    ) -> AnswerStream:
+        """``run_events`` opened now, for a caller that reads it later (``stream.close()``
+        it): subscribed before a form's submit, it misses none of the resumed run's events."""
         params = {"user": user}
         if snapshot:
             params["include_state_snapshot"] = "true"
@@ -222,13 +241,10 @@ class DifyClient:
             if exc.status == 404:
                 raise RunNotFound(exc.message, status=404, code=exc.code) from exc
             raise
-        try:
-            follow = Follow(known=shown, keep_open=continue_on_pause)
-            stream = AnswerStream(self, response, follow=follow)
-            stream.workflow_run_id = run_id
-            yield stream
-        finally:
-            await response.aclose()
+        follow = Follow(known=shown, keep_open=continue_on_pause)
+        stream = AnswerStream(self, response, follow=follow)
+        stream.workflow_run_id = run_id
+        return stream
 
     # ---- app and conversation endpoints ---------------------------------------------------
 

@@ -72,6 +72,10 @@ class AnswerStream:
         # caller is done (``rest``), so the answer never waits for the end of the body.
         self.rest: AsyncGenerator[list[Frame], None] | None = None
 
+    async def close(self) -> None:
+        """Close the connection (a followed run's stream: ``DifyClient.subscribe``)."""
+        await self._response.aclose()
+
     def __aiter__(self) -> AsyncGenerator[AnswerEvent, None]:
         return self._events()
 

@@ -78,6 +78,7 @@ class FakeSlack:
         self.origin = ""
         self._scripts: defaultdict[str, deque[Scripted]] = defaultdict(deque)
         self._updates: deque[float] = deque()
+        self._triggers: set[str] = set()  # views.open: each trigger_id opens one modal
         self._appends: dict[str, int] = defaultdict(int)
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._runner: web.AppRunner | None = None
@@ -245,9 +246,24 @@ class FakeSlack:
             return self._stream(method, args)
         if method.startswith("assistant.threads."):
             return {}
+        if method == "views.open":
+            return self._open_view(args)
         if method.startswith("files."):
             return self.files.handle(method, args)
         return {"error": "unknown_method"}
+
+    def _open_view(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``views.open``: a click's ``trigger_id`` opens one modal, once (Slack: it expires
+        after 3 s and cannot be reused)."""
+        trigger, view = str(args.get("trigger_id") or ""), args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not trigger or not isinstance(view, dict) or view.get("type") != "modal":
+            return {"error": "invalid_arguments"}
+        if trigger in self._triggers:
+            return {"error": "expired_trigger_id"}
+        self._triggers.add(trigger)
+        return {"view": {**view, "id": f"V{len(self._triggers):08d}", "state": {"values": {}}}}
 
     def _sized(self, args: dict[str, Any]) -> dict[str, Any] | None:
         return (

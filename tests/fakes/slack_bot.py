@@ -93,33 +93,51 @@ async def slack_bot(
     slack: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[SlackBot]:
-    async with FakeDify(**(dify or {})) as fake_dify, FakeSlack(**(slack or {})) as fake_slack:
-        config = load_settings(
-            dify_api_key=fake_dify.api_key,
-            dify_api_base=fake_dify.base_url,
-            database_url=f"sqlite+aiosqlite:///{tmp_path}/difybot.db",
-            slack_bot_token=BOT_TOKEN,
-            slack_app_token=APP_TOKEN if socket else None,
-            slack_signing_secret=SIGNING_SECRET if http else None,
-            slack_api_url=fake_slack.url,
-            stream_edit_interval=0.01,
-            slack_update_budget_per_minute=100_000,
-            shutdown_timeout=2.0,
-            **settings,
-        )
-        core = await build_core(config)
-        app = build_web(core)
-        build_platforms(core, app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
-            for adapter in core.adapters:
-                await adapter.start()
-            yield SlackBot(fake_dify, fake_slack, core, url)
-        finally:
-            for adapter in core.adapters:
-                await adapter.stop()
-            await runner.cleanup()
-            await core.close()
+    async with (
+        FakeDify(**(dify or {})) as fake_dify,
+        FakeSlack(**(slack or {})) as fake_slack,
+        slack_bot_on(fake_dify, fake_slack, tmp_path, socket=socket, http=http, **settings) as bot,
+    ):
+        yield bot
+
+
+@asynccontextmanager
+async def slack_bot_on(
+    fake_dify: FakeDify,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    *,
+    socket: bool = True,
+    http: bool = False,
+    **settings: Any,
+) -> AsyncIterator[SlackBot]:
+    """difybot on fakes the caller keeps (a restart: a second one on the same database)."""
+    config = load_settings(
+        dify_api_key=fake_dify.api_key,
+        dify_api_base=fake_dify.base_url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/difybot.db",
+        slack_bot_token=BOT_TOKEN,
+        slack_app_token=APP_TOKEN if socket else None,
+        slack_signing_secret=SIGNING_SECRET if http else None,
+        slack_api_url=fake_slack.url,
+        stream_edit_interval=0.01,
+        slack_update_budget_per_minute=100_000,
+        shutdown_timeout=2.0,
+        **settings,
+    )
+    core = await build_core(config)
+    app = build_web(core)
+    build_platforms(core, app)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        for adapter in core.adapters:
+            await adapter.start()
+        yield SlackBot(fake_dify, fake_slack, core, url)
+    finally:
+        for adapter in core.adapters:
+            await adapter.stop()
+        await runner.cleanup()
+        await core.close()

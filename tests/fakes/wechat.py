@@ -71,6 +71,7 @@ class FakeWeChatAPI:
             "/cgi-bin/message/custom/send",
             "/cgi-bin/message/custom/typing",
             "/cgi-bin/message/send",
+            "/cgi-bin/message/update_template_card",
         ):
             app.router.add_post(path, self._authorized)
         app.router.add_post("/cgi-bin/aibot/response", self._aibot_response)
