@@ -158,3 +158,18 @@ class Membership(Protocol):
     async def beat(self) -> bool: ...
 
     async def leave(self) -> None: ...
+
+
+class Budgets(Protocol):
+    """Token buckets of rate-limited platform calls and their "blocked until" times (a 429's
+    Retry-After), keyed ``platform/account/method[/channel]`` and shared by every replica."""
+
+    async def take(self, key: str, *, rate: float, burst: float, keep: float = 0.0) -> float:
+        """Take one token when the key is not blocked and more than ``keep`` + 1 are there:
+        0.0; else the seconds until one could be taken (nothing taken). ``rate`` is tokens
+        per second, ``burst`` the bucket's size (a new bucket starts full)."""
+        ...
+
+    async def block(self, key: str, *, seconds: float) -> None:
+        """No token of ``key`` for ``seconds`` (its bucket is spent: the platform said so)."""
+        ...

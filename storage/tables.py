@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -154,4 +155,21 @@ seen_callbacks = Table(
     Column("key", String(64), primary_key=True),  # sha256 hex
     Column("seen_at", UTCDateTime(), nullable=False),
     Index("ix_seen_callbacks_seen_at", "seen_at"),
+)
+
+
+# ---- delivery budgets ----------------------------------------------------------------------------
+
+# Token buckets of rate-limited platform calls, shared by every replica (bot/delivery/scheduler.py):
+# one row per platform/account/method[/channel]. Times are Unix seconds (float): a take is one
+# atomic INSERT ... ON CONFLICT DO UPDATE ... RETURNING on the row.
+delivery_budgets = Table(
+    "delivery_budgets",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("tokens", Float(), nullable=False),
+    Column("stamp", Float(), nullable=False),  # when ``tokens`` was counted
+    Column("blocked_until", Float(), nullable=False, server_default="0"),
+    Column("granted", Boolean(), nullable=False, server_default=false()),  # the last take's
+    Index("ix_delivery_budgets_stamp", "stamp"),
 )
