@@ -24,6 +24,7 @@ from bot.answering.answerer import Answerer
 from bot.answering.inputs import with_inputs
 from bot.answering.policy import Gate, RateLimiter
 from bot.contract import Adapter, Platform
+from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.inbox import JournalInbox
 from bot.dify.apps import DifyApps
 from bot.files.answers import AnswerFiles, FileServices
@@ -33,10 +34,12 @@ from bot.files.types import MB
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
 from bot.routing import Routing
+from bot.stores import Budgets
 from bot.texts import Texts
 from difybot.apps import build_apps, prepare_apps, reachable
 from difybot.config import CoreSettings, load_routes
 from difybot.platforms import PLATFORMS
+from storage.budgets import SqlBudgets
 from storage.callbacks import SeenCallbacks
 from storage.conversations import ConversationStore
 from storage.db import create_engine, ping, reach
@@ -206,7 +209,16 @@ def build_services(core: Core, app: web.Application) -> Services:
         answer_files=core.files.answers,
         metrics=core.metrics,
         conversation_scope=core.settings.conversation_scope,
+        budgets=build_budgets(core.db),
     )
+
+
+def build_budgets(db: Database) -> Budgets:
+    """Delivery budgets: in the database that replicas share (PostgreSQL); in memory for one
+    process on SQLite (nothing to share, and no write lock taken per platform call)."""
+    if db.engine.dialect.name == "postgresql":
+        return SqlBudgets(db)
+    return MemoryBudgets()
 
 
 def build_web(core: Core) -> web.Application:

@@ -13,12 +13,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Labels
-from adapters.slack.budget import Budgets
 from adapters.slack.events import Ask, TtlMap
 from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.respond import RespondReply
 from adapters.slack.sender import SlackSender, slack_error
 from bot.contract import Delivery, Inbox, Reply
+from bot.delivery.scheduler import Scheduler
 from bot.files.answers import AnswerFiles
 from bot.models import IncomingMessage, Scope
 from bot.stores import FollowedThreads
@@ -34,7 +34,7 @@ class SlackAnswers:
 
     inbox: Inbox
     client: AsyncWebClient  # without rate-limit retry handlers: replies handle 429 themselves
-    budgets: Budgets
+    scheduler: Scheduler  # one account per workspace, shared by every replica
     options: ReplyOptions
     sleep: Sleep = asyncio.sleep
     files: AnswerFiles | None = None  # answer files re-posted natively
@@ -53,7 +53,7 @@ class SlackAnswers:
         return self.inbox.text(key, locale)
 
     def sender(self, team: str) -> SlackSender:
-        budget = self.budgets.for_team(team)
+        budget = self.scheduler.account(team)
         return SlackSender(self.client, budget, sleep=self.sleep, later=self.later)
 
     def reply(self, delivery: Delivery) -> Reply:

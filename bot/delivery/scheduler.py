@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], float]
 RateLimited = Callable[[BaseException], float | None]  # a 429's Retry-After seconds, else None
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Priority(IntEnum):
@@ -68,7 +69,7 @@ KEEP: Mapping[Priority, float] = {
     Priority.INTERIM: 0.3,
     Priority.CLEANUP: 0.5,
 }
-POLL = 1.0  # seconds at most between two looks at a bucket another replica may refill
+POLL = 5.0  # seconds at most a call waits for its line to move before it looks again
 SATURATED = 5.0  # seconds: a call that waited this long means the account's budget is short
 RECOVERED = 30.0  # seconds without a long wait or a refusal: the account has recovered
 ACTIVE = 5.0  # seconds: a reply that asked for an interim call this recently still competes
@@ -92,9 +93,12 @@ class Limit:
         return cls(rate=rate, burst=burst, per_channel=per_channel)
 
     def keep(self, priority: Priority) -> float:
-        """Tokens a ``priority`` call leaves in the bucket: never more than the bucket minus
-        one, so every class can get a token from a full bucket."""
-        return min(KEEP[priority] * self.burst, max(self.burst - 1.0, 0.0))
+        """Tokens a ``priority`` call leaves in the bucket: at least one (a lower call never
+        takes the token a final is waiting for), never more than the bucket minus one (every
+        class can get a token from a full bucket)."""
+        if priority is Priority.FINAL:
+            return 0.0
+        return min(max(KEEP[priority] * self.burst, 1.0), max(self.burst - 1.0, 0.0))
 
 
 @dataclass(order=True)
@@ -127,6 +131,7 @@ class Scheduler:
         rate_limited: RateLimited | None = None,
         metrics: Metrics | None = None,
         clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.platform = platform
         self.budgets = budgets
@@ -134,6 +139,7 @@ class Scheduler:
         self.rate_limited = rate_limited or (lambda _exc: None)
         self.metrics = metrics
         self.clock = clock
+        self.sleep = sleep
         self._accounts: dict[str, Account] = {}
 
     def account(self, account: str) -> Account:
@@ -179,30 +185,42 @@ class Account:
                 await self.block(method, pause, channel=channel)
         raise AssertionError("unreachable")
 
-    async def slot(self, method: str, *, priority: Priority, channel: str = "") -> float:
-        """Until a ``method`` call (in ``channel``) fits every bucket; its tokens are taken.
-        Returns the seconds waited."""
+    async def slot(
+        self, method: str, *, priority: Priority, channel: str = "", within: float | None = None
+    ) -> bool:
+        """Until a ``method`` call (in ``channel``) fits every bucket: True, its tokens taken.
+        False when ``within`` seconds passed first (nothing taken)."""
         line = self._line(method, channel)
         me = _Waiting(int(priority), next(self._seq))
         heapq.heappush(line.waiting, me)
         if line.waiting[0] is me:
             line.wake()  # a better call arrived: the one asking until now stands back
-        started = self.scheduler.clock()
+        clock = self.scheduler.clock
+        started = clock()
+        deadline = math.inf if within is None else started + within
         try:
             while True:
-                wait = POLL
-                if line.waiting[0] is me:
+                # The first in line sleeps until its bucket has refilled (another replica's
+                # take only makes that longer); the others until the line changes.
+                wait, first = POLL, line.waiting[0] is me
+                if first:
                     wait = await self._take(method, channel, priority)
                     if wait <= 0:
                         break
-                await _changed(line, within=min(wait, POLL))
+                # A bucket refills at its rate and no sooner: a longer wait than is left
+                # will not shrink (another replica's take only makes it longer).
+                left = deadline - clock()
+                if (wait if first else 0.0) > left or left <= 0:
+                    self._short(f"{method} would wait {wait:.1f} s")
+                    return False
+                pause = min(wait, left)
+                await _changed(line, within=pause, sleep=self.scheduler.sleep)
         finally:
             line.waiting.remove(me)
             heapq.heapify(line.waiting)
             line.wake()
-        waited = self.scheduler.clock() - started
-        self._observe(method, priority, waited=waited)
-        return waited
+        self._observe(method, priority, waited=clock() - started)
+        return True
 
     # ---- calls that may be skipped: now or never ------------------------------------------
 
@@ -334,7 +352,8 @@ class _Turns:
             self._pruned = now
             for key in [key for key, at in self._asked.items() if at < now - ACTIVE]:
                 self.forget(key)
-        turn = len(self._asked) / rate if rate > 0 else 0.0
+        competing = len(self._asked)
+        turn = competing / rate if rate > 0 and competing > 1 else 0.0
         return now - self._granted.get(reply, -math.inf) >= turn
 
     def granted(self, reply: Hashable) -> None:
@@ -345,11 +364,15 @@ class _Turns:
         self._granted.pop(reply, None)
 
 
-async def _changed(line: _Line, *, within: float) -> None:
-    """Until a call of the line arrives or leaves, or ``within`` seconds."""
+async def _changed(line: _Line, *, within: float, sleep: Sleep) -> None:
+    """Until a call of the line arrives or leaves, or ``within`` seconds (``sleep``: the
+    scheduler's, so tests on a fake clock move it instead of waiting)."""
     event = line.changed
+    waiter = asyncio.ensure_future(event.wait())
+    timer = asyncio.ensure_future(sleep(max(within, 0.0)))
     try:
-        async with asyncio.timeout(max(within, 0.0)):
-            await event.wait()
-    except TimeoutError:
-        pass
+        await asyncio.wait({waiter, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, timer):
+            task.cancel()
+        await asyncio.gather(waiter, timer, return_exceptions=True)
