@@ -44,7 +44,9 @@ def slack_limits(update_per_minute: int, *, scale: float = 1.0) -> Mapping[str, 
     """The buckets of each method. A bucket never lets through more than the minute's count in
     any rolling minute (``Limit.per_minute``). Posts get a burst of half the minute: a burst of
     questions wants a burst of placeholders, and Slack allows short bursts of posts."""
-    limits = {method: (Limit.per_minute(round(n * scale)),) for method, n in LIMITS.items()}
+    limits: dict[str, tuple[Limit, ...]] = {
+        method: (Limit.per_minute(round(n * scale)),) for method, n in LIMITS.items()
+    }
     limits["chat.update"] = (Limit.per_minute(update_per_minute),)
     posts = round(POSTS_PER_MINUTE * scale)
     limits["chat.postMessage"] = (

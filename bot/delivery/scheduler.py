@@ -88,8 +88,15 @@ class Limit:
     def per_minute(cls, calls: float, *, burst: float = 0.0, per_channel: bool = False) -> Limit:
         """Never more than ``calls`` in any rolling minute (how Slack and most platforms
         count): a bucket of ``burst`` (default 20 %, at least 2) refilled with the rest."""
+        return cls.per_window(calls, 60.0, burst=burst, per_channel=per_channel)
+
+    @classmethod
+    def per_window(
+        cls, calls: float, seconds: float, *, burst: float = 0.0, per_channel: bool = False
+    ) -> Limit:
+        """Never more than ``calls`` in any rolling ``seconds`` (see ``per_minute``)."""
         burst = burst or max(2.0, round(calls * 0.2))
-        rate = max(calls - burst, 1.0) / 60.0
+        rate = max(calls - burst, 1.0) / seconds
         return cls(rate=rate, burst=burst, per_channel=per_channel)
 
     def keep(self, priority: Priority) -> float:
@@ -283,9 +290,9 @@ class Account:
 
     def _buckets(self, method: str, channel: str) -> list[tuple[str, Limit]]:
         base = f"{self.scheduler.platform}/{self.name}/{method}"
-        return [
-            (f"{base}/{channel}" if limit.per_channel else base, limit)
-            for limit in self.scheduler.limits.get(method, ())
+        return [  # a method's second limit of a kind (per hour after per minute) gets "#1"
+            ((f"{base}/{channel}" if limit.per_channel else base) + (f"#{i}" if i else ""), limit)
+            for i, limit in enumerate(self.scheduler.limits.get(method, ()))
             if channel or not limit.per_channel
         ]
 
