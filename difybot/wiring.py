@@ -66,6 +66,7 @@ class Core:
     files: FileServices
     gate: Gate
     metrics: Metrics
+    budgets: Budgets = field(default_factory=MemoryBudgets)  # rate limits shared by replicas
     platforms: list[Platform] = field(default_factory=list)
 
     @property
@@ -119,7 +120,8 @@ async def build_core(
     store = ConversationStore(db, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts, tables=[p.texts for p in PLATFORMS])
     files = build_files(settings, texts, apps)
-    gate = build_gate(settings)
+    budgets = build_budgets(db)
+    gate = build_gate(settings, budgets)
     load = LoadGauge()
     answerer = Answerer(
         apps,
@@ -135,7 +137,7 @@ async def build_core(
         journal, answerer, texts=texts, metrics=metrics, routing=routing, load=load,
         membership=membership,
     )  # fmt: skip
-    return Core(settings, db, apps, store, journal, inbox, files, gate, metrics)
+    return Core(settings, db, apps, store, journal, inbox, files, gate, metrics, budgets)
 
 
 async def join_replicas(db: Database, journal: Journal, replica_id: str) -> Membership:
@@ -162,9 +164,10 @@ def build_files(settings: CoreSettings, texts: Texts, apps: DifyApps) -> FileSer
     return FileServices(fetch, intake, answers)
 
 
-def build_gate(settings: CoreSettings) -> Gate:
-    """The per-user rate limit; each platform's allowlist joins when the platform is built."""
-    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+def build_gate(settings: CoreSettings, budgets: Budgets) -> Gate:
+    """The per-user rate limit (shared by replicas on PostgreSQL); each platform's allowlist
+    joins when the platform is built."""
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, budgets)
     return Gate(
         limiter=limiter if settings.rate_limit_per_minute > 0 else None,
         silent_denials=settings.access_denied_reply == "silent",
@@ -209,7 +212,7 @@ def build_services(core: Core, app: web.Application) -> Services:
         answer_files=core.files.answers,
         metrics=core.metrics,
         conversation_scope=core.settings.conversation_scope,
-        budgets=build_budgets(core.db),
+        budgets=core.budgets,
     )
 
 
