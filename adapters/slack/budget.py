@@ -42,15 +42,14 @@ CHANNEL_LIMITS = {"chat.postMessage": 54, "assistant.threads.setStatus": 54}
 
 def slack_limits(update_per_minute: int, *, scale: float = 1.0) -> Mapping[str, tuple[Limit, ...]]:
     """The buckets of each method. A bucket never lets through more than the minute's count in
-    any rolling minute (``Limit.per_minute``). Posts get a burst of half the minute: a burst of
-    questions wants a burst of placeholders, and Slack allows short bursts of posts."""
+    any rolling minute (``Limit.per_minute``: half of it at once, the rest spread)."""
     limits: dict[str, tuple[Limit, ...]] = {
         method: (Limit.per_minute(round(n * scale)),) for method, n in LIMITS.items()
     }
     limits["chat.update"] = (Limit.per_minute(update_per_minute),)
     posts = round(POSTS_PER_MINUTE * scale)
     limits["chat.postMessage"] = (
-        Limit.per_minute(posts, burst=max(2.0, posts // 2)),
+        Limit.per_minute(posts),
         Limit.per_minute(round(CHANNEL_LIMITS["chat.postMessage"] * scale), per_channel=True),
     )
     status = round(CHANNEL_LIMITS["assistant.threads.setStatus"] * scale)

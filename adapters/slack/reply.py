@@ -97,8 +97,7 @@ class SlackReply:
         place = self._place
         if self._state.messages:  # resumed from a replica that died: edit what it posted
             return
-        if place.thread_ts:
-            await self._set_status(self._labels.thinking)
+        status = bool(place.thread_ts) and await self._set_status(self._labels.thinking)
         if place.thread_ts and self._options.native_streaming:
             target = StreamTarget(place.channel, place.thread_ts, place.team, place.user)
             stream = NativeStream(self._sender, target, limit=self._limit)
@@ -116,8 +115,9 @@ class SlackReply:
             budget, channel = self._sender.budget, place.channel
             if await budget.now(POST, priority=Priority.SIGN_OF_LIFE, channel=channel):
                 await self._post_placeholder()
-            else:  # the budget is short: post it when it can go, unless the answer comes first
+            elif not status:  # posts are short: post it when it can, unless the answer is first
                 self._placeholder = asyncio.create_task(self._sign_of_life())
+            # else the thread's "thinking…" status is the sign of life; the answer posts itself
 
     async def _sign_of_life(self) -> None:
         """Post the "thinking…" placeholder once its slot comes (cancelled, before the post
@@ -241,9 +241,12 @@ class SlackReply:
         messages, place, sender = self._state.messages, self._place, self._sender
         try:
             if index >= len(messages):
-                priority = Priority.FINAL if final else Priority.INTERIM
+                # An interim part is posted only if a post may go now: interim work never
+                # waits (the final answer would wait behind it).
+                if not final and not await sender.budget.now(POST, channel=place.channel):
+                    return
                 thread = self._thread(index)
-                ts = await sender.post(place.channel, thread, blocks, text, priority=priority)
+                ts = await sender.post(place.channel, thread, blocks, text, paid=not final)
                 messages.append(PostedMessage(ts, shown))
                 await self._save_state()
             elif final:
@@ -305,19 +308,22 @@ class SlackReply:
                     priority=Priority.CLEANUP,  # after every answer's own messages
                 )
 
-    async def _set_status(self, text: str) -> None:
-        """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best effort)."""
+    async def _set_status(self, text: str) -> bool:
+        """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best
+        effort); whether Slack shows it."""
         channel = self._place.channel
         if not self._place.thread_ts or not await self._sender.budget.now(
             STATUS, priority=Priority.SIGN_OF_LIFE, channel=channel
         ):
-            return
+            return False
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=text
             )
         except SlackApiError as exc:
             log.debug("setStatus refused: %s", slack_error(exc))
+            return False
+        return True
 
     async def _leave_stream(self) -> None:
         """The stream cannot show the text (replaced, or Slack ended it): edit its message."""

@@ -87,7 +87,8 @@ class Limit:
     @classmethod
     def per_minute(cls, calls: float, *, burst: float = 0.0, per_channel: bool = False) -> Limit:
         """Never more than ``calls`` in any rolling minute (how Slack and most platforms
-        count): a bucket of ``burst`` (default 20 %, at least 2) refilled with the rest."""
+        count): a bucket of ``burst`` (default half, at least 2) refilled with the rest. Half:
+        a burst of questions wants a burst of signs of life, and the rolling minute allows it."""
         return cls.per_window(calls, 60.0, burst=burst, per_channel=per_channel)
 
     @classmethod
@@ -95,7 +96,7 @@ class Limit:
         cls, calls: float, seconds: float, *, burst: float = 0.0, per_channel: bool = False
     ) -> Limit:
         """Never more than ``calls`` in any rolling ``seconds`` (see ``per_minute``)."""
-        burst = burst or max(2.0, round(calls * 0.2))
+        burst = burst or max(2.0, round(calls * 0.5))
         rate = max(calls - burst, 1.0) / seconds
         return cls(rate=rate, burst=burst, per_channel=per_channel)
 
