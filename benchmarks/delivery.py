@@ -95,7 +95,7 @@ def p99(values: list[float]) -> float:
     )
 
 
-def summarize(name: str, raw: dict[str, Any], asked: int) -> dict[str, Any]:
+def summarize(name: str, raw: dict[str, Any], asked: int, threads: int = 0) -> dict[str, Any]:
     signs: list[float] = raw["signs"]
     return {
         "scenario": name,
@@ -110,6 +110,12 @@ def summarize(name: str, raw: dict[str, Any], asked: int) -> dict[str, Any]:
         "http_429": sum(raw["limited"].values()),
         "http_429_by_method": raw["limited"],
         "calls_by_method": raw["calls_by_method"],
+        "sign_of_life_p99_threads_s": p99(
+            [s for n, s in raw["sign_by_conversation"].items() if int(n) < threads]
+        ),
+        "sign_of_life_p99_dms_s": p99(
+            [s for n, s in raw["sign_by_conversation"].items() if int(n) >= threads]
+        ),
         "errors_logged": raw["errors"],
         "elapsed_s": raw["elapsed"],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -130,7 +136,7 @@ def two_replicas(database: str) -> dict[str, Any]:
     spec = {"mode": "open", "n": 140, "ramp": 5.0, "threaded": 40, "shape": SHAPE,
             "interval": 1.0, "tiers": True, "timeout": 240, "replicas": 2}  # fmt: skip
     raw = run(spec, {"LOG_LEVEL": "INFO"}, replicas=2, database=database)
-    return summarize("two replicas", raw, 140)
+    return summarize("two replicas", raw, 140, threads=40)
 
 
 def clean(database: str) -> None:
@@ -153,7 +159,9 @@ def show(row: dict[str, Any]) -> None:
           f"  max {row['final_after_last_chunk_max_s']:.2f} s")  # fmt: skip
     print(f"  sign of life  p50 {row['sign_of_life_p50_s']:.2f} s"
           f"  p99 {row['sign_of_life_p99_s']:.2f} s"
-          f"  within 2 s {row['sign_of_life_within_2s']:.1%}")  # fmt: skip
+          f"  within 2 s {row['sign_of_life_within_2s']:.1%}"
+          f"  (p99 threads {row['sign_of_life_p99_threads_s']:.2f} s,"
+          f" DMs {row['sign_of_life_p99_dms_s']:.2f} s)")  # fmt: skip
     print(f"  HTTP 429 {row['http_429']} {row['http_429_by_method'] or ''}"
           f"  errors logged {row['errors_logged']}")  # fmt: skip
     print(f"  calls {row['calls_by_method']}")

@@ -131,6 +131,9 @@ class Tracker:
                 c.sign - c.asked for c in self.conversations.values() if c.sign is not None
             ),
             "calls_by_method": dict(sorted(self.by_method.items())),
+            "sign_by_conversation": {
+                n: c.sign - c.asked for n, c in self.conversations.items() if c.sign is not None
+            },
         }
 
 

@@ -52,8 +52,13 @@ def slack_limits(update_per_minute: int, *, scale: float = 1.0) -> Mapping[str, 
         Limit.per_minute(posts),
         Limit.per_minute(round(CHANNEL_LIMITS["chat.postMessage"] * scale), per_channel=True),
     )
+    # The status is the cheapest sign of life in a thread: most of the minute at once (a burst
+    # of mentions in one channel), the rest spread; later status changes are best effort.
     status = round(CHANNEL_LIMITS["assistant.threads.setStatus"] * scale)
-    limits["assistant.threads.setStatus"] = (Limit.per_minute(status, per_channel=True),)
+    burst = max(2.0, round(status * 5 / 6))
+    limits["assistant.threads.setStatus"] = (
+        Limit.per_minute(status, burst=burst, per_channel=True),
+    )
     return limits
 
 

@@ -111,13 +111,15 @@ class SlackReply:
             except SlackApiError as exc:
                 log.info("native streaming unavailable (%s); editing a message", slack_error(exc))
                 self._adopt(stream)
-        if not self._state.messages:
-            budget, channel = self._sender.budget, place.channel
-            if await budget.now(POST, priority=Priority.SIGN_OF_LIFE, channel=channel):
-                await self._post_placeholder()
-            elif not status:  # posts are short: post it when it can, unless the answer is first
-                self._placeholder = asyncio.create_task(self._sign_of_life())
-            # else the thread's "thinking…" status is the sign of life; the answer posts itself
+        if self._state.messages or status:
+            # A thread's "thinking…" status is its sign of life: no placeholder post, whose
+            # channel allows ~1 post a second (the answer's first text posts the message).
+            return
+        budget, channel = self._sender.budget, place.channel
+        if await budget.now(POST, priority=Priority.SIGN_OF_LIFE, channel=channel):
+            await self._post_placeholder()
+        else:  # posts are short: post it when it can, unless the answer is ready first
+            self._placeholder = asyncio.create_task(self._sign_of_life())
 
     async def _sign_of_life(self) -> None:
         """Post the "thinking…" placeholder once its slot comes (cancelled, before the post
