@@ -166,6 +166,7 @@ class Account:
         self._lines: dict[tuple[str, str], _Line] = {}
         self._seq = itertools.count()
         self._turns: dict[str, _Turns] = {}
+        self._refused: dict[tuple[str, float], float] = {}  # (bucket, keep): refused until
         self._saturated = False
         self._short_at = -math.inf
 
@@ -270,6 +271,7 @@ class Account:
         s = self.scheduler
         for key, _ in self._buckets(method, channel):
             await s.budgets.block(key, seconds=seconds)
+            self._refused = {k: v for k, v in self._refused.items() if k[0] != key}
         if s.metrics is not None:
             s.metrics.delivery_blocked.labels(s.platform, self.name, method).inc()
         self._short(f"{method} refused for rate, paused {seconds:.1f} s")
@@ -280,12 +282,21 @@ class Account:
         """0.0 when a token of every bucket of the call was taken, else seconds to wait. The
         per-channel bucket goes first: a channel's limit is the one most often short, and a
         token taken from it in vain costs no other channel anything."""
-        budgets = self.scheduler.budgets
+        budgets, clock = self.scheduler.budgets, self.scheduler.clock
         buckets = sorted(self._buckets(method, channel), key=lambda b: not b[1].per_channel)
         for key, limit in buckets:
             keep = limit.keep(priority)
+            # A refusal said how long the bucket needs, and other replicas' takes only make
+            # that longer: until then, refuse here without asking the database again (every
+            # reply's interim edit asks; most are refused under load).
+            known = self._refused.get((key, keep), 0.0) - clock()
+            if known > 0:
+                return known
             wait = await budgets.take(key, rate=limit.rate, burst=limit.burst, keep=keep)
             if wait > 0:
+                if len(self._refused) > 10_000:
+                    self._refused.clear()
+                self._refused[key, keep] = clock() + wait
                 return wait
         return 0.0
 
