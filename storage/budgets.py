@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, delete, text
+from sqlalchemy import Connection, Row, TextClause, delete, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.delivery.buckets import wait_for
+from bot.errors import StoreError
 from storage.tables import delivery_budgets as t
 from storage.units import Database
 
@@ -57,6 +59,14 @@ class SqlBudgets:
         self._take = text(TAKE.format(**names))
         self._block = text(BLOCK.format(**names))
         self._takes = 0
+        # One statement is atomic by itself: on PostgreSQL it runs outside a transaction
+        # (autocommit), one network round trip instead of three (BEGIN, it, COMMIT). Takes
+        # sit on the path of every rate-limited call, sign of life included.
+        self._direct = (
+            db.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if db.engine.dialect.name == "postgresql"
+            else None
+        )
 
     async def take(self, key: str, *, rate: float, burst: float, keep: float = 0.0) -> float:
         now = self._clock()
@@ -65,7 +75,7 @@ class SqlBudgets:
             "key": key, "now": now, "rate": rate, "burst": burst, "need": need,
             "fresh": burst - 1.0 if burst >= need else burst, "fresh_granted": burst >= need,
         }  # fmt: skip
-        row = await self._units.run(lambda conn: conn.execute(self._take, params).one())
+        row = await self._one(self._take, params)
         self._takes += 1
         if self._takes % PRUNE_EVERY == 0:  # no task of its own: tidy up now and then
             await self.prune()
@@ -77,6 +87,15 @@ class SqlBudgets:
         now = self._clock()
         params = {"key": key, "now": now, "until": now + seconds}
         await self._units.run(lambda conn: conn.execute(self._block, params).rowcount)
+
+    async def _one(self, statement: TextClause, params: dict[str, Any]) -> Row[Any]:
+        if self._direct is None:
+            return await self._units.run(lambda conn: conn.execute(statement, params).one())
+        try:
+            async with self._direct.connect() as conn:
+                return (await conn.execute(statement, params)).one()
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"database: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
     async def prune(self) -> int:
         statement = delete(t).where(t.c.stamp < self._clock() - IDLE)
