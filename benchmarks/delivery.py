@@ -95,6 +95,13 @@ def p99(values: list[float]) -> float:
     )
 
 
+def tenths(signs: dict[str, float], asked: int) -> list[float]:
+    ordered = [signs[n] for n in sorted(signs, key=int)]
+    size = max(asked // 10, 1)
+    parts = [sorted(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+    return [round(part[len(part) // 2], 2) for part in parts if part]
+
+
 def summarize(name: str, raw: dict[str, Any], asked: int, threads: int = 0) -> dict[str, Any]:
     signs: list[float] = raw["signs"]
     return {
@@ -117,6 +124,8 @@ def summarize(name: str, raw: dict[str, Any], asked: int, threads: int = 0) -> d
             [s for n, s in raw["sign_by_conversation"].items() if int(n) >= threads]
         ),
         "errors_logged": raw["errors"],
+        # the median sign of life of each tenth of the conversations, in arrival order
+        "sign_of_life_by_tenth_s": tenths(raw["sign_by_conversation"], asked),
         "elapsed_s": raw["elapsed"],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -165,6 +174,7 @@ def show(row: dict[str, Any]) -> None:
     print(f"  HTTP 429 {row['http_429']} {row['http_429_by_method'] or ''}"
           f"  errors logged {row['errors_logged']}")  # fmt: skip
     print(f"  calls {row['calls_by_method']}")
+    print(f"  sign of life by tenth of the arrivals {row['sign_of_life_by_tenth_s']}")
 
 
 def main() -> None:
