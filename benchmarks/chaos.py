@@ -97,15 +97,15 @@ class Replica:
                 await self.proc.wait()
 
 
-async def fresh_database(url: str) -> str:
+async def fresh_database(url: str, name: str = "difybot_chaos") -> str:
     """Drop and create the chaos database; the replicas migrate it themselves."""
     admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql") + "/postgres")
     try:
-        await admin.execute("DROP DATABASE IF EXISTS difybot_chaos WITH (FORCE)")
-        await admin.execute("CREATE DATABASE difybot_chaos")
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return f"{url}/difybot_chaos"
+    return f"{url}/{name}"
 
 
 def free_port() -> int:
@@ -252,7 +252,7 @@ async def settle(run: Run, slack: FakeSlack, dify: FakeDify, limit: float) -> No
 
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
-    database = await fresh_database(args.database)
+    database = await fresh_database(args.database, args.database_name)
     async with (
         FakeDify(mode="chat", chunk_delay=0.15) as dify,
         FakeSlack(update_limit=10**9, retry_after=1) as slack,
@@ -335,4 +335,5 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
+    parser.add_argument("--database-name", default="difybot_chaos", help="dropped and made anew")
     asyncio.run(main(parser.parse_args()))
