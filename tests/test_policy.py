@@ -66,7 +66,7 @@ async def test_rate_limiter_allows_a_burst_then_refills() -> None:
     assert await limiter.allow("u") and not await limiter.allow("u")
     clock.now += 600
     assert [await limiter.allow("u") for _ in range(4)] == [True, True, True, False]  # capped
-    assert await RateLimiter(per_minute=0, burst=1).allow("u")
+    assert await RateLimiter(per_minute=0, burst=1, budgets=MemoryBudgets()).allow("u")
 
 
 async def test_each_platforms_allowlist_joins_the_gate(tmp_path: Path, dify: FakeDify) -> None:

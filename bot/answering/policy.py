@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 
 from bot.contract import Allowlist, Reply
-from bot.delivery.buckets import MemoryBudgets
 from bot.models import IncomingMessage
 from bot.ops.effort import best_effort
 from bot.stores import Budgets
@@ -26,7 +25,7 @@ class RateLimiter:
 
     per_minute: float
     burst: int
-    budgets: Budgets = field(default_factory=MemoryBudgets)
+    budgets: Budgets  # bot.delivery.buckets.MemoryBudgets for one process
 
     async def allow(self, user: str) -> bool:
         if self.per_minute <= 0:
