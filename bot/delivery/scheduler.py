@@ -267,9 +267,14 @@ class Account:
 
     async def block(self, method: str, seconds: float, *, channel: str = "") -> None:
         """The platform refused for rate: no ``method`` call of this account on any replica
-        for ``seconds`` (and in ``channel`` only, when the method counts per channel)."""
+        for ``seconds``; in ``channel`` only when the method counts per channel (Slack's
+        ~1 post a second per channel is the limit a post's 429 almost always means, and other
+        channels need not wait for it)."""
         s = self.scheduler
-        for key, _ in self._buckets(method, channel):
+        buckets = self._buckets(method, channel)
+        if channel and any(limit.per_channel for _, limit in buckets):
+            buckets = [(key, limit) for key, limit in buckets if limit.per_channel]
+        for key, _ in buckets:
             await s.budgets.block(key, seconds=seconds)
             self._refused = {k: v for k, v in self._refused.items() if k[0] != key}
         if s.metrics is not None:
