@@ -14,9 +14,9 @@ workspace / bot / app it calls for::
 Priorities, in the order a user needs them (``Priority``): the final answer, the first sign of
 life, stream start/stop, interim edits/appends, clean-up (deletes). Two mechanisms keep them:
 
-- across replicas, each class leaves a part of the bucket to the classes above it (``KEEP``): a
-  final takes the last token, an interim edit only when 30 % of the bucket is still there, so
-  when tokens are short only the better classes get them;
+- across replicas, each class leaves a few tokens to the classes above it (``KEEP``): a final
+  takes the last token, an interim edit only when four are there, so when tokens are short
+  only the better classes get them;
 - in this process, calls of one method waiting for a token queue by priority, and only the best
   one asks the shared bucket: a final that arrives overtakes every waiting lower call.
 
@@ -61,13 +61,16 @@ class Priority(IntEnum):
     CLEANUP = 4  # deleting superseded messages
 
 
-# The share of a bucket each class leaves to the classes above it.
+# Tokens each class leaves in a bucket for the classes above it. Few and absolute: while better
+# calls wait they take each token as it refills, so a lower class never reaches its threshold
+# (the reserve only has to cover the instant a better call arrives); a share of the bucket
+# would lock interim edits out for a long refill after every 429, which empties the bucket.
 KEEP: Mapping[Priority, float] = {
     Priority.FINAL: 0.0,
-    Priority.SIGN_OF_LIFE: 0.1,
-    Priority.STREAM: 0.2,
-    Priority.INTERIM: 0.3,
-    Priority.CLEANUP: 0.5,
+    Priority.SIGN_OF_LIFE: 1.0,
+    Priority.STREAM: 2.0,
+    Priority.INTERIM: 3.0,
+    Priority.CLEANUP: 4.0,
 }
 POLL = 5.0  # seconds at most a call waits for its line to move before it looks again
 SATURATED = 5.0  # seconds: a call that waited this long means the account's budget is short
@@ -101,12 +104,11 @@ class Limit:
         return cls(rate=rate, burst=burst, per_channel=per_channel)
 
     def keep(self, priority: Priority) -> float:
-        """Tokens a ``priority`` call leaves in the bucket: at least one (a lower call never
-        takes the token a final is waiting for), never more than the bucket minus one (every
-        class can get a token from a full bucket)."""
+        """Tokens a ``priority`` call leaves in the bucket (``KEEP``): never more than the
+        bucket minus one, so every class can get a token from a full bucket."""
         if priority is Priority.FINAL:
             return 0.0
-        return min(max(KEEP[priority] * self.burst, 1.0), max(self.burst - 1.0, 0.0))
+        return min(KEEP[priority], max(self.burst - 1.0, 0.0))
 
 
 @dataclass(order=True)
