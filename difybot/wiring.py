@@ -67,6 +67,7 @@ class Core:
     gate: Gate
     metrics: Metrics
     budgets: Budgets = field(default_factory=MemoryBudgets)  # rate limits shared by replicas
+    budgets_db: Database | None = None  # their own small pool (PostgreSQL)
     platforms: list[Platform] = field(default_factory=list)
 
     @property
@@ -80,6 +81,8 @@ class Core:
         await self.inbox.close(grace=self.settings.shutdown_timeout)
         await self.apps.aclose()
         await self.files.fetch.aclose()
+        if self.budgets_db is not None:
+            await self.budgets_db.close()
         await self.db.close()
 
 
@@ -120,7 +123,8 @@ async def build_core(
     store = ConversationStore(db, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts, tables=[p.texts for p in PLATFORMS])
     files = build_files(settings, texts, apps)
-    budgets = build_budgets(db)
+    budgets_db = budgets_database(settings, db)
+    budgets = SqlBudgets(budgets_db) if budgets_db is not None else MemoryBudgets()
     gate = build_gate(settings, budgets)
     load = LoadGauge()
     answerer = Answerer(
@@ -137,7 +141,9 @@ async def build_core(
         journal, answerer, texts=texts, metrics=metrics, routing=routing, load=load,
         membership=membership,
     )  # fmt: skip
-    return Core(settings, db, apps, store, journal, inbox, files, gate, metrics, budgets)
+    return Core(
+        settings, db, apps, store, journal, inbox, files, gate, metrics, budgets, budgets_db
+    )
 
 
 async def join_replicas(db: Database, journal: Journal, replica_id: str) -> Membership:
@@ -216,12 +222,14 @@ def build_services(core: Core, app: web.Application) -> Services:
     )
 
 
-def build_budgets(db: Database) -> Budgets:
-    """Delivery budgets: in the database that replicas share (PostgreSQL); in memory for one
-    process on SQLite (nothing to share, and no write lock taken per platform call)."""
-    if db.engine.dialect.name == "postgresql":
-        return SqlBudgets(db)
-    return MemoryBudgets()
+def budgets_database(settings: CoreSettings, db: Database) -> Database | None:
+    """Delivery budgets live in the database replicas share (PostgreSQL), on a small pool of
+    their own: a take sits on the path of every rate-limited platform call, and a burst of them
+    must never keep the journal's lease renewals waiting for a connection. One process on
+    SQLite keeps them in memory (None): nothing to share, no write lock per platform call."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    return Database(create_engine(settings.database_url, pool_size=3, max_overflow=2))
 
 
 def build_web(core: Core) -> web.Application:

@@ -73,6 +73,7 @@ KEEP: Mapping[Priority, float] = {
     Priority.CLEANUP: 4.0,
 }
 POLL = 5.0  # seconds at most a call waits for its line to move before it looks again
+MIN_WAIT = 0.05  # seconds at least between a refused take and the next look at that bucket
 SATURATED = 5.0  # seconds: a call that waited this long means the account's budget is short
 RECOVERED = 30.0  # seconds without a long wait or a refusal: the account has recovered
 ACTIVE = 5.0  # seconds: a reply that asked for an interim call this recently still competes
@@ -301,6 +302,10 @@ class Account:
                 return known
             wait = await budgets.take(key, rate=limit.rate, burst=limit.burst, keep=keep)
             if wait > 0:
+                # Not sooner than MIN_WAIT: many calls refused together must not come back
+                # at the same instant, a millisecond later, and again (a lifted budget after
+                # a 429 refills in milliseconds).
+                wait = max(wait, MIN_WAIT)
                 if len(self._refused) > 10_000:
                     self._refused.clear()
                 self._refused[key, keep] = clock() + wait
