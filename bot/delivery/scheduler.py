@@ -169,7 +169,7 @@ class Account:
         self._lines: dict[tuple[str, str], _Line] = {}
         self._seq = itertools.count()
         self._turns: dict[str, _Turns] = {}
-        self._refused: dict[tuple[str, float], float] = {}  # (bucket, keep): refused until
+        self._refused: dict[str, dict[float, float]] = {}  # bucket → keep → refused until
         self._saturated = False
         self._short_at = -math.inf
 
@@ -279,7 +279,7 @@ class Account:
             buckets = [(key, limit) for key, limit in buckets if limit.per_channel]
         for key, _ in buckets:
             await s.budgets.block(key, seconds=seconds)
-            self._refused = {k: v for k, v in self._refused.items() if k[0] != key}
+            self._refused.pop(key, None)
         if s.metrics is not None:
             s.metrics.delivery_blocked.labels(s.platform, self.name, method).inc()
         self._short(f"{method} refused for rate, paused {seconds:.1f} s")
@@ -297,7 +297,7 @@ class Account:
             # A refusal said how long the bucket needs, and other replicas' takes only make
             # that longer: until then, refuse here without asking the database again (every
             # reply's interim edit asks; most are refused under load).
-            known = self._refused.get((key, keep), 0.0) - clock()
+            known = self._refused.get(key, {}).get(keep, 0.0) - clock()
             if known > 0:
                 return known
             wait = await budgets.take(key, rate=limit.rate, burst=limit.burst, keep=keep)
@@ -306,9 +306,9 @@ class Account:
                 # at the same instant, a millisecond later, and again (a lifted budget after
                 # a 429 refills in milliseconds).
                 wait = max(wait, MIN_WAIT)
-                if len(self._refused) > 10_000:
+                if len(self._refused) > 10_000:  # per-channel buckets come and go
                     self._refused.clear()
-                self._refused[key, keep] = clock() + wait
+                self._refused.setdefault(key, {})[keep] = clock() + wait
                 return wait
         return 0.0
 
