@@ -85,16 +85,16 @@ async def test_a_final_overtakes_queued_lower_calls() -> None:
     assert order[0] == "final"
 
 
-async def test_interim_calls_skip_while_a_better_call_waits() -> None:
+async def test_interim_calls_leave_the_tokens_a_waiting_final_needs() -> None:
     team = scheduler(MemoryBudgets(), per_minute=60, burst=2).account("T1")
     assert await team.now("edit", turn_of="a")
     assert not await team.now("edit", turn_of="b")  # the last token is kept for finals
     assert await team.slot("edit", priority=Priority.FINAL, within=0.0)
     waiting = asyncio.create_task(team.slot("edit", priority=Priority.FINAL))
     await asyncio.sleep(0)
-    assert not await team.now("edit", priority=Priority.FINAL)  # a final waits here first
     assert not await team.slot("edit", priority=Priority.FINAL, within=0.1)
-    assert await waiting
+    assert await waiting  # the refill went to the final, not to an interim call
+    assert not await team.now("edit", turn_of="c")
 
 
 async def test_a_rate_limit_pauses_the_method_and_the_call_goes_again() -> None:

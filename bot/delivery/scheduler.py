@@ -244,13 +244,11 @@ class Account:
         channel: str = "",
         turn_of: Hashable | None = None,
     ) -> bool:
-        """Take a ``method`` slot if one is there now (nothing better waiting for it here);
-        False: skip the call. ``turn_of`` (a reply) takes turns with the other replies."""
-        line = self._lines.get((method, channel))
+        """Take a ``method`` slot if one is there now; False: skip the call. ``turn_of`` (a
+        reply) takes turns with the other replies. A call waiting here for the same bucket is
+        not passed over: the class's reserve (``KEEP``) leaves it the tokens it waits for."""
         turns = self._turns.setdefault(method, _Turns(self.scheduler.clock))
-        if (line is not None and line.waiting) or (
-            turn_of is not None and not turns.may(turn_of, self._rate(method))
-        ):
+        if turn_of is not None and not turns.may(turn_of, self._rate(method)):
             self._skipped(method, short=False)  # its turn will come: not a shortage
             return False
         if await self._take(method, channel, priority) > 0:
