@@ -19,10 +19,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from bot.contract import Inbox, Platform
+from bot.delivery.buckets import MemoryBudgets
 from bot.files.answers import AnswerFiles
 from bot.files.downloads import GuardedFetch
 from bot.ops.metrics import Metrics
-from bot.stores import FollowedThreads, ReplyStates, SeenCallbacks, TokenStore
+from bot.stores import Budgets, FollowedThreads, ReplyStates, SeenCallbacks, TokenStore
 from bot.texts import Table
 
 S = TypeVar("S", bound=BaseModel)
@@ -97,6 +98,8 @@ class Services:
     answer_files: AnswerFiles
     metrics: Metrics
     conversation_scope: str = ""  # CONVERSATION_SCOPE: "" = the platform's default
+    # Token buckets of rate-limited calls for bot.delivery.scheduler (shared on PostgreSQL).
+    budgets: Budgets = field(default_factory=MemoryBudgets)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 

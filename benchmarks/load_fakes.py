@@ -139,7 +139,9 @@ async def run(spec: dict[str, Any]) -> None:
     async with slack:
         print(json.dumps({"dify": dify.base_url, "key": dify.api_key, "slack": slack.url}))
         sys.stdout.flush()
-        await slack.until(lambda: bool(slack.socket.sockets), CONNECT_TIMEOUT, "difybot")
+        replicas = int(spec.get("replicas", 1))  # wait for every replica's connection
+        slack.socket.spread = replicas > 1
+        await slack.until(lambda: len(slack.socket.sockets) >= replicas, CONNECT_TIMEOUT, "difybot")
         print(json.dumps({"event": "start"}), flush=True)
         started = time.perf_counter()
         drive = closed_loop if spec["mode"] == "closed" else open_loop

@@ -22,6 +22,8 @@ MARKER = re.compile(r"t(\d{3,})")
 VISIBLE = frozenset(
     {"chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream", "chat.stopStream"}
 )
+# What tells a person their question was seen: any visible call, or the thread's status line.
+SIGNS = VISIBLE | {"assistant.threads.setStatus"}
 STOP_ACTION = "dify_stop"
 MARGIN = 0.05  # seconds: slack for "the previous edit had returned" when judging a resumed chunk
 
@@ -35,6 +37,7 @@ class Conversation:
     last_text: float = math.nan  # arrival of the last call that showed new text
     visible: list[float] = field(default_factory=list)  # arrivals of accepted visible calls
     final: float | None = None
+    sign: float | None = None  # the first sign of life (the benchmarks of delivery)
 
     def __post_init__(self) -> None:
         self.written = [math.nan] * self.total
@@ -49,6 +52,7 @@ class Tracker:
         self.overhead_by_kind: dict[str, list[float]] = {}
         self.lag: list[float] = []
         self.calls = 0
+        self.by_method: dict[str, int] = {}
         self.refused = 0
         self.finals = 0
         self.last_final: float | None = None
@@ -68,10 +72,13 @@ class Tracker:
 
     def observe(self, n: int, method: str, args: dict[str, Any], at: float, ok: bool) -> None:
         self.calls += 1
+        self.by_method[method] = self.by_method.get(method, 0) + 1
         conversation = self._get(n)
         if not ok:
             self.refused += 1
             return
+        if method in SIGNS and conversation.sign is None:
+            conversation.sign = at
         if method not in VISIBLE or conversation.final is not None:
             return
         conversation.visible.append(at)
@@ -119,6 +126,14 @@ class Tracker:
             "final_late_p50": late[len(late) // 2] if late else math.nan,
             "final_late_max": late[-1] if late else math.nan,
             "first_visible_max": max(firsts, default=math.nan),
+            "final_late": late,
+            "signs": sorted(
+                c.sign - c.asked for c in self.conversations.values() if c.sign is not None
+            ),
+            "calls_by_method": dict(sorted(self.by_method.items())),
+            "sign_by_conversation": {
+                n: c.sign - c.asked for n, c in self.conversations.items() if c.sign is not None
+            },
         }
 
 

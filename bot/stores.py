@@ -220,3 +220,18 @@ class FormStore(Protocol):
 
     async def answered(self, entry_id: int) -> PendingForm | None:
         """The form a journal entry answered (a replica taking that entry over resumes it)."""
+
+
+class Budgets(Protocol):
+    """Token buckets of rate-limited platform calls and their "blocked until" times (a 429's
+    Retry-After), keyed ``platform/account/method[/channel]`` and shared by every replica."""
+
+    async def take(self, key: str, *, rate: float, burst: float, keep: float = 0.0) -> float:
+        """Take one token when the key is not blocked and more than ``keep`` + 1 are there:
+        0.0; else the seconds until one could be taken (nothing taken). ``rate`` is tokens
+        per second, ``burst`` the bucket's size (a new bucket starts full)."""
+        ...
+
+    async def block(self, key: str, *, seconds: float) -> None:
+        """No token of ``key`` for ``seconds`` (its bucket is spent: the platform said so)."""
+        ...

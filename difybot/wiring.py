@@ -25,6 +25,7 @@ from bot.answering.forms import FormDesk, FormPolicy
 from bot.answering.inputs import with_inputs
 from bot.answering.policy import Gate, RateLimiter
 from bot.contract import Adapter, Platform
+from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.inbox import JournalInbox
 from bot.dify.apps import DifyApps
 from bot.files.answers import AnswerFiles, FileServices
@@ -34,10 +35,12 @@ from bot.files.types import MB
 from bot.ops.metrics import Metrics
 from bot.ops.pace import LoadGauge
 from bot.routing import Routing
+from bot.stores import Budgets
 from bot.texts import Texts
 from difybot.apps import build_apps, prepare_apps, reachable
 from difybot.config import CoreSettings, load_routes
 from difybot.platforms import PLATFORMS
+from storage.budgets import SqlBudgets
 from storage.callbacks import SeenCallbacks
 from storage.conversations import ConversationStore
 from storage.db import create_engine, ping, reach
@@ -65,6 +68,8 @@ class Core:
     files: FileServices
     gate: Gate
     metrics: Metrics
+    budgets: Budgets = field(default_factory=MemoryBudgets)  # rate limits shared by replicas
+    budgets_db: Database | None = None  # their own small pool (PostgreSQL)
     platforms: list[Platform] = field(default_factory=list)
 
     @property
@@ -82,6 +87,8 @@ class Core:
             await adapter.close()
         await self.apps.aclose()
         await self.files.fetch.aclose()
+        if self.budgets_db is not None:
+            await self.budgets_db.close()
         await self.db.close()
 
 
@@ -122,7 +129,9 @@ async def build_core(
     store = ConversationStore(db, idle_expiry=settings.conversation_idle_expiry)
     texts = Texts(settings.bot_locale, settings.bot_texts, tables=[p.texts for p in PLATFORMS])
     files = build_files(settings, texts, apps)
-    gate = build_gate(settings)
+    budgets_db = budgets_database(settings, db)
+    budgets = SqlBudgets(budgets_db) if budgets_db is not None else MemoryBudgets()
+    gate = build_gate(settings, budgets)
     load = LoadGauge()
     policy = FormPolicy(
         anyone=settings.forms_anyone_may_answer,
@@ -145,7 +154,9 @@ async def build_core(
         journal, answerer, texts=texts, metrics=metrics, routing=routing, load=load,
         membership=membership,
     )  # fmt: skip
-    return Core(settings, db, apps, store, journal, inbox, files, gate, metrics)
+    return Core(
+        settings, db, apps, store, journal, inbox, files, gate, metrics, budgets, budgets_db
+    )
 
 
 async def join_replicas(db: Database, journal: Journal, replica_id: str) -> Membership:
@@ -172,9 +183,10 @@ def build_files(settings: CoreSettings, texts: Texts, apps: DifyApps) -> FileSer
     return FileServices(fetch, intake, answers)
 
 
-def build_gate(settings: CoreSettings) -> Gate:
-    """The per-user rate limit; each platform's allowlist joins when the platform is built."""
-    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+def build_gate(settings: CoreSettings, budgets: Budgets) -> Gate:
+    """The per-user rate limit (shared by replicas on PostgreSQL); each platform's allowlist
+    joins when the platform is built."""
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, budgets)
     return Gate(
         limiter=limiter if settings.rate_limit_per_minute > 0 else None,
         silent_denials=settings.access_denied_reply == "silent",
@@ -219,7 +231,18 @@ def build_services(core: Core, app: web.Application) -> Services:
         answer_files=core.files.answers,
         metrics=core.metrics,
         conversation_scope=core.settings.conversation_scope,
+        budgets=core.budgets,
     )
+
+
+def budgets_database(settings: CoreSettings, db: Database) -> Database | None:
+    """Delivery budgets live in the database replicas share (PostgreSQL), on a small pool of
+    their own: a take sits on the path of every rate-limited platform call, and a burst of them
+    must never keep the journal's lease renewals waiting for a connection. One process on
+    SQLite keeps them in memory (None): nothing to share, no write lock per platform call."""
+    if db.engine.dialect.name != "postgresql":
+        return None
+    return Database(create_engine(settings.database_url, pool_size=3, max_overflow=2))
 
 
 def build_web(core: Core) -> web.Application:

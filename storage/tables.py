@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -190,4 +191,21 @@ pending_forms = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_pending_forms_conversation", "conversation_key", "status"),
     Index("ix_pending_forms_updated_at", "updated_at"),
+)
+
+
+# ---- delivery budgets ----------------------------------------------------------------------------
+
+# Token buckets of rate-limited platform calls, shared by every replica (bot/delivery/scheduler.py):
+# one row per platform/account/method[/channel]. Times are Unix seconds (float): a take is one
+# atomic INSERT ... ON CONFLICT DO UPDATE ... RETURNING on the row.
+delivery_budgets = Table(
+    "delivery_budgets",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("tokens", Float(), nullable=False),
+    Column("stamp", Float(), nullable=False),  # when ``tokens`` was counted
+    Column("blocked_until", Float(), nullable=False, server_default="0"),
+    Column("granted", Boolean(), nullable=False, server_default=false()),  # the last take's
+    Index("ix_delivery_budgets_stamp", "stamp"),
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.answering.policy import Allowlist, Gate, RateLimiter
+from bot.delivery.buckets import MemoryBudgets
 from bot.dify.client import DifyClient, build_http
 from bot.models import ConversationKey, IncomingMessage, Scope
 from bot.texts import Texts
@@ -56,16 +57,16 @@ def test_allowlist_checks_workspace_channel_and_the_author() -> None:
     assert Allowlist().allows(message("anyone", team="T9", channel=None))
 
 
-def test_rate_limiter_allows_a_burst_then_refills() -> None:
+async def test_rate_limiter_allows_a_burst_then_refills() -> None:
     clock = Clock()
-    limiter = RateLimiter(per_minute=6, burst=3, clock=clock)
-    assert [limiter.allow("u") for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("other")  # buckets are per user
+    limiter = RateLimiter(per_minute=6, burst=3, budgets=MemoryBudgets(clock=clock))
+    assert [await limiter.allow("u") for _ in range(4)] == [True, True, True, False]
+    assert await limiter.allow("other")  # buckets are per user
     clock.now += 10  # one token per 10 s
-    assert limiter.allow("u") and not limiter.allow("u")
+    assert await limiter.allow("u") and not await limiter.allow("u")
     clock.now += 600
-    assert [limiter.allow("u") for _ in range(4)] == [True, True, True, False]  # capped at burst
-    assert RateLimiter(per_minute=0, burst=1).allow("u")
+    assert [await limiter.allow("u") for _ in range(4)] == [True, True, True, False]  # capped
+    assert await RateLimiter(per_minute=0, burst=1, budgets=MemoryBudgets()).allow("u")
 
 
 async def test_each_platforms_allowlist_joins_the_gate(tmp_path: Path, dify: FakeDify) -> None:
@@ -87,10 +88,10 @@ async def test_each_platforms_allowlist_joins_the_gate(tmp_path: Path, dify: Fak
     try:
         build_platforms(core, build_web(core))
         gate = core.gate
-        assert gate.check(message(channel="C2")) is None
-        assert gate.check(message(channel="C3")) == "denied"
-        assert gate.check(message("oXYZ", platform="wechat", channel=None)) == "denied"
-        assert gate.check(message("oABC", platform="wechat", channel=None)) is None
+        assert await gate.check(message(channel="C2")) is None
+        assert await gate.check(message(channel="C3")) == "denied"
+        assert await gate.check(message("oXYZ", platform="wechat", channel=None)) == "denied"
+        assert await gate.check(message("oABC", platform="wechat", channel=None)) is None
         assert gate.limiter is None
     finally:
         for adapter in core.adapters:
@@ -102,7 +103,7 @@ async def test_each_platforms_allowlist_joins_the_gate(tmp_path: Path, dify: Fak
 async def test_refused_messages_never_reach_dify(db: Database, silent: bool) -> None:
     gate = Gate(
         allowlists={"slack": Allowlist(users=frozenset({"U1"}))},
-        limiter=RateLimiter(per_minute=1, burst=2, clock=Clock()),
+        limiter=RateLimiter(per_minute=1, burst=2, budgets=MemoryBudgets(clock=Clock())),
         silent_denials=silent,
     )
     texts = Texts()

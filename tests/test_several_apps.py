@@ -104,6 +104,25 @@ async def test_a_slash_command_routes_its_thread_and_feedback_to_its_app(
         assert feedback.json["rating"] == "like"
 
 
+async def test_the_command_that_started_a_thread_is_known_to_every_replica(
+    tmp_path: Path, sales: FakeDify
+) -> None:
+    """A follow-up may reach a replica that never saw the slash command: which command
+    started the thread is shared through the database, so it still goes to that app."""
+    routes = routes_file(tmp_path, sales)
+    async with slack_bot(tmp_path, routes_file=routes) as first:
+        body = command("a quote?", channel="C111")
+        body["command"] = "/sales"
+        await first.command(body)
+        await answered(first, sales, 1)
+        root = first.slack.messages.in_channel("C111")[0].ts
+    async with slack_bot(tmp_path, routes_file=routes) as second:  # a fresh process's memory
+        await second.event(thread_reply("and shipping?", ts="1700000900.000900", thread_ts=root))
+        asked = await answered(second, sales, 2)
+        assert asked[1]["query"] == "and shipping?"
+        assert second.dify.requests_to("/chat-messages") == []  # not the default app
+
+
 async def test_switching_a_channel_to_another_app_starts_a_fresh_conversation(
     tmp_path: Path, sales: FakeDify
 ) -> None:

@@ -9,9 +9,11 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Labels
-from adapters.slack.budget import WorkspaceBudget
+from adapters.slack.budget import slack_scheduler
 from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.sender import SlackSender
+from bot.delivery.buckets import MemoryBudgets
+from bot.delivery.scheduler import Account
 from bot.models import Answer
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
@@ -35,6 +37,15 @@ class Clock:
         await asyncio.sleep(0)
 
 
+def workspace(clock: Clock, update_per_minute: int) -> Account:
+    """A workspace's account on a scheduler of its own, on the fake clock."""
+    budgets = MemoryBudgets(clock=clock)
+    scheduler = slack_scheduler(
+        budgets, update_per_minute=update_per_minute, clock=clock, sleep=clock.sleep
+    )
+    return scheduler.account("T0001")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -49,7 +60,7 @@ async def slack(clock: Clock) -> AsyncIterator[FakeSlack]:
 def _reply(
     slack: FakeSlack,
     clock: Clock,
-    budget: WorkspaceBudget,
+    budget: Account,
     *,
     channel: str = "D111",
     thread: str | None = None,
@@ -65,7 +76,7 @@ def _reply(
 async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    budget = WorkspaceBudget(8, clock=clock)
+    budget = workspace(clock, 8)
     replies = [_reply(slack, clock, budget, channel=f"D{i}") for i in range(3)]
     for reply in replies:
         await reply.start()
@@ -87,7 +98,7 @@ async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
 async def test_429_pauses_interim_edits_and_a_long_pause_sends_the_final_anew(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     slack.rate_limit("chat.update", times=1, retry_after=30)
     for step in range(10):
@@ -102,7 +113,7 @@ async def test_429_pauses_interim_edits_and_a_long_pause_sends_the_final_anew(
 
 
 async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, clock: Clock) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     slack.rate_limit("chat.update", times=2, retry_after=3)
     await reply.finish("final text", ANSWER)
@@ -116,7 +127,7 @@ async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, cl
 async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     await reply.update("half")
     slack.fail("chat.update", "cant_update_message")
@@ -129,7 +140,7 @@ async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
 async def test_status_line_shows_while_running_not_in_the_final(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     await reply.update("Looking")
     await reply.status("🔧 web_search…")
@@ -141,7 +152,7 @@ async def test_status_line_shows_while_running_not_in_the_final(
 
 
 async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, clock: Clock) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     await reply.update("Looking")
     await reply.status("🔧 web_search…")
@@ -155,7 +166,7 @@ async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, cl
 
 
 async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, clock: Clock) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     slack.fail("chat.update", "invalid_blocks")
     await reply.finish("**bold** answer", ANSWER)
@@ -166,7 +177,7 @@ async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, cl
 async def test_native_stream_replaced_text_moves_to_chat_update(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock), channel="C1", thread="1.1")
+    reply = _reply(slack, clock, workspace(clock, 1_000), channel="C1", thread="1.1")
     await reply.start()
     await reply.update("draft answer")
     await reply.update("moderated")  # Dify replaced the answer: a stream cannot take words back
@@ -179,7 +190,7 @@ async def test_native_stream_replaced_text_moves_to_chat_update(
 async def test_rate_limited_append_is_sent_with_the_next_one(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock), channel="C1", thread="1.1")
+    reply = _reply(slack, clock, workspace(clock, 1_000), channel="C1", thread="1.1")
     await reply.start()
     slack.rate_limit("chat.appendStream")
     await reply.update("one ")
@@ -193,7 +204,7 @@ async def test_rate_limited_append_is_sent_with_the_next_one(
 async def test_interim_edits_escape_the_fallback_text_and_the_final_converts_it(
     slack: FakeSlack, clock: Clock
 ) -> None:
-    reply = _reply(slack, clock, WorkspaceBudget(1_000, clock=clock))
+    reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     await reply.update("**bold** <!here>")
     await reply.finish("**bold** <!here> done", ANSWER)

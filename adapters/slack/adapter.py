@@ -25,7 +25,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.actions import ButtonActions
 from adapters.slack.answers import People, SlackAnswers
-from adapters.slack.budget import Budgets
+from adapters.slack.budget import slack_scheduler
 from adapters.slack.commands import DifyCommand
 from adapters.slack.events import PLATFORM, RouteOptions, Router, TtlMap
 from adapters.slack.files import SlackFiles
@@ -187,10 +187,13 @@ def build_slack(settings: SlackSettings, services: Services) -> Platform:
     answers = SlackAnswers(
         inbox=services.inbox,
         client=MeteredWebClient(token=token, base_url=base_url, session=session, metrics=metrics),
-        budgets=Budgets(
-            settings.slack_update_budget_per_minute,
+        scheduler=slack_scheduler(
+            services.budgets,
+            update_per_minute=settings.slack_update_budget_per_minute,
             scale=settings.slack_budget_scale,
+            metrics=metrics,
             clock=clock,
+            sleep=services.sleep,
         ),
         options=_reply_options(settings),
         sleep=services.sleep,

@@ -13,12 +13,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Labels
-from adapters.slack.budget import Budgets
 from adapters.slack.events import Ask, TtlMap
 from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.respond import RespondReply
 from adapters.slack.sender import SlackSender, slack_error
 from bot.contract import Delivery, Inbox, Reply
+from bot.delivery.scheduler import Scheduler
 from bot.files.answers import AnswerFiles
 from bot.models import IncomingMessage, Scope
 from bot.stores import FollowedThreads
@@ -34,13 +34,13 @@ class SlackAnswers:
 
     inbox: Inbox
     client: AsyncWebClient  # without rate-limit retry handlers: replies handle 429 themselves
-    budgets: Budgets
+    scheduler: Scheduler  # one account per workspace, shared by every replica
     options: ReplyOptions
     sleep: Sleep = asyncio.sleep
     files: AnswerFiles | None = None  # answer files re-posted natively
     running: set[asyncio.Task[None]] = field(default_factory=set)
-    # Which slash command started a thread (72 h, this process only): the thread's later
-    # messages go to that command's app.
+    # Which slash command started a thread (72 h): the thread's later messages go to that
+    # command's app. A cache of what ``threads`` shares with every replica.
     thread_commands: TtlMap[str, str] = field(default_factory=lambda: TtlMap(72 * 3600.0))
     people: People | None = None  # SLACK_USER_LOOKUP: askers' names and locales
     threads: FollowedThreads | None = None  # followed threads, shared by every replica
@@ -53,7 +53,7 @@ class SlackAnswers:
         return self.inbox.text(key, locale)
 
     def sender(self, team: str) -> SlackSender:
-        budget = self.budgets.for_team(team)
+        budget = self.scheduler.account(team)
         return SlackSender(self.client, budget, sleep=self.sleep, later=self.later)
 
     def reply(self, delivery: Delivery) -> Reply:
@@ -96,8 +96,9 @@ class SlackAnswers:
         (SLACK_USER_LOOKUP)."""
         thread = f"{ask.place.channel}:{ask.place.thread_ts}"
         if command:
-            self.thread_commands.set(thread, command)
-        command = command or self.thread_commands.get(thread) or ""
+            await self._remember_command(ask.place.team, thread, command)
+        else:
+            command = await self._command_of(ask.place.team, thread)
         message = replace(ask.message, command=command)
         if self.people is not None:
             person = await self.people.get(ask.place.team, ask.place.user)
@@ -106,6 +107,24 @@ class SlackAnswers:
                 user_locale=person.locale or None,
             )  # fmt: skip
         return message
+
+    async def _remember_command(self, team: str, thread: str, command: str) -> None:
+        """Which slash command started ``thread``: here, and for every replica (the shared
+        followed-threads store, its first owner staying) so the thread's later messages go
+        to that command's app whichever replica gets them."""
+        self.thread_commands.set(thread, command)
+        if self.threads is not None:
+            key = f"command/{team}/{thread}"
+            await self.threads.follow(key, command, ttl=self.thread_ttl)
+
+    async def _command_of(self, team: str, thread: str) -> str:
+        known = self.thread_commands.get(thread)
+        if known is not None or self.threads is None:
+            return known or ""
+        shared = await self.threads.owner(f"command/{team}/{thread}")
+        if shared:
+            self.thread_commands.set(thread, shared)
+        return shared or ""
 
     def later(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a listener's slow part after bolt has sent the ack (process_before_response)."""

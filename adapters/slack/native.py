@@ -16,6 +16,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 
 from adapters.slack.blocks import Block
 from adapters.slack.sender import SlackSender, retry_after, slack_error
+from bot.delivery.scheduler import Priority
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ class NativeStream:
         self._limit = min(limit, MARKDOWN_LIMIT)
         self._stream: AsyncChatStream | None = None
         self._given = ""  # text handed to the helper (sent, or buffered after a 429)
-        self._holding = False  # a chat.stopStream slot of the workspace's budget is ours
         self.dead = False
 
     @property
@@ -50,14 +50,9 @@ class NativeStream:
     async def open(self) -> bool:
         """Start the stream now (the sign of life); False when the workspace cannot afford one
         more stream now; raises SlackApiError if Slack refuses."""
-        if not self._budget.open_stream():
+        if not await self._budget.now("chat.startStream", priority=Priority.STREAM):
             return False
-        self._holding = True
-        try:
-            await self._start(self._target)
-        except BaseException:
-            self._let_go(stopping=False)
-            raise
+        await self._start(self._target)
         return True
 
     async def _start(self, t: StreamTarget) -> None:
@@ -77,14 +72,14 @@ class NativeStream:
         if len(text) > self._limit:
             return True  # the rest arrives in follow-up messages at the end
         delta = text[len(self._given) :]
-        if not delta or not self._budget.interim("chat.appendStream", self._sender):
+        if not delta or not await self._budget.now("chat.appendStream", turn_of=self._sender):
             return True  # not now: the next append carries this part too
         try:
             self._given = text
             await self._stream.append(markdown_text=delta)
         except SlackApiError as exc:
             if (pause := retry_after(exc)) is not None:
-                self._budget.block("chat.appendStream", pause)
+                await self._budget.block("chat.appendStream", pause)
                 return True  # the helper keeps the text buffered; the next append sends it
             self._died(exc)
             return False
@@ -96,22 +91,19 @@ class NativeStream:
         if self._stream is None or self.dead:
             return False
         whole = text.startswith(self._given) and len(text) <= self._limit
-        self._let_go(stopping=True)
+        # The stop carries the final answer: it waits for its slot ahead of everything else.
+        await self._budget.slot("chat.stopStream", priority=Priority.FINAL)
         try:
             if whole:
                 await self._stream.stop(markdown_text=text[len(self._given) :], blocks=blocks)
                 return True
             await self._stream.stop()
         except SlackApiError as exc:
+            if (pause := retry_after(exc)) is not None:
+                await self._budget.block("chat.stopStream", pause)
             self._died(exc)
         return False
 
-    def _let_go(self, *, stopping: bool) -> None:
-        if self._holding:
-            self._holding = False
-            self._budget.end_stream(stopping=stopping)
-
     def _died(self, exc: SlackApiError) -> None:
-        self._let_go(stopping=False)
         self.dead = True
         log.info("native stream ended by Slack (%s); continuing with chat.update", slack_error(exc))

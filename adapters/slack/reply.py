@@ -7,6 +7,8 @@ same thread, split at paragraph boundaries (never inside a code fence) by ``bot.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -30,8 +32,9 @@ from adapters.slack.blocks import (
 from adapters.slack.files import AnswerUploads
 from adapters.slack.forms import form_blocks
 from adapters.slack.native import NativeStream, StreamTarget
-from adapters.slack.sender import BadBlocks, SlackSender, TooLong, slack_error
+from adapters.slack.sender import POST, BadBlocks, SlackSender, TooLong, slack_error
 from bot.contract import FormView, ReplyCapabilities
+from bot.delivery.scheduler import Priority
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
 from bot.ops.effort import best_effort
@@ -78,6 +81,10 @@ class SlackReply:
         # over edits them instead of posting a second answer.
         self._save = save
         self._saved: list[str] = list(resume or ())
+        # The placeholder is posted in the background, when the workspace's budget lets it: an
+        # answer ready before then is posted directly and the placeholder never is.
+        self._placeholder: asyncio.Task[None] | None = None
+        self._posting = False  # the placeholder's chat.postMessage is on its way
 
     async def _save_state(self) -> None:
         posted = [message.ts for message in self._state.messages]
@@ -91,8 +98,7 @@ class SlackReply:
         place = self._place
         if self._state.messages:  # resumed from a replica that died: edit what it posted
             return
-        if place.thread_ts:
-            await self._set_status(self._labels.thinking)
+        status = bool(place.thread_ts) and await self._set_status(self._labels.thinking)
         if place.thread_ts and self._options.native_streaming:
             target = StreamTarget(place.channel, place.thread_ts, place.team, place.user)
             stream = NativeStream(self._sender, target, limit=self._limit)
@@ -106,13 +112,47 @@ class SlackReply:
             except SlackApiError as exc:
                 log.info("native streaming unavailable (%s); editing a message", slack_error(exc))
                 self._adopt(stream)
-        if not self._state.messages:
-            blocks = [status_block(self._labels.thinking), *self._stop()]
+        if self._state.messages or status:
+            # A thread's "thinking…" status is its sign of life: no placeholder post, whose
+            # channel allows ~1 post a second (the answer's first text posts the message).
+            return
+        budget, channel = self._sender.budget, place.channel
+        if await budget.now(POST, priority=Priority.SIGN_OF_LIFE, channel=channel):
+            await self._post_placeholder()
+        else:  # posts are short: post it when it can, unless the answer is ready first
+            self._placeholder = asyncio.create_task(self._sign_of_life())
+
+    async def _sign_of_life(self) -> None:
+        """Post the "thinking…" placeholder once its slot comes (cancelled, before the post
+        goes, when the answer is ready first)."""
+        await self._sender.slot(POST, self._place.channel, priority=Priority.SIGN_OF_LIFE)
+        await self._post_placeholder()
+
+    async def _post_placeholder(self) -> None:
+        """The placeholder's slot is taken: post it."""
+        place = self._place
+        self._posting = True
+        blocks = [status_block(self._labels.thinking), *self._stop()]
+        with best_effort("post the placeholder (the answer is posted anyway)", log):
             ts = await self._sender.post(
-                place.channel, place.thread_ts, blocks, self._labels.thinking
+                place.channel, place.thread_ts, blocks, self._labels.thinking, paid=True
             )
             self._state.messages.append(PostedMessage(ts))
             await self._save_state()
+
+    async def _settle_placeholder(self, *, final: bool) -> bool:
+        """Whether the reply may render now: the placeholder is posted (or failed), or, for
+        the final answer, dropped because it had not gone yet."""
+        task = self._placeholder
+        if task is None or task.done():
+            return True
+        if not final:
+            return False  # interim text waits for the sign of life; the final shows it all
+        if not self._posting:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return True
 
     async def update(self, text: str) -> None:
         self._state.text = text
@@ -120,13 +160,19 @@ class SlackReply:
             if await self._stream.show(text):
                 return
             await self._leave_stream()
-        await self._render_fitting(text, final=False)
+        if await self._settle_placeholder(final=False):
+            await self._render_fitting(text, final=False)
 
     async def status(self, text: str) -> None:
         self._state.status = text
         if self._stream is not None:
             await self._set_status(text)
-        elif self._state.messages and text and self._state.text:
+        elif (
+            self._state.messages
+            and text
+            and self._state.text
+            and await self._settle_placeholder(final=False)
+        ):
             # (Not before the text is known: a reply rebuilt to go on after a form would
             # otherwise show the status alone over the answer.)
             await self._render_fitting(self._state.text, final=False)
@@ -155,6 +201,7 @@ class SlackReply:
 
     async def _final(self, text: str, footer: list[Block]) -> None:
         try:
+            await self._settle_placeholder(final=True)
             await self._deliver(text, footer)
         finally:
             self._sender.done()
@@ -210,7 +257,12 @@ class SlackReply:
         messages, place, sender = self._state.messages, self._place, self._sender
         try:
             if index >= len(messages):
-                ts = await sender.post(place.channel, self._thread(index), blocks, text)
+                # An interim part is posted only if a post may go now: interim work never
+                # waits (the final answer would wait behind it).
+                if not final and not await sender.budget.now(POST, channel=place.channel):
+                    return
+                thread = self._thread(index)
+                ts = await sender.post(place.channel, thread, blocks, text, paid=not final)
                 messages.append(PostedMessage(ts, shown))
                 await self._save_state()
             elif final:
@@ -265,20 +317,29 @@ class SlackReply:
             blocks = suggestion_blocks(questions, self._labels)
             if blocks:
                 await self._sender.post(
-                    self._place.channel, self._place.thread_ts, blocks, self._labels.suggested
+                    self._place.channel,
+                    self._place.thread_ts,
+                    blocks,
+                    self._labels.suggested,
+                    priority=Priority.CLEANUP,  # after every answer's own messages
                 )
 
-    async def _set_status(self, text: str) -> None:
-        """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best effort)."""
+    async def _set_status(self, text: str) -> bool:
+        """``assistant.threads.setStatus``: the "is thinking…" line under a thread (best
+        effort); whether Slack shows it."""
         channel = self._place.channel
-        if not self._place.thread_ts or not self._sender.budget.try_now(STATUS, channel):
-            return
+        if not self._place.thread_ts or not await self._sender.budget.now(
+            STATUS, priority=Priority.SIGN_OF_LIFE, channel=channel
+        ):
+            return False
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._place.channel, thread_ts=self._place.thread_ts, status=text
             )
         except SlackApiError as exc:
             log.debug("setStatus refused: %s", slack_error(exc))
+            return False
+        return True
 
     async def _leave_stream(self) -> None:
         """The stream cannot show the text (replaced, or Slack ended it): edit its message."""

@@ -9,7 +9,6 @@ Errors (``slack_sdk.errors.SlackApiError`` at the edge) come out as:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -18,7 +17,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import Block
-from adapters.slack.budget import WorkspaceBudget
+from adapters.slack.budget import retry_after
+from bot.delivery.scheduler import Account, Priority
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,10 @@ Sleep = Callable[[float], Awaitable[None]]
 Later = Callable[[Coroutine[Any, Any, None]], object]  # runs work after the answer, tracked
 POST = "chat.postMessage"
 # Seconds a final edit may wait for a chat.update slot before the answer is posted anew instead
-# (and the old message deleted): 100 replies ending together in one workspace would otherwise
-# wait up to two minutes for Tier 3's ~50 edits per minute.
+# (and the old message deleted later): 100 replies ending together in one workspace would
+# otherwise wait up to two minutes for Tier 3's ~50 edits per minute.
 FINAL_EDIT_WAIT = 5.0
+__all__ = ["POST", "BadBlocks", "SlackSender", "TooLong", "retry_after", "slack_error"]
 
 
 class TooLong(Exception):
@@ -43,28 +44,16 @@ def slack_error(exc: SlackApiError) -> str:
     return str(exc.response.get("error") or "") if exc.response is not None else ""
 
 
-def retry_after(exc: SlackApiError) -> float | None:
-    """Seconds from Retry-After when this is a 429, else None."""
-    response = exc.response
-    if response is None or response.status_code != 429:
-        return None
-    for name, value in dict(response.headers or {}).items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            with contextlib.suppress(ValueError):
-                return max(float(raw), 0.0)
-    return 1.0
-
-
 class SlackSender:
-    """Sends one reply's messages within the workspace's budgets. Interim edits never wait and
-    are never queued; posts and the final edit wait for their slot (and out a 429's
-    Retry-After), and the final is posted fresh if editing keeps failing."""
+    """Sends one reply's messages through the workspace's scheduler (``budget``). Interim edits
+    never wait and are never queued; posts and the final edit wait for their slot (and out a
+    429's Retry-After, on every replica), and the final is posted fresh when editing would keep
+    it waiting."""
 
     def __init__(
         self,
         client: AsyncWebClient,
-        budget: WorkspaceBudget,
+        budget: Account,
         *,
         sleep: Sleep = asyncio.sleep,
         later: Later | None = None,
@@ -76,21 +65,28 @@ class SlackSender:
         self._later = later
         self._final_attempts = final_attempts
 
-    async def slot(self, method: str, channel: str = "") -> None:
+    async def slot(self, method: str, channel: str = "", *, priority: Priority) -> None:
         """Until a ``method`` call (in ``channel``) fits the workspace's budget; it is taken."""
-        while (wait := self.budget.wait(method, channel)) > 0:
-            await self._sleep(wait)
+        await self.budget.slot(method, priority=priority, channel=channel)
 
     def done(self) -> None:
-        """The reply has ended: its share of interim calls goes to the others."""
+        """The reply has ended: its turns of interim calls go to the others."""
         self.budget.done(self)
 
     async def post(
-        self, channel: str, thread_ts: str | None, blocks: list[Block], text: str
+        self,
+        channel: str,
+        thread_ts: str | None,
+        blocks: list[Block],
+        text: str,
+        *,
+        priority: Priority = Priority.FINAL,
+        paid: bool = False,
     ) -> str:
-        """A new message; its ``ts``. chat.postMessage is ~1/s per channel: honour a 429."""
+        """A new message; its ``ts``. ``paid``: its slot is already taken."""
         for attempt in range(self._final_attempts):
-            await self.slot("chat.postMessage", channel)
+            if not paid or attempt:
+                await self.slot(POST, channel, priority=priority)
             try:
                 response = await self.client.chat_postMessage(
                     channel=channel, thread_ts=thread_ts, blocks=blocks, text=text
@@ -100,20 +96,19 @@ class SlackSender:
                 wait = retry_after(exc)
                 if wait is None or attempt == self._final_attempts - 1:
                     raise _translated(exc) from exc
-                await self._sleep(wait)  # per channel: other channels' posts need not wait
+                await self.budget.block(POST, wait, channel=channel)
         raise AssertionError("unreachable")
 
     async def edit_interim(self, channel: str, ts: str, blocks: list[Block], text: str) -> bool:
         """An interim edit within the workspace budget; False when skipped or refused."""
-        if not self.budget.interim("chat.update", self):
+        if not await self.budget.now("chat.update", turn_of=self):
             return False
         try:
             await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
         except SlackApiError as exc:
             pause = retry_after(exc)
             if pause is not None:
-                self.budget.block("chat.update", pause)
-                log.info("chat.update rate limited; interim edits paused %.0f s", pause)
+                await self.budget.block("chat.update", pause)
                 return False
             translated = _translated(exc)
             if translated is not exc:
@@ -134,11 +129,12 @@ class SlackSender:
     ) -> str:
         """The final content of message ``ts``; returns the ts that now shows it. An ``alone``
         message (the whole answer) is posted anew when the workspace's chat.update budget
-        would hold it back for long and a post can go sooner."""
+        would hold it back more than ``FINAL_EDIT_WAIT`` seconds."""
         for _ in range(self._final_attempts):
-            if alone and self._edit_held_back(channel):
+            within = FINAL_EDIT_WAIT if alone else None
+            if not await self.budget.slot("chat.update", priority=Priority.FINAL, within=within):
+                log.debug("chat.update budget short: the final answer is posted anew")
                 break
-            await self.slot("chat.update")
             try:
                 await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
                 return ts
@@ -150,25 +146,18 @@ class SlackSender:
                         raise translated from exc
                     log.warning("final edit refused (%s); posting anew", slack_error(exc))
                     break
-                self.budget.block("chat.update", pause)
+                await self.budget.block("chat.update", pause)
         fresh = await self.post(channel, thread_ts, blocks, text)
         forget = self._forget(channel, ts)
         if self._later is None:
             await forget
-        else:  # it may wait for a chat.delete slot: the answer need not wait with it
+        else:  # it waits for a chat.delete slot behind everything else: the answer need not
             self._later(forget)
         return fresh
 
-    def _edit_held_back(self, channel: str) -> bool:
-        edit = self.budget.wait("chat.update", take=False)
-        if edit <= FINAL_EDIT_WAIT or self.budget.wait(POST, channel, take=False) >= edit:
-            return False
-        log.info("chat.update budget spent for %.0f s: the final answer is posted anew", edit)
-        return True
-
     async def _forget(self, channel: str, ts: str) -> None:
         """The stale message would show a half answer and a Stop button: try to delete it."""
-        await self.slot("chat.delete")
+        await self.slot("chat.delete", priority=Priority.CLEANUP)
         try:
             await self.client.chat_delete(channel=channel, ts=ts)
         except SlackApiError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -40,9 +39,13 @@ from bot.contract import (
     Platform,
     ReplyCapabilities,
 )
+from bot.delivery.buckets import MemoryBudgets
+from bot.delivery.scheduler import Limit, Priority, Scheduler
 from bot.errors import ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
+from bot.ops.metrics import Metrics
+from bot.stores import Budgets
 from bot.text import split_text, utf8_length
 
 log = logging.getLogger(__name__)
@@ -50,41 +53,39 @@ log = logging.getLogger(__name__)
 PLATFORM = "wecom"
 MAX_MESSAGE = 2048  # bytes, text and markdown alike (longer text is truncated by WeCom)
 RETRYABLE = frozenset({-1, 45033})  # system busy / unreachable, concurrency limit
+SEND = "message/send"
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class MemberLimiter:
     """WeCom drops (silently) an app's messages to one member beyond 30 a minute or 1000 an hour,
-    so a send waits for room instead. Per process; each replica keeps its own count."""
+    so a send waits for room instead, in buckets every replica shares (``budgets``)."""
 
     def __init__(
         self,
         *,
         per_minute: int = 30,
         per_hour: int = 1000,
-        clock: Callable[[], float] = time.monotonic,
+        budgets: Budgets | None = None,
+        account: str = "",
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._limits = ((60.0, per_minute), (3600.0, per_hour))
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: defaultdict[str, deque[float]] = defaultdict(deque)
+        limits = {
+            SEND: (
+                Limit.per_minute(per_minute, per_channel=True),
+                Limit.per_window(per_hour, 3600.0, per_channel=True),
+            )
+        }
+        budgets = budgets if budgets is not None else MemoryBudgets(clock=clock)
+        scheduler = Scheduler(PLATFORM, budgets, limits, metrics=metrics, clock=clock, sleep=sleep)
+        self._account = scheduler.account(account)
 
     async def acquire(self, user_id: str) -> None:
-        while (wait := self._wait(user_id)) > 0:
-            await self._sleep(wait)
-        self._sent[user_id].append(self._clock())
-
-    def _wait(self, user_id: str) -> float:
-        now, sent = self._clock(), self._sent[user_id]
-        while sent and sent[0] <= now - 3600.0:
-            sent.popleft()
-        wait = 0.0
-        for span, limit in self._limits:
-            recent = [t for t in sent if t > now - span]
-            if len(recent) >= limit:
-                wait = max(wait, recent[-limit] + span - now)
-        return wait
+        """Until a message to ``user_id`` fits both of the member's buckets (an answer's parts
+        are all the answer: they go as finals)."""
+        await self._account.slot(SEND, priority=Priority.FINAL, channel=user_id)
 
 
 class AppSender:
@@ -325,7 +326,12 @@ def build_wecom_app(settings: WeComAppSettings, services: Services) -> Platform:
         api,
         agent_id=int(s.wecom_agent_id),
         markdown=s.wecom_reply_format == "markdown",
-        limiter=MemberLimiter(),
+        limiter=MemberLimiter(
+            budgets=services.budgets,
+            account=f"{s.wecom_corp_id}:{s.wecom_agent_id}",
+            metrics=services.metrics,
+            sleep=services.sleep,
+        ),
     )
     # The account's route may set the language of the bot's own texts.
     locale = services.inbox.locale(PLATFORM, workspace=s.wecom_corp_id) or s.wechat_locale

@@ -104,7 +104,7 @@ class Answerer:
         """Answer ``message`` in ``reply``; a failure is told to the user, never raised."""
         if attempt.fresh:
             self._metrics.messages.labels(message.platform, message.key.app).inc()
-            verdict = self._gate.check(message) if self._gate is not None else None
+            verdict = await self._gate.check(message) if self._gate is not None else None
             if verdict is not None:
                 return await self._refuse(message, reply, verdict)
         trace_id = uuid.uuid4().hex

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.contract import Allowlist, Reply
 from bot.models import IncomingMessage
 from bot.ops.effort import best_effort
+from bot.stores import Budgets
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -19,33 +18,20 @@ log = logging.getLogger(__name__)
 class RateLimiter:
     """A token bucket per Dify user: ``burst`` messages at once, refilled at ``per_minute``.
 
-    Kept per process: with several replicas each enforces its own bucket (a user spread over
-    N replicas may get up to N times the rate; platform delivery keeps most users on one).
+    The buckets live in ``budgets``: on PostgreSQL every replica shares them, so a user whose
+    messages reach several replicas (Socket Mode spreads them) gets the rate once, not once per
+    replica. One process keeps them in memory.
     """
 
     per_minute: float
     burst: int
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    budgets: Budgets  # bot.delivery.buckets.MemoryBudgets for one process
 
-    def allow(self, user: str) -> bool:
+    async def allow(self, user: str) -> bool:
         if self.per_minute <= 0:
             return True
-        now = self.clock()
-        tokens, since = self._buckets.get(user, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - since) * self.per_minute / 60)
-        allowed = tokens >= 1
-        self._buckets[user] = (tokens - 1 if allowed else tokens, now)
-        if len(self._buckets) > 10_000:
-            self._forget_full(now)
-        return allowed
-
-    def _forget_full(self, now: float) -> None:
-        """Drop buckets that have refilled completely (they equal a fresh one)."""
-        refill = 60 * self.burst / self.per_minute
-        for user, (_, since) in list(self._buckets.items()):
-            if now - since >= refill:
-                del self._buckets[user]
+        rate, burst = self.per_minute / 60, float(max(self.burst, 1))
+        return await self.budgets.take(f"user/{user}", rate=rate, burst=burst) <= 0
 
 
 @dataclass
@@ -57,11 +43,11 @@ class Gate:
     limiter: RateLimiter | None = None
     silent_denials: bool = False
 
-    def check(self, message: IncomingMessage) -> str | None:
+    async def check(self, message: IncomingMessage) -> str | None:
         allowlist = self.allowlists.get(message.platform)
         if allowlist is not None and not allowlist.allows(message):
             return "denied"
-        if self.limiter is not None and not self.limiter.allow(message.dify_user):
+        if self.limiter is not None and not await self.limiter.allow(message.dify_user):
             return "rate_limited"
         return None
 

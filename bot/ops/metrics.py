@@ -82,6 +82,40 @@ class Metrics:
             registry=r,
         )
 
+        # The delivery scheduler (bot/delivery/scheduler.py): labelled by account (a Slack
+        # workspace, a bot): operators have a handful, and budgets are per account.
+        self.delivery_calls = Counter(
+            "difybot_delivery_calls",
+            "Rate-limited platform calls let through, by priority class",
+            ["platform", "account", "method", "priority"],
+            registry=r,
+        )
+        self.delivery_wait = Histogram(
+            "difybot_delivery_wait_seconds",
+            "How long a rate-limited call waited for its budget",
+            ["platform", "account", "priority"],
+            buckets=(0.0, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0),
+            registry=r,
+        )
+        self.delivery_skipped = Counter(
+            "difybot_delivery_skipped",
+            "Interim calls (progress edits) skipped because the budget was short",
+            ["platform", "account", "method"],
+            registry=r,
+        )
+        self.delivery_blocked = Counter(
+            "difybot_delivery_blocked",
+            "Rate-limit refusals that paused a method for an account on every replica",
+            ["platform", "account", "method"],
+            registry=r,
+        )
+        self.delivery_saturated = Gauge(
+            "difybot_delivery_saturated",
+            "1 while an account's budget is short (calls wait, progress is thinned out)",
+            ["platform", "account"],
+            registry=r,
+        )
+
     def dify_error(self, app: str, status: int | None, code: str) -> None:
         self.dify_errors.labels(app, str(status or 0), code or "none").inc()
 

@@ -120,10 +120,12 @@ async def slack_bot_on(
         slack_app_token=APP_TOKEN if socket else None,
         slack_signing_secret=SIGNING_SECRET if http else None,
         slack_api_url=fake_slack.url,
-        stream_edit_interval=0.01,
-        slack_update_budget_per_minute=100_000,
-        shutdown_timeout=2.0,
-        **settings,
+        **{
+            "stream_edit_interval": 0.01,
+            "slack_update_budget_per_minute": 100_000,
+            "shutdown_timeout": 2.0,
+            **settings,
+        },
     )
     core = await build_core(config)
     app = build_web(core)

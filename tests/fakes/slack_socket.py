@@ -15,6 +15,10 @@ class FakeSocketMode:
     def __init__(self, slack: FakeSlack) -> None:
         self._slack = slack
         self.sockets: list[web.WebSocketResponse] = []
+        # Slack spreads a workspace's events over its open connections (up to 10, one per
+        # replica): with ``spread`` each envelope goes to the next one, else to the newest.
+        self.spread = False
+        self._turn = 0
         self.acks: dict[str, dict[str, Any]] = {}
         self.connections = 0
 
@@ -54,7 +58,9 @@ class FakeSocketMode:
             "retry_attempt": retry_attempt,
             "retry_reason": "timeout" if retry_attempt else "",
         }
-        await self.sockets[-1].send_json(envelope)
+        self._turn += 1
+        socket = self.sockets[self._turn % len(self.sockets)] if self.spread else self.sockets[-1]
+        await socket.send_json(envelope)
         return envelope_id
 
     async def acked(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
