@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
+from tests.fakes.dify_behaviours import HttpError
 from tests.fakes.line import FakeLine
 from tests.fakes.wechat_app import Running, difybot
 from tests.test_line import PUSH, REPLY, deliver, line_settings
@@ -196,3 +197,29 @@ async def test_past_the_reply_window_the_form_and_its_continuation_are_pushed_on
     assert uuid.UUID(str(continued.retry_key))
     assert line.texts(user)[1] == "after form: action=approve"
     assert line.calls_to(REPLY) == []
+
+
+@pytest.mark.allow_warnings(r"form submit failed")
+@pytest.mark.parametrize(
+    ("refusal", "notice"),
+    [
+        (HttpError(500, "internal_server_error", "boom"), "could not be sent just now"),
+        (HttpError(400, "invalid_form_data", "Invalid action: approve"), "Invalid action"),
+    ],
+)
+async def test_a_submit_dify_refuses_keeps_the_form_open(
+    line: FakeLine, tmp_path: Path, refusal: HttpError, notice: str
+) -> None:
+    user = line.events.user()
+    async with flow() as dify, difybot(dify, tmp_path / "db", **line_settings(line)) as running:
+        await paused(running, line, user)
+        (form,) = dify.runs[0].forms
+        dify.enqueue(f"/form/human_input/{form.token}", refusal)
+        await deliver(running, line, tap(line, user, 0, user=user))
+        await line.until(lambda: len(line.texts(user)) == 2, what="the notice")
+        assert notice in line.texts(user)[-1]
+        assert [b["label"] for b in buttons(line, user)] == ["Approve", "Reject"]  # again
+        await deliver(running, line, tap(line, user, 0, user=user))
+        await line.until(lambda: len(line.texts(user)) == 3, what="the run's continuation")
+    assert line.texts(user)[-1] == "after form: action=approve"
+    assert len(submits(dify)) == 2
