@@ -125,9 +125,15 @@ async def test_a_member_who_may_not_answer_is_told_and_the_form_stays(
         # LINE has nothing only Bob would see: the notice goes to the group, with the buttons
         # again (Bob's tap hid them), so Alice can still answer.
         assert [b["label"] for b in buttons(line, group)] == ["Approve", "Reject"]
-        assert submits(dify) == []
+        # The reference says a group source's userId is "only included in message events": a
+        # tap without it is nobody's, so not the asker's.
+        anonymous = tap(line, group, 0, user=alice, group=True)
+        del anonymous["source"]["userId"]
+        await deliver(running, line, anonymous)
+        await line.until(lambda: len(line.texts(group)) == 3, what="the second notice")
+        assert "only the person who asked" in line.texts(group)[-1] and submits(dify) == []
         await deliver(running, line, tap(line, group, 0, user=alice, group=True))
-        await line.until(lambda: len(line.texts(group)) == 3, what="the run's continuation")
+        await line.until(lambda: len(line.texts(group)) == 4, what="the run's continuation")
     assert line.texts(group)[-1] == "after form: action=approve"
     assert [s["user"] for s in submits(dify)] == [f"line:{line.bot_user_id}:{group}"]
 
@@ -162,6 +168,18 @@ async def test_a_form_with_a_field_asks_it_as_a_message(line: FakeLine, tmp_path
     assert submits(dify)[0]["action"] == "reject"
     assert [s.via for s in line.chats[user]] == ["reply"] * 3 and line.calls_to(PUSH) == []
     assert len(dify.requests_to("/chat-messages")) == 1
+
+
+async def test_a_tap_after_a_restart_answers(line: FakeLine, tmp_path: Path) -> None:
+    user = line.events.user()
+    async with flow() as dify:
+        async with difybot(dify, tmp_path / "db", **line_settings(line)) as running:
+            await paused(running, line, user)
+        async with difybot(dify, tmp_path / "db", **line_settings(line)) as again:  # same db
+            await deliver(again, line, tap(line, user, 1, user=user))
+            await line.until(lambda: len(line.texts(user)) == 2, what="the run's continuation")
+    assert line.texts(user)[-1] == "after form: action=reject"
+    assert len(submits(dify)) == 1 and line.calls_to(PUSH) == []
 
 
 async def test_a_redelivered_tap_answers_once(line: FakeLine, tmp_path: Path) -> None:
