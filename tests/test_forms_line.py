@@ -241,3 +241,26 @@ async def test_a_submit_dify_refuses_keeps_the_form_open(
         await line.until(lambda: len(line.texts(user)) == 3, what="the run's continuation")
     assert line.texts(user)[-1] == "after form: action=approve"
     assert len(submits(dify)) == 2
+
+
+async def test_a_fields_question_is_pushed_when_the_taps_token_is_refused(tmp_path: Path) -> None:
+    async with FakeLine(reply_token_ttl=0.0) as line:  # every reply token is already stale
+        user = line.events.user()
+        async with (
+            flow(HumanInput()) as dify,
+            difybot(dify, tmp_path / "db", **line_settings(line)) as running,
+        ):
+            await paused(running, line, user)
+            first, stale = tap(line, user, 0, user=user), tap(line, user, 1, user=user)
+            await deliver(running, line, first)
+            await line.until(lambda: len(line.texts(user)) == 2, what="the field's question")
+            assert line.texts(user)[-1] == "Please reply with “note”:"
+            await deliver(running, line, line.events.text("fine", user=user))
+            await line.until(lambda: len(line.texts(user)) == 3, what="the run's continuation")
+            await deliver(running, line, stale)  # a second tap, its token refused too
+            await line.until(lambda: len(line.calls_to(REPLY)) == 4, what="the refused notice")
+        assert len(submits(dify)) == 1
+        assert line.texts(user)[-1] == "after form: action=approve note=fine"
+        assert [s.via for s in line.chats[user]] == ["push"] * 3  # "already answered" not pushed
+        assert all(c.status == 400 for c in line.calls_to(REPLY))
+        assert len({c.retry_key for c in line.calls_to(PUSH)}) == 3
