@@ -10,6 +10,7 @@ import pytest
 
 from adapters.line.inbound import (
     Ask,
+    FormChoice,
     Rate,
     asked,
     to_action,
@@ -21,13 +22,15 @@ from adapters.line.inbound import (
 from adapters.line.messages import (
     Button,
     batches,
+    form_buttons,
     image_message,
     text_messages,
     utf16_length,
     with_quick_reply,
 )
 from adapters.plaintext import to_plain_text
-from bot.models import Scope
+from bot.contract import FormView
+from bot.models import FormAction, FormRequest, Scope
 from tests.fakes.line_checks import check_messages
 
 PAYLOADS = Path(__file__).parent / "payloads" / "line"
@@ -138,6 +141,29 @@ def test_postback_data_round_trips_and_foreign_data_is_ignored() -> None:
     for foreign in ("dify:suggest:2", "richmenu=1", "dify:feedback:meh:m", "dify:ask:  "):
         assert to_action(foreign) is None
     assert len(to_data(Ask("長" * 400))) == 300
+
+
+def test_a_form_action_round_trips_and_a_broken_one_is_ignored() -> None:
+    choice = FormChoice("Zm9ybS1yZWYtMTI", "approve:v2")  # the id is taken whole after the ref
+    assert to_data(choice) == "dify:form:Zm9ybS1yZWYtMTI:approve:v2"
+    assert to_action(to_data(choice)) == choice
+    for broken in ("dify:form:", "dify:form:ref-only", "dify:form::approve", "dify:form:ref:"):
+        assert to_action(broken) is None
+
+
+def test_form_buttons_fit_lines_limits_one_per_action() -> None:
+    actions = [FormAction(f"a{n}", f"とても長いアクションのタイトル その{n}") for n in range(15)]
+    actions.insert(0, FormAction("x" * 300, "too long to post back"))
+    actions.insert(1, FormAction("untitled", ""))
+    form = FormRequest("t", "f", "human", "Review", "Pick one", actions=tuple(actions))
+    view = FormView("ref1", form, "Pick one")
+    message = with_quick_reply({"type": "text", "text": view.text}, form_buttons(view))
+    assert check_messages([message]) == []
+    actions_sent = [item["action"] for item in message["quickReply"]["items"]]
+    assert len(actions_sent) == 13 and all(len(a["label"]) <= 20 for a in actions_sent)
+    assert actions_sent[0]["label"] == "untitled"  # no title: its id; one too long: left out
+    assert to_action(actions_sent[1]["data"]) == FormChoice("ref1", "a0")
+    assert actions_sent[1]["displayText"] == "とても長いアクションのタイトル その0"
 
 
 def test_a_tapped_question_is_asked_in_the_conversation_of_its_chat() -> None:

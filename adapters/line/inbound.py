@@ -58,8 +58,17 @@ class Rate:
     user: str = ""
 
 
-# A decoded postback. Human-input form actions (issue 17) become one more kind here.
-Action = Ask | Rate
+@dataclass(frozen=True, slots=True)
+class FormChoice:
+    """A quick reply that answers a Dify Human Input form (``ref``, the core's name for it)
+    with one of its actions (Dify's action id)."""
+
+    ref: str
+    action: str
+
+
+# A decoded postback.
+Action = Ask | Rate | FormChoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +248,9 @@ def to_attachment(message: dict[str, Any]) -> Attachment | None:
 
 
 def to_action(data: str) -> Action | None:
-    """``dify:ask:<question>`` or ``dify:feedback:<like|dislike>:<message id>[|<user>|<app>]``;
-    None for anything else (another service's rich menu, a forged or stale button)."""
+    """``dify:ask:<question>``, ``dify:feedback:<like|dislike>:<message id>[|<user>|<app>]`` or
+    ``dify:form:<ref>:<action id>``; None for anything else (another service's rich menu, a
+    forged or stale button)."""
     if not data.startswith(ACTION_PREFIX):
         return None
     kind, _, rest = data[len(ACTION_PREFIX) :].partition(":")
@@ -252,12 +262,19 @@ def to_action(data: str) -> Action | None:
         user, _, app = rest.partition("|")
         if rating in ("like", "dislike") and message_id:
             return Rate(rating, message_id, app, user)
+    if kind == "form":
+        ref, _, action = rest.partition(":")  # a ref is URL-safe base64: never a colon
+        if ref and action:
+            return FormChoice(ref, action)
     return None
 
 
 def to_data(action: Action) -> str:
-    """The postback data of an action (at most 300 characters: a long question is cut)."""
+    """The postback data of an action (at most 300 characters: a long question is cut; a form
+    action too long for it is not offered, see ``messages.form_buttons``)."""
     if isinstance(action, Ask):
         return f"{ACTION_PREFIX}ask:{action.question}"[:MAX_POSTBACK_DATA]
+    if isinstance(action, FormChoice):  # never cut: a cut action id would answer another one
+        return f"{ACTION_PREFIX}form:{action.ref}:{action.action}"
     who = f"|{action.user}|{action.app}" if action.user or action.app else ""
     return f"{ACTION_PREFIX}feedback:{action.rating}:{action.message_id}{who}"

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.line.inbound import Action, Ask, to_data
+from adapters.line.inbound import MAX_POSTBACK_DATA, Action, Ask, FormChoice, to_data
+from bot.contract import FormView
 from bot.text import split_text
 
 Message = dict[str, Any]
@@ -67,7 +68,20 @@ def _item(button: Button) -> dict[str, Any]:
     }
     if isinstance(button.action, Ask):  # the question shows in the chat as the user's own
         action["displayText"] = button.action.question[:MAX_DISPLAY_TEXT]
+    elif isinstance(button.action, FormChoice):  # so does the choice: LINE cannot mark it
+        action["displayText"] = " ".join(button.label.split())[:MAX_DISPLAY_TEXT]
     return {"type": "action", "action": action}
+
+
+def form_buttons(view: FormView) -> list[Button]:
+    """One button per action of a form, in Dify's order (a quick reply has 13 at most; an
+    action whose id would not fit in a postback's data cannot be offered)."""
+    buttons = [
+        Button(action.title or action.id, FormChoice(view.ref, action.id))
+        for action in view.form.actions
+    ]
+    fitting = [b for b in buttons if len(to_data(b.action)) <= MAX_POSTBACK_DATA]
+    return fitting[:MAX_QUICK_REPLIES]
 
 
 def _label(text: str) -> str:

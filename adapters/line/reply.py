@@ -31,6 +31,7 @@ from adapters.line.messages import (
     Button,
     Message,
     batches,
+    form_buttons,
     image_message,
     text_messages,
     with_note,
@@ -38,7 +39,7 @@ from adapters.line.messages import (
 )
 from adapters.plaintext import to_plain_text
 from adapters.tencent.background import Background
-from bot.contract import ReplyCapabilities
+from bot.contract import FormView, ReplyCapabilities
 from bot.files.answers import LinkedFile, mentions, without
 from bot.models import Answer
 from bot.ops.effort import best_effort, cancelled
@@ -149,6 +150,19 @@ class LineReply:
     async def fail(self, text: str, notice: str) -> None:
         shown = to_plain_text(text)
         await self._deliver(text_messages(f"{shown}\n\n{notice}" if shown else notice), [])
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the answer so far and the form's text, delivered like
+        an answer (reply while the token is fresh, else push, once), its last message carrying
+        one postback quick reply per action. A tap answers the form; LINE cannot edit, so the
+        run goes on in a new message, by the tap's own reply token."""
+        buttons = form_buttons(form)
+        if len(buttons) < len(form.form.actions):
+            log.warning("form %s: %d of its %d actions offered on LINE (13 at most)",
+                        form.ref, len(buttons), len(form.form.actions))  # fmt: skip
+        shown = "\n\n".join(part for part in (text, form.text) if part.strip())
+        messages = text_messages(to_plain_text(shown)) or [{"type": "text", "text": "…"}]
+        await self._deliver(messages, buttons)
 
     # ---- the loading animation --------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from adapters.line.api import LineAPI, LineAPIError
 from adapters.line.inbound import (
     PLATFORM,
     Ask,
+    FormChoice,
     LineEvent,
     Rate,
     asked,
@@ -32,11 +34,11 @@ from adapters.line.inbound import (
     to_events,
     to_incoming,
 )
-from adapters.line.messages import Button, with_quick_reply
+from adapters.line.messages import Button, Message, form_buttons, with_quick_reply
 from adapters.line.reply import Labels, LineReply, Progress, ReplyOptions, Target
 from adapters.tencent.background import Background
 from adapters.webhooks import guard_of
-from bot.contract import Delivery, Inbox
+from bot.contract import Delivery, FormVerdict, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.models import IncomingMessage
 from bot.ops.effort import best_effort
@@ -44,6 +46,10 @@ from bot.ops.effort import best_effort
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # LINE batches events; a body is a few KB
+# A form tapped with these verdicts stays open: its notice offers the buttons again.
+_STILL_OPEN = frozenset({FormVerdict.INVALID, FormVerdict.FAILED, FormVerdict.NOT_ALLOWED})
+# ... and these notices are worth a push when the tap's reply token is refused.
+_NEEDED = frozenset({FormVerdict.INVALID, FormVerdict.FAILED, FormVerdict.ASKING})
 
 
 def signature_of(secret: bytes, body: bytes) -> bytes:
@@ -145,16 +151,20 @@ class LineAdapter:
             log.info("greeting not sent: %s", exc.message)
 
     async def _postback(self, event: LineEvent, *, bot: str, where: dict[str, Any]) -> None:
-        """A quick reply: ask its question, or rate an answer (recorded first, so a
-        redelivered tap rates once)."""
+        """A quick reply: ask its question, rate an answer or answer a form (recorded first,
+        so a redelivered tap rates or answers once)."""
         action = to_action(event.postback)
         if action is None:
             return
         question = action.question if isinstance(action, Ask) else ""
         message = asked(event, question, bot=bot, per_user=self._per_user, locale=self._locale)
         accepted = await self.inbox.accept(message, where=where, answer=isinstance(action, Ask))
-        if isinstance(action, Rate) and accepted.new:
+        if not accepted.new:
+            return
+        if isinstance(action, Rate):
             self._background.spawn(self._rate(action, message, event.reply_token))
+        elif isinstance(action, FormChoice):
+            self._background.spawn(self._answer_form(action, event, where))
 
     async def _rate(self, action: Rate, message: IncomingMessage, reply_token: str) -> None:
         try:
@@ -171,6 +181,38 @@ class LineAdapter:
                 await self.api.reply(reply_token, [{"type": "text", "text": thanks}])
             except LineAPIError as exc:  # a stale tap: its token is spent; no push for thanks
                 log.info("feedback thanks not sent: %s", exc.message)
+
+    async def _answer_form(
+        self, choice: FormChoice, event: LineEvent, where: dict[str, Any]
+    ) -> None:
+        """A form's quick reply, answered by the core as whoever tapped it. Submitted, the run
+        goes on in a new message by this tap's reply token (``where``: LINE cannot edit the
+        form's). Otherwise one line says why, by that token: a form still open shows its
+        buttons again (the tap hid them), one with fields asks the first (the next messages
+        answer them)."""
+        answer = await self.inbox.answer_form(
+            choice.ref, action=choice.action, inputs={}, user=event.chat.user,
+            locale=self._locale, where=where,
+        )  # fmt: skip
+        if answer.verdict is FormVerdict.SUBMITTED or not answer.notice:
+            return
+        buttons: list[Button] = []
+        if answer.verdict in _STILL_OPEN and (view := await self.inbox.form(choice.ref)):
+            buttons = form_buttons(view)
+        notice = with_quick_reply({"type": "text", "text": answer.notice}, buttons)
+        await self._tell(event, notice, needed=answer.verdict in _NEEDED)
+
+    async def _tell(self, event: LineEvent, message: Message, *, needed: bool) -> None:
+        """A notice by the event's reply token; one the form needs (a field's question, a form
+        to answer again) is pushed if LINE refuses the token (it is a minute old)."""
+        try:
+            await self.api.reply(event.reply_token, [message])
+            return
+        except LineAPIError as exc:
+            log.info("form notice not replied: %s", exc.message)
+        if needed:
+            with best_effort("push a form notice", log):
+                await self.api.push(event.chat.id, [message], retry_key=str(uuid.uuid4()))
 
     # ---- outbound ---------------------------------------------------------------------------
 
