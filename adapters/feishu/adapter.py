@@ -28,13 +28,13 @@ from aiohttp import web
 
 from adapters.feishu.actions import Ask, Feedback, Form, Pressed, Stop, ask_value, to_pressed
 from adapters.feishu.api import FeishuAPI, FeishuAPIError
-from adapters.feishu.cards import Button, card
+from adapters.feishu.cards import Button, card, form_card
 from adapters.feishu.crypto import decrypt, is_signed
 from adapters.feishu.inbound import PLATFORM, mentions_bot, to_incoming, to_received
 from adapters.feishu.markdown import to_card_markdown
 from adapters.feishu.reply import CardKitSwitch, FeishuReply, Labels, Place
 from adapters.webhooks import guard_of
-from bot.contract import Delivery, Inbox
+from bot.contract import Delivery, FormAnswer, FormVerdict, FormView, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import ConversationKey, IncomingMessage, Scope
@@ -221,8 +221,8 @@ class FeishuAdapter:
         if isinstance(action, Ask):
             await self._ask(action, pressed)
             return _toast(self.inbox.text("feishu_asking", self._locale))
-        assert isinstance(action, Form)  # human-input forms: issue 17 answers them here
-        return _toast(self.inbox.text("feishu_unsupported", self._locale), "warning")
+        assert isinstance(action, Form)
+        return await self._answer_form(action, pressed)
 
     async def _stop(self, action: Stop) -> None:
         try:
@@ -253,6 +253,48 @@ class FeishuAdapter:
         where = {"chat_id": pressed.chat_id, "reply_to": pressed.message_id,
                  "in_thread": key.scope is Scope.THREAD, "user": pressed.operator}  # fmt: skip
         await self._accept(message, where)
+
+    async def _answer_form(self, action: Form, pressed: Pressed) -> dict[str, Any]:
+        """A Dify form's button: the core answers it (inline: its verdict is the toast, which
+        only the presser sees); the form's card is then greyed with the choice or why not."""
+        view = await self.inbox.form(action.ref)
+        answer = await self.inbox.answer_form(
+            action.ref, action=action.action, inputs=action.values, user=pressed.operator,
+            locale=self._locale,
+        )  # fmt: skip
+        verdict = answer.verdict
+        chosen = ""
+        if view is not None:
+            title = next((a.title for a in view.form.actions if a.id == action.action), "")
+            filled = self.inbox.text("form_filled", self._locale)
+            chosen = filled.format(title=view.form.node_title, action=title or action.action)
+        if view is not None and (answer.closed or verdict is FormVerdict.ASKING):
+            note = chosen if verdict in (FormVerdict.SUBMITTED, FormVerdict.ASKING) else ""
+            self._later(self._close_form(view, pressed, action, note or answer.notice))
+        if verdict is FormVerdict.SUBMITTED:
+            return _toast(chosen or answer.notice, "success")
+        if verdict is FormVerdict.ASKING:  # the fields are asked as messages, there
+            self._later(self._ask_field(answer, pressed, action))
+        return _toast(answer.notice, _TOAST_OF.get(verdict, "warning"))
+
+    async def _close_form(self, view: FormView, pressed: Pressed, action: Form,
+                          note: str) -> None:  # fmt: skip
+        """The form's card without inputs or buttons, ``note`` under its text."""
+        closed = form_card(view, thread=action.thread, note=note)
+        try:
+            await self.api.patch(pressed.message_id, closed)
+        except FeishuAPIError as exc:
+            log.warning("form card %s not greyed: %s", pressed.message_id, exc)
+
+    async def _ask_field(self, answer: FormAnswer, pressed: Pressed, action: Form) -> None:
+        """ASKING: the first field's question, where the next message will answer it."""
+        asked = card(to_card_markdown(answer.notice))
+        uuid = f"ask-{pressed.event_id}"[:50]
+        if action.thread:
+            await self.api.reply(pressed.message_id, "interactive", asked, in_thread=True,
+                                 uuid=uuid)  # fmt: skip
+        else:
+            await self.api.send(pressed.chat_id, "interactive", asked, uuid=uuid)
 
     async def _greet(self, payload: dict[str, Any]) -> None:
         """Someone opened a p2p chat with the bot that has no message yet: the app's opening
@@ -323,6 +365,10 @@ class FeishuAdapter:
         """Until every answer and button started here has ended (tests, shutdown)."""
         while self.running:
             await asyncio.wait(set(self.running))
+
+
+_TOAST_OF = {FormVerdict.ASKING: "info", FormVerdict.INVALID: "error",
+             FormVerdict.FAILED: "error"}  # fmt: skip
 
 
 def _toast(content: str, kind: str = "info") -> dict[str, Any]:
