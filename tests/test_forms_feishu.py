@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
-from tests.fakes.dify_behaviours import paragraph, select
+from tests.fakes.dify_behaviours import HttpError, Stall, paragraph, select
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import Delivery, FeishuCallbacks, Person
 from tests.fakes.feishu_store import FeishuMessage, card_texts
@@ -230,3 +232,44 @@ async def test_only_the_asker_may_answer(tmp_path: Path) -> None:
     assert patched == []  # the form card is left as it was
     assert taken.json == {"toast": {"type": "success", "content": "Review: Approve"}}
     assert [s["action"] for s in submits(dify)] == ["approve"]
+
+
+def form_path(dify: FakeDify) -> str:
+    (token,) = dify.engine.forms
+    return f"/form/human_input/{token}"
+
+
+async def test_a_slow_verdict_is_toasted_at_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    async with (
+        FakeFeishu() as feishu,
+        FakeDify(flow=HumanFlow(steps=(NO_FIELDS,)), version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running,
+    ):
+        running.adapter("feishu").form_wait = 0.05  # Feishu's 3 s, shrunk
+        await paused(running, feishu)
+        answer, form = cards(feishu)
+        dify.enqueue(form_path(dify), Stall(0.5))
+        pressed = await press(running, form, 0)
+        shown = feishu.text(answer.message_id)
+    assert pressed.json == {"toast": {"type": "info", "content": "Sending your answer…"}}
+    assert "after form: action=approve" in shown
+    assert buttons(form.content) == [] and "Review: Approve" in "\n".join(card_texts(form.content))
+
+
+@pytest.mark.allow_warnings("form submit failed")
+async def test_a_failed_submit_keeps_the_form_open(tmp_path: Path) -> None:
+    async with (
+        FakeFeishu() as feishu,
+        FakeDify(flow=HumanFlow(steps=(NO_FIELDS,)), version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running,
+    ):
+        await paused(running, feishu)
+        _, form = cards(feishu)
+        dify.enqueue(form_path(dify), HttpError(500, "internal_server_error", "boom"))
+        failed = await press(running, form, 0)
+        still = len(buttons(form.content))
+        taken = await press(running, form, 0)
+    notice = "The answer could not be sent just now. Please try again."
+    assert failed.json == {"toast": {"type": "error", "content": notice}}
+    assert still == 2
+    assert taken.json == {"toast": {"type": "success", "content": "Review: Approve"}}

@@ -34,7 +34,7 @@ from adapters.feishu.inbound import PLATFORM, mentions_bot, to_incoming, to_rece
 from adapters.feishu.markdown import to_card_markdown
 from adapters.feishu.reply import CardKitSwitch, FeishuReply, Labels, Place
 from adapters.webhooks import guard_of
-from bot.contract import Delivery, FormAnswer, FormVerdict, FormView, Inbox
+from bot.contract import Delivery, FormVerdict, FormView, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import ConversationKey, IncomingMessage, Scope
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024  # a message event is a few KB
 TIMESTAMP_WINDOW = 300.0  # seconds a signed callback's timestamp may be off
+FORM_WAIT = 2.5  # seconds a form's press waits for its verdict (Feishu gives a callback 3)
 
 
 class FeishuAdapter:
@@ -86,6 +87,7 @@ class FeishuAdapter:
         self.bot_open_id = ""
         self.connection: Any = None  # the long connection (ws.py), when that is the mode
         self.running: set[asyncio.Task[Any]] = set()
+        self.form_wait = FORM_WAIT
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -255,8 +257,21 @@ class FeishuAdapter:
         await self._accept(message, where)
 
     async def _answer_form(self, action: Form, pressed: Pressed) -> dict[str, Any]:
-        """A Dify form's button: the core answers it (inline: its verdict is the toast, which
-        only the presser sees); the form's card is then greyed with the choice or why not."""
+        """A Dify form's button: the core answers it, and its verdict is the toast (only the
+        presser sees it). Feishu wants the callback answered within 3 s: a verdict slower than
+        ``form_wait`` gets a "sending" toast now, and its notice comes as a message later."""
+        late = asyncio.Event()
+        judging = asyncio.create_task(self._judge(action, pressed, late))
+        self._track(judging)
+        try:
+            return await asyncio.wait_for(asyncio.shield(judging), self.form_wait)
+        except TimeoutError:
+            if judging.done():  # finished as the wait ran out: its toast is still good
+                return judging.result()
+            late.set()
+            return _toast(self.inbox.text("feishu_form_sending", self._locale))
+
+    async def _judge(self, action: Form, pressed: Pressed, late: asyncio.Event) -> dict[str, Any]:
         view = await self.inbox.form(action.ref)
         answer = await self.inbox.answer_form(
             action.ref, action=action.action, inputs=action.values, user=pressed.operator,
@@ -273,8 +288,8 @@ class FeishuAdapter:
             self._later(self._close_form(view, pressed, action, note or answer.notice))
         if verdict is FormVerdict.SUBMITTED:
             return _toast(chosen or answer.notice, "success")
-        if verdict is FormVerdict.ASKING:  # the fields are asked as messages, there
-            self._later(self._ask_field(answer, pressed, action))
+        if verdict is FormVerdict.ASKING or late.is_set():  # the fields are asked there
+            self._later(self._say(answer.notice, pressed, action))
         return _toast(answer.notice, _TOAST_OF.get(verdict, "warning"))
 
     async def _close_form(self, view: FormView, pressed: Pressed, action: Form,
@@ -286,9 +301,10 @@ class FeishuAdapter:
         except FeishuAPIError as exc:
             log.warning("form card %s not greyed: %s", pressed.message_id, exc)
 
-    async def _ask_field(self, answer: FormAnswer, pressed: Pressed, action: Form) -> None:
-        """ASKING: the first field's question, where the next message will answer it."""
-        asked = card(to_card_markdown(answer.notice))
+    async def _say(self, notice: str, pressed: Pressed, action: Form) -> None:
+        """A verdict's notice as a message where the form is: a field's question (the next
+        message answers it), or why a press that was not told in time did not count."""
+        asked = card(to_card_markdown(notice))
         uuid = f"ask-{pressed.event_id}"[:50]
         if action.thread:
             await self.api.reply(pressed.message_id, "interactive", asked, in_thread=True,
