@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
 from tests.fakes.dify_behaviours import HttpError, Stall, paragraph, select
 from tests.fakes.feishu import FakeFeishu
-from tests.fakes.feishu_events import Delivery, FeishuCallbacks, Person
+from tests.fakes.feishu_events import Delivery, FeishuCallbacks, Person, mention
 from tests.fakes.feishu_store import FeishuMessage, card_texts
 from tests.fakes.wechat_app import Running, difybot
 from tests.test_feishu_e2e import OTHER, USER, answered, events, feishu_settings, p2p
@@ -273,3 +273,36 @@ async def test_a_failed_submit_keeps_the_form_open(tmp_path: Path) -> None:
     assert failed.json == {"toast": {"type": "error", "content": notice}}
     assert still == 2
     assert taken.json == {"toast": {"type": "success", "content": "Review: Approve"}}
+
+
+async def test_in_a_group_thread_anyone_may_answer_when_allowed(tmp_path: Path) -> None:
+    async with (
+        FakeFeishu() as feishu,
+        FakeDify(flow=HumanFlow(), version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db",
+                **feishu_settings(feishu, forms_anyone_may_answer=True)) as running,
+    ):  # fmt: skip
+        group, callbacks = feishu.messages.group_chat(), FeishuCallbacks()
+        asked = feishu.user_message(chat_id=group, chat_type="group", sender=USER,
+                                    content={"text": "@_user_1 ship it?"},
+                                    mentions=[mention()])  # fmt: skip
+        await callbacks.post(events(running), callbacks.message_received(asked))
+        await settled(running)
+        _, form = cards(feishu)
+        assert form.thread_id == asked.thread_id  # the form card is in the thread too
+        pressed = await press(running, form, 0, user=OTHER)  # no values: asked in the thread
+        question = feishu.bot_messages()[-1]
+        reply = feishu.user_message(chat_id=group, chat_type="group", sender=OTHER,
+                                    content={"text": "fine by me"}, root_id=asked.message_id,
+                                    thread_id=asked.thread_id)  # fmt: skip
+        await callbacks.post(events(running), callbacks.message_received(reply))
+        await settled(running)
+        texts = [feishu.text(m.message_id) for m in feishu.bot_messages(group)]
+        threads = {m.thread_id for m in feishu.bot_messages(group)}
+    assert pressed.json == {"toast": {"type": "info", "content": "Please reply with “note”:"}}
+    assert question.thread_id == asked.thread_id
+    assert card_texts(question.content) == ["Please reply with “note”:"]
+    assert threads == {asked.thread_id}
+    assert any("after form: action=approve note=fine by me" in text for text in texts[3:])
+    (submit,) = submits(dify)
+    assert submit["inputs"] == {"note": "fine by me"} and submit["action"] == "approve"
