@@ -198,9 +198,11 @@ class FeishuReply:
     async def show_form(self, text: str, form: FormView) -> None:
         """``bot.contract.FormReply``: the answer so far ends its card (Stop gone), and the form
         follows in a card of its own with its inputs and buttons (``cards.form_card``)."""
-        await self._final(text, buttons=[], summary=summary_of(text or form.form.node_title))
-        shown = form_card(form, thread=self._place.in_thread)
-        await self._post("interactive", shown, f"f{form.ref[:8]}")  # a uuid is 50 at most
+        title = form.form.node_title
+        shown = text if text.strip() else title or "…"  # not "Thinking…": it waits for a person
+        await self._final(shown, buttons=[], summary=summary_of(shown))
+        form_shown = form_card(form, thread=self._place.in_thread)
+        await self._post("interactive", form_shown, f"f{form.ref[:8]}")  # a uuid is 50 at most
 
     # ---- the card -----------------------------------------------------------------------------
 
