@@ -306,3 +306,19 @@ async def test_in_a_group_thread_anyone_may_answer_when_allowed(tmp_path: Path) 
     assert any("after form: action=approve note=fine by me" in text for text in texts[3:])
     (submit,) = submits(dify)
     assert submit["inputs"] == {"note": "fine by me"} and submit["action"] == "approve"
+
+
+async def test_a_press_after_a_restart_goes_on_in_the_same_card(tmp_path: Path) -> None:
+    async with (
+        FakeFeishu() as feishu,
+        FakeDify(flow=HumanFlow(steps=(NO_FIELDS,)), version="1.14.1") as dify,
+    ):
+        async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running:
+            await paused(running, feishu)
+        answer, form = cards(feishu)
+        async with difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as restarted:
+            pressed = await press(restarted, form, 1)
+        shown = feishu.text(answer.message_id)
+    assert pressed.json == {"toast": {"type": "success", "content": "Review: Reject"}}
+    assert shown.startswith("before form: ship it?after form: action=reject")
+    assert len(feishu.bot_messages()) == 2
