@@ -269,6 +269,7 @@ class FeishuAdapter:
             if judging.done():  # finished as the wait ran out: its toast is still good
                 return judging.result()
             late.set()
+            judging.add_done_callback(_report_late)
             return _toast(self.inbox.text("feishu_form_sending", self._locale))
 
     async def _judge(self, action: Form, pressed: Pressed, late: asyncio.Event) -> dict[str, Any]:
@@ -385,6 +386,12 @@ class FeishuAdapter:
 
 _TOAST_OF = {FormVerdict.ASKING: "info", FormVerdict.INVALID: "error",
              FormVerdict.FAILED: "error"}  # fmt: skip
+
+
+def _report_late(task: asyncio.Task[Any]) -> None:
+    """A late press's failure (nobody awaits it any more: the callback was answered)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("Feishu form press failed after its toast", exc_info=exc)
 
 
 def _toast(content: str, kind: str = "info") -> dict[str, Any]:
