@@ -20,6 +20,9 @@ from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import Delivery, FeishuCallbacks, Person, mention
 from tests.fakes.feishu_store import FeishuMessage, card_texts
 from tests.fakes.wechat_app import Running, difybot
+from tests.test_feishu_connection import p2p as connection_p2p
+from tests.test_feishu_connection import push
+from tests.test_feishu_connection import settings as connection_settings
 from tests.test_feishu_e2e import OTHER, USER, answered, events, feishu_settings, p2p
 
 NO_FIELDS = HumanInput(inputs=(), after=("after form: action=", "{{#human.__action_id#}}"))
@@ -322,3 +325,25 @@ async def test_a_press_after_a_restart_goes_on_in_the_same_card(tmp_path: Path) 
     assert pressed.json == {"toast": {"type": "success", "content": "Review: Reject"}}
     assert shown.startswith("before form: ship it?after form: action=reject")
     assert len(feishu.bot_messages()) == 2
+
+
+async def test_a_press_over_the_long_connection(tmp_path: Path) -> None:
+    async with (
+        FakeFeishu() as feishu,
+        FakeDify(flow=HumanFlow(steps=(NO_FIELDS,)), version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db", **connection_settings(feishu)) as running,
+    ):
+        callbacks = FeishuCallbacks(encrypt_key=None)
+        await push(feishu, callbacks.message_received(connection_p2p(feishu, "ship it?")))
+        await settled(running)
+        answer, form = cards(feishu)
+        button = buttons(form.content)[0]
+        event = callbacks.card_action(value=button["behaviors"][0]["value"],
+                                      message_id=form.message_id, chat_id=form.chat_id,
+                                      operator=Person(USER))  # fmt: skip
+        toast = await push(feishu, event)
+        await settled(running)
+        shown = feishu.text(answer.message_id)
+    assert toast == {"toast": {"type": "success", "content": "Review: Approve"}}
+    assert shown.startswith("before form: ship it?after form: action=approve")
+    assert [s["action"] for s in submits(dify)] == ["approve"]
