@@ -350,6 +350,35 @@ async def test_cardkit_streaming_card_grows_then_closes() -> None:
         assert answer.code == 230099
 
 
+async def test_form_containers_are_checked_as_feishu_does(feishu: FakeFeishu) -> None:
+    client = sdk(feishu)
+
+    async def send(elements: list[dict[str, Any]]) -> Any:
+        card = {"schema": "2.0", "body": {"elements": elements}}
+        body = CreateMessageRequestBody.builder().receive_id(LIN.open_id)
+        body = body.msg_type("interactive").content(json.dumps(card))
+        request = CreateMessageRequest.builder().receive_id_type("open_id")
+        return await call(client.im.v1.message.create, request.request_body(body.build()).build())
+
+    def button(name: str | None) -> dict[str, Any]:
+        named = {"name": name} if name else {}
+        return {"tag": "button", "text": {"tag": "plain_text", "content": "OK"},
+                "form_action_type": "submit", **named}  # fmt: skip
+
+    def note(name: str | None) -> dict[str, Any]:
+        return {"tag": "input", **({"name": name} if name else {})}
+
+    def form(*elements: dict[str, Any]) -> dict[str, Any]:
+        return {"tag": "form", "name": "f", "elements": list(elements)}
+
+    assert (await send([form(note("note"), button("ok"))])).success()
+    assert (await send([form(note(None), button("ok"))])).code == 230099  # a name is needed
+    assert (await send([form(note("x"), button("x"))])).code == 230099  # ... unique
+    nested = {"tag": "column_set", "columns": [{"tag": "column", "elements": [form()]}]}
+    assert (await send([nested])).code == 230099  # a form only at the root
+    assert (await send([button(None)])).success()  # outside a form, no name needed
+
+
 async def test_streaming_mode_times_out_after_ten_minutes_and_can_reopen() -> None:
     clock = FakeClock()
     async with FakeFeishu(clock=clock) as feishu:
@@ -533,7 +562,7 @@ def test_sealed_events_open_with_the_sdk_dispatcher(feishu_callbacks: FeishuCall
     card = feishu_callbacks.seal(load("card_action_form.json"))
     toast = handler.do(raw_request(card.body, card.headers))
     assert json.loads(toast.content) == {"toast": {"type": "success", "content": "Thanks!"}}
-    assert received[-1].event.action.form_value["decision"] == "approve"
+    assert received[-1].event.action.form_value["field_level"] == "high"
 
 
 @pytest.mark.allow_warnings("^handle event failed")

@@ -10,7 +10,8 @@ import pytest
 
 from adapters.feishu.api import FeishuAPI, FeishuPacer, TenantToken, build_http
 from adapters.feishu.reply import MAX_BYTES, CardKitSwitch, FeishuReply, Labels, Place
-from bot.models import Answer, ConversationKey, Scope
+from bot.contract import FormView
+from bot.models import Answer, ConversationKey, FormAction, FormRequest, Scope
 from bot.stores import StoredToken
 from tests.fakes.feishu import FakeFeishu
 
@@ -118,3 +119,25 @@ async def test_a_long_answer_continues_in_more_cards(feishu: FakeFeishu, api: Fe
         line for line in long.split("\n") if line
     ]
     assert all(len(feishu.text(c.message_id).encode()) <= MAX_BYTES + 200 for c in cards)
+
+
+async def test_a_form_after_no_text_shows_its_title_and_each_form_its_own_card(
+    feishu: FakeFeishu, api: FeishuAPI
+) -> None:
+    place, saved = p2p_place(feishu), []
+    answer = reply(api, place, saved)
+    await answer.start()
+    actions = (FormAction("ok", "OK", "primary"),)
+    first = FormRequest("t1", "f1", "human", "Review", "Check it", actions=actions)
+    await answer.show_form("", FormView("ref-one-aaaaaaaa", first, "Check it"))
+    paused = feishu.text(feishu.bot_messages()[0].message_id)
+    # The run resumed in the same card and paused at a second form.
+    again = reply(api, place, saved, state=saved[-1])
+    second = FormRequest("t2", "f2", "human2", "Sign-off", "Sign it", actions=actions)
+    await again.show_form("Checked.", FormView("ref-two-bbbbbbbb", second, "Sign it"))
+    card, form_one, form_two = feishu.bot_messages()
+    uuids = [m.uuid for m in feishu.bot_messages()]
+    assert paused == "Review" and feishu.text(card.message_id) == "Checked."
+    assert "Check it" in feishu.text(form_one.message_id)
+    assert "Sign it" in feishu.text(form_two.message_id)
+    assert len(set(uuids)) == 3 and all(len(u) <= 50 for u in uuids)

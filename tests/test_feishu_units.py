@@ -18,6 +18,7 @@ from adapters.feishu.actions import (
     Form,
     Stop,
     ask_value,
+    form_value,
     stop_value,
     to_action,
     to_pressed,
@@ -164,7 +165,13 @@ def test_button_values_round_trip() -> None:
     assert pressed.action == Feedback("default", "dify-msg-1", "", "like")
     form = to_pressed(load("card_action_form.json"))
     assert form is not None and isinstance(form.action, Form)
-    assert form.action.token == "hitl-form-1" and form.action.values["decision"] == "approve"
+    assert form.action == Form("pVq3mXc9Lw0aZr1k", "approve",
+                               {"reason": "budget ok", "level": "high"})  # fmt: skip
+    thread = form_value("r", "a", thread=True)
+    assert to_action(thread, {"field_x": ["a", "b"], "other": "y"}) == Form(
+        "r", "a", {"x": "a, b"}, thread=True
+    )
+    assert to_action({"action": "form", "ref": "r"}) is None  # no action id
 
 
 def test_a_thread_message_goes_as_its_owners_with_its_author() -> None:

@@ -1,16 +1,14 @@
-"""Feishu and Telegram do not render forms natively (yet): they get the core's text fallback with
-no work of their own — the form as text with numbered choices, the next messages answer it."""
+"""Telegram does not render forms natively (yet): it gets the core's text fallback with no work of
+its own — the form as text with numbered choices, the next messages answer it. (Feishu's native
+forms: ``tests/test_forms_feishu.py``.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tests.fakes.dify import FakeDify, HumanFlow
-from tests.fakes.feishu import FakeFeishu
-from tests.fakes.feishu_events import FeishuCallbacks
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.wechat_app import difybot
-from tests.test_feishu_e2e import answered, events, feishu_settings, p2p
 from tests.test_telegram_e2e import settings as telegram_settings
 
 RESUMED = "after form: action=reject note=looks good"
@@ -25,24 +23,6 @@ def check_form_flow(texts: list[str], dify: FakeDify) -> None:
     (submit,) = [r.json for r in dify.requests if r.path.startswith("/form/")]
     assert submit["inputs"] == {"note": "looks good"} and submit["action"] == "reject"
     assert len(dify.requests_to("/chat-messages")) == 1
-
-
-async def test_feishu_answers_a_form_by_numbered_replies(tmp_path: Path) -> None:
-    async with (
-        FakeFeishu() as feishu,
-        FakeDify(flow=HumanFlow(), version="1.14.1") as dify,
-        difybot(dify, tmp_path / "db", **feishu_settings(feishu)) as running,
-    ):
-        callbacks = FeishuCallbacks()
-        for text in ("ship it?", "looks good", "2"):
-            delivery = await callbacks.post(
-                events(running), callbacks.message_received(p2p(feishu, text))
-            )
-            assert delivery.status == 200
-            await answered(running)
-            await running.core.inbox.idle()
-        texts = [feishu.text(m.message_id) for m in feishu.bot_messages()]
-    check_form_flow(texts, dify)
 
 
 async def test_telegram_answers_a_form_by_numbered_replies(tmp_path: Path) -> None:

@@ -2,9 +2,8 @@
 
 Every button difybot puts on a card has a ``value`` with ``action`` naming what it does; a
 ``card.action.trigger`` callback brings it back (``event.action.value``, plus ``form_value``
-for a form's submit). ``to_action`` decodes it into one of the dataclasses below, or None for
-anything else; a new kind of button (Dify's human-input forms) is one more dataclass here and
-one more branch in the adapter's ``on_action``.
+for a button that submits a form container: its inputs' values by their ``name``). ``to_action``
+decodes it into one of the dataclasses below, or None for anything else.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Any
 from bot.models import ConversationKey, Scope
 
 PLATFORM = "feishu"
+FIELD_PREFIX = "field_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +40,13 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class Form:
-    """A form's submit (not answered yet: Dify human-input forms come with issue 17)."""
+    """An action button of a Dify Human Input form (``ref``: the core's name of the form), with
+    the fields' values when the card has inputs. ``thread``: the card is in a group thread."""
 
-    token: str
-    values: dict[str, Any] = field(default_factory=dict)
+    ref: str
+    action: str
+    values: dict[str, str] = field(default_factory=dict)
+    thread: bool = False
 
 
 CardAction = Stop | Feedback | Ask | Form
@@ -73,6 +76,15 @@ def ask_value(question: str, key: ConversationKey) -> dict[str, Any]:
     return {"action": "ask", "question": question, **_key_value(key)}
 
 
+def form_value(ref: str, action: str, *, thread: bool) -> dict[str, Any]:
+    return {"action": "form", "ref": ref, "id": action, "thread": thread}
+
+
+def field_name(name: str) -> str:
+    """A field's input ``name`` in the card (Dify's variable names stay apart from ours)."""
+    return f"{FIELD_PREFIX}{name}"
+
+
 def to_pressed(payload: Any) -> Pressed | None:
     """A ``card.action.trigger`` envelope's action; None when it is not one of ours."""
     header, event = _section(payload, "header"), _section(payload, "event")
@@ -100,8 +112,10 @@ def to_action(value: dict[str, Any], form: dict[str, Any] | None = None) -> Card
     if kind == "ask" and str(value.get("question") or "").strip():
         key = _key(value)
         return Ask(str(value["question"]).strip(), key) if key is not None else None
-    if kind == "form":
-        return Form(str(value.get("form_token") or ""), dict(form or {}))
+    if kind == "form" and value.get("ref") and value.get("id"):
+        values = {name.removeprefix(FIELD_PREFIX): _text(v) for name, v in (form or {}).items()
+                  if name.startswith(FIELD_PREFIX)}  # fmt: skip
+        return Form(str(value["ref"]), str(value["id"]), values, value.get("thread") is True)
     return None
 
 
@@ -120,6 +134,13 @@ def _key(value: dict[str, Any]) -> ConversationKey | None:
         return None
     return ConversationKey(PLATFORM, str(value.get("workspace") or ""), scope, scope_id,
                            str(value.get("app") or "default"))  # fmt: skip
+
+
+def _text(value: Any) -> str:
+    """An input's value (a string; a multi-select's would be a list: joined)."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def _section(payload: Any, name: str) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from aiohttp import web
 
 from adapters.feishu.actions import Ask, Feedback, Form, Pressed, Stop, ask_value, to_pressed
 from adapters.feishu.api import FeishuAPI, FeishuAPIError
-from adapters.feishu.cards import Button, card
+from adapters.feishu.cards import Button, card, form_card
 from adapters.feishu.crypto import decrypt, is_signed
 from adapters.feishu.inbound import PLATFORM, mentions_bot, to_incoming, to_received
 from adapters.feishu.markdown import to_card_markdown
 from adapters.feishu.reply import CardKitSwitch, FeishuReply, Labels, Place
 from adapters.webhooks import guard_of
-from bot.contract import Delivery, Inbox
+from bot.contract import Delivery, FormVerdict, FormView, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown
 from bot.files.answers import AnswerFiles
 from bot.models import ConversationKey, IncomingMessage, Scope
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024  # a message event is a few KB
 TIMESTAMP_WINDOW = 300.0  # seconds a signed callback's timestamp may be off
+FORM_WAIT = 2.5  # seconds a form's press waits for its verdict (Feishu gives a callback 3)
 
 
 class FeishuAdapter:
@@ -86,6 +87,7 @@ class FeishuAdapter:
         self.bot_open_id = ""
         self.connection: Any = None  # the long connection (ws.py), when that is the mode
         self.running: set[asyncio.Task[Any]] = set()
+        self.form_wait = FORM_WAIT
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -221,8 +223,8 @@ class FeishuAdapter:
         if isinstance(action, Ask):
             await self._ask(action, pressed)
             return _toast(self.inbox.text("feishu_asking", self._locale))
-        assert isinstance(action, Form)  # human-input forms: issue 17 answers them here
-        return _toast(self.inbox.text("feishu_unsupported", self._locale), "warning")
+        assert isinstance(action, Form)
+        return await self._answer_form(action, pressed)
 
     async def _stop(self, action: Stop) -> None:
         try:
@@ -253,6 +255,63 @@ class FeishuAdapter:
         where = {"chat_id": pressed.chat_id, "reply_to": pressed.message_id,
                  "in_thread": key.scope is Scope.THREAD, "user": pressed.operator}  # fmt: skip
         await self._accept(message, where)
+
+    async def _answer_form(self, action: Form, pressed: Pressed) -> dict[str, Any]:
+        """A Dify form's button: the core answers it, and its verdict is the toast (only the
+        presser sees it). Feishu wants the callback answered within 3 s: a verdict slower than
+        ``form_wait`` gets a "sending" toast now, and its notice comes as a message later."""
+        late = asyncio.Event()
+        judging = asyncio.create_task(self._judge(action, pressed, late))
+        self._track(judging)
+        try:
+            return await asyncio.wait_for(asyncio.shield(judging), self.form_wait)
+        except TimeoutError:
+            if judging.done():  # finished as the wait ran out: its toast is still good
+                return judging.result()
+            late.set()
+            judging.add_done_callback(_report_late)
+            return _toast(self.inbox.text("feishu_form_sending", self._locale))
+
+    async def _judge(self, action: Form, pressed: Pressed, late: asyncio.Event) -> dict[str, Any]:
+        view = await self.inbox.form(action.ref)
+        answer = await self.inbox.answer_form(
+            action.ref, action=action.action, inputs=action.values, user=pressed.operator,
+            locale=self._locale,
+        )  # fmt: skip
+        verdict = answer.verdict
+        chosen = ""
+        if view is not None:
+            title = next((a.title for a in view.form.actions if a.id == action.action), "")
+            filled = self.inbox.text("form_filled", self._locale)
+            chosen = filled.format(title=view.form.node_title, action=title or action.action)
+        if view is not None and (answer.closed or verdict is FormVerdict.ASKING):
+            note = chosen if verdict in (FormVerdict.SUBMITTED, FormVerdict.ASKING) else ""
+            self._later(self._close_form(view, pressed, action, note or answer.notice))
+        if verdict is FormVerdict.SUBMITTED:
+            return _toast(chosen or answer.notice, "success")
+        if verdict is FormVerdict.ASKING or late.is_set():  # the fields are asked there
+            self._later(self._say(answer.notice, pressed, action))
+        return _toast(answer.notice, _TOAST_OF.get(verdict, "warning"))
+
+    async def _close_form(self, view: FormView, pressed: Pressed, action: Form,
+                          note: str) -> None:  # fmt: skip
+        """The form's card without inputs or buttons, ``note`` under its text."""
+        closed = form_card(view, thread=action.thread, note=note)
+        try:
+            await self.api.patch(pressed.message_id, closed)
+        except FeishuAPIError as exc:
+            log.warning("form card %s not greyed: %s", pressed.message_id, exc)
+
+    async def _say(self, notice: str, pressed: Pressed, action: Form) -> None:
+        """A verdict's notice as a message where the form is: a field's question (the next
+        message answers it), or why a press that was not told in time did not count."""
+        asked = card(to_card_markdown(notice))
+        uuid = f"ask-{pressed.event_id}"[:50]
+        if action.thread:
+            await self.api.reply(pressed.message_id, "interactive", asked, in_thread=True,
+                                 uuid=uuid)  # fmt: skip
+        else:
+            await self.api.send(pressed.chat_id, "interactive", asked, uuid=uuid)
 
     async def _greet(self, payload: dict[str, Any]) -> None:
         """Someone opened a p2p chat with the bot that has no message yet: the app's opening
@@ -323,6 +382,16 @@ class FeishuAdapter:
         """Until every answer and button started here has ended (tests, shutdown)."""
         while self.running:
             await asyncio.wait(set(self.running))
+
+
+_TOAST_OF = {FormVerdict.ASKING: "info", FormVerdict.INVALID: "error",
+             FormVerdict.FAILED: "error"}  # fmt: skip
+
+
+def _report_late(task: asyncio.Task[Any]) -> None:
+    """A late press's failure (nobody awaits it any more: the callback was answered)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("Feishu form press failed after its toast", exc_info=exc)
 
 
 def _toast(content: str, kind: str = "info") -> dict[str, Any]:

@@ -11,6 +11,10 @@ opens it again. Answers past one card continue in more cards; the message ids ar
 journal, so a replica that takes the answer over edits the same card. Every message is sent
 with a ``uuid`` made of the journal entry: Feishu sends one message per uuid within an hour, so
 a retried or taken-over send never shows twice.
+
+A Dify form (``show_form``) ends the answer's card and comes in a card of its own under it
+(``cards.form_card``), which the adapter greys once the form is answered; the rest of the run
+goes on in the answer's card (rebuilt from the saved state: streaming is opened again).
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ from typing import Any
 
 from adapters.feishu.actions import ask_value, feedback_value, stop_value
 from adapters.feishu.api import FeishuAPI, FeishuAPIError
-from adapters.feishu.cards import ANSWER, Button, Card, card, streaming_off, summary_of
+from adapters.feishu.cards import (
+    ANSWER,
+    Button,
+    Card,
+    card,
+    form_card,
+    streaming_off,
+    summary_of,
+)
 from adapters.feishu.files import send_files
 from adapters.feishu.markdown import to_card_markdown
-from bot.contract import ReplyCapabilities
+from bot.contract import FormView, ReplyCapabilities
 from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
 from bot.models import Answer, ConversationKey
 from bot.ops.effort import best_effort
@@ -182,6 +194,15 @@ class FeishuReply:
 
     async def fail(self, text: str, notice: str) -> None:
         await self._final(text, buttons=[], note=notice, summary=summary_of(text or notice))
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the answer so far ends its card (Stop gone), and the form
+        follows in a card of its own with its inputs and buttons (``cards.form_card``)."""
+        title = form.form.node_title
+        shown = text if text.strip() else title or "…"  # not "Thinking…": it waits for a person
+        await self._final(shown, buttons=[], summary=summary_of(shown))
+        form_shown = form_card(form, thread=self._place.in_thread)
+        await self._post("interactive", form_shown, f"f{form.ref[:8]}")  # a uuid is 50 at most
 
     # ---- the card -----------------------------------------------------------------------------
 

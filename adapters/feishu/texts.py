@@ -13,7 +13,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "feishu_stopping": "Stopping the answer.",
         "feishu_nothing_to_stop": "There is no answer running to stop.",
         "feishu_asking": "Asking…",
-        "feishu_unsupported": "This button is not supported yet.",
+        "feishu_form_sending": "Sending your answer…",
     },
     "ja": {
         "feishu_thinking": "考え中…",
@@ -25,7 +25,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "feishu_stopping": "回答を停止します。",
         "feishu_nothing_to_stop": "停止できる回答はありません。",
         "feishu_asking": "質問しています…",
-        "feishu_unsupported": "このボタンにはまだ対応していません。",
+        "feishu_form_sending": "回答を送信しています…",
     },
     "zh": {
         "feishu_thinking": "思考中…",
@@ -37,6 +37,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "feishu_stopping": "正在停止回答。",
         "feishu_nothing_to_stop": "没有正在生成的回答。",
         "feishu_asking": "正在提问…",
-        "feishu_unsupported": "暂不支持这个按钮。",
+        "feishu_form_sending": "正在提交你的回答…",
     },
 }

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.feishu_store import FeishuError, card_texts, invalid
+from tests.fakes.feishu_store import FeishuError, card_texts, check_forms, invalid
 
 STREAMING_TIMEOUT = 600.0
 TEXT_TAGS = ("markdown", "plain_text")
@@ -192,4 +192,5 @@ def _card_json(body: dict[str, Any]) -> dict[str, Any]:
         raise FeishuError(230099, "Failed to create card content: data is not an object")
     if card.get("schema") != "2.0" and card.get("config", {}).get("streaming_mode"):
         raise FeishuError(230099, "Failed to create card content: streaming needs schema 2.0")
+    check_forms(card)
     return card

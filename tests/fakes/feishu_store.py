@@ -288,7 +288,47 @@ def _parse_content(raw: Any, msg_type: str) -> dict[str, Any]:
         raise FeishuError(230001, "invalid message content: not an object")
     if msg_type == "text" and not isinstance(content.get("text"), str):
         raise FeishuError(230001, "invalid message content: text")
+    if msg_type == "interactive" and content.get("type") != "card":
+        check_forms(content)
     return content
+
+
+FORM_INPUTS = ("input", "select_static", "multi_select_static", "select_person",
+               "multi_select_person", "date_picker", "picker_time", "picker_datetime",
+               "select_img", "checker", "button")  # fmt: skip
+
+
+def check_forms(card: dict[str, Any]) -> None:
+    """Card JSON 2.0 form containers ("表单容器"): a ``form`` sits only at the body's root (not
+    in another component, not in a form), and every interactive component in it has a ``name``,
+    unique in the card (its key in ``form_value``). Else the card is refused."""
+    body = card.get("body")
+    root = body.get("elements") if isinstance(body, dict) else None
+    names: set[str] = set()
+
+    def walk(node: Any, *, in_form: bool, at_root: bool) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, in_form=in_form, at_root=at_root)
+            return
+        if not isinstance(node, dict):
+            return
+        tag = node.get("tag")
+        if tag == "form" and (in_form or not at_root):
+            raise FeishuError(230099, "Failed to create card content: a form must be at the root")
+        if in_form and tag in FORM_INPUTS:
+            name = node.get("name")
+            if not isinstance(name, str) or not name or name in names:
+                raise FeishuError(230099, f"Failed to create card content: {tag} in a form "
+                                  "needs a name unique in the card")  # fmt: skip
+            names.add(name)
+        for key, value in node.items():
+            if key not in ("config", "behaviors", "value"):
+                walk(value, in_form=in_form or tag == "form", at_root=False)
+
+    if isinstance(root, list):
+        for element in root:
+            walk(element, in_form=False, at_root=True)
 
 
 def text_of(content: dict[str, Any]) -> str:
