@@ -1,5 +1,6 @@
-"""Feishu and Telegram do not render forms natively (yet): they get the core's text fallback with
-no work of their own — the form as text with numbered choices, the next messages answer it."""
+"""Feishu does not render forms natively (yet): it gets the core's text fallback with no work of
+its own — the form as text with numbered choices, the next messages answer it. (Telegram's native
+buttons: tests/test_telegram_forms.py.)"""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from pathlib import Path
 from tests.fakes.dify import FakeDify, HumanFlow
 from tests.fakes.feishu import FakeFeishu
 from tests.fakes.feishu_events import FeishuCallbacks
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.wechat_app import difybot
 from tests.test_feishu_e2e import answered, events, feishu_settings, p2p
-from tests.test_telegram_e2e import settings as telegram_settings
 
 RESUMED = "after form: action=reject note=looks good"
 
@@ -42,23 +41,4 @@ async def test_feishu_answers_a_form_by_numbered_replies(tmp_path: Path) -> None
             await answered(running)
             await running.core.inbox.idle()
         texts = [feishu.text(m.message_id) for m in feishu.bot_messages()]
-    check_form_flow(texts, dify)
-
-
-async def test_telegram_answers_a_form_by_numbered_replies(tmp_path: Path) -> None:
-    async with (
-        FakeTelegram() as tg,
-        FakeDify(flow=HumanFlow(), version="1.14.1") as dify,
-        difybot(dify, tmp_path / "db", **telegram_settings(tg)) as running,
-    ):
-        chat = tg.inbound.private_chat()
-
-        def shown() -> str:
-            return "\n".join(m.text for m in tg.state.sent_by_bot(chat.id))
-
-        for text, expect in (("ship it?", "“note”"), ("looks good", "2. Reject"), ("2", RESUMED)):
-            tg.inbound.text(chat, text)
-            await tg.until(lambda expect=expect: expect in shown(), 10)  # type: ignore[misc]
-            await running.core.inbox.idle()
-        texts = [m.text for m in tg.state.sent_by_bot(chat.id)]
     check_form_flow(texts, dify)

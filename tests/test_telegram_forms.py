@@ -31,8 +31,9 @@ def flow(node: HumanInput = NO_FIELDS, **extra: Any) -> FakeDify:
 
 
 def form_buttons(message: Message) -> list[tuple[str, str]]:
-    return [(b["text"], b["callback_data"]) for b in message.buttons()
-            if b["callback_data"].startswith("form:")]  # fmt: skip
+    """The form's action buttons (not the inert one left once it is closed)."""
+    pairs = [(b["text"], b["callback_data"]) for b in message.buttons()]
+    return [(text, data) for text, data in pairs if data.startswith("form:") and data != "form:-"]
 
 
 async def paused(tg: FakeTelegram, chat_id: int) -> Message:
@@ -87,6 +88,9 @@ async def test_a_press_submits_and_the_run_goes_on_in_the_same_message(tmp_path:
         assert form_buttons(message) == []
         assert len(tg.state.sent_by_bot(chat.id)) == 1  # the run went on in the form's message
         assert "before form: v42" in (message.text or "")
+        assert message.text == "before form: v42after form: action=reject"
+        # The buttons went first (a markup edit), then the run's text replaced the form's.
+        assert message.history[0] == "before form: v42\n\nDeploy v42?"
         press(tg, stale, approve_data, asker)  # a second press, on a button still on screen
         assert (await pressed(tg, 2))["text"] == "This form was already answered."
         await running.core.inbox.idle()
@@ -104,7 +108,7 @@ async def test_an_expired_form_keeps_one_inert_button_saying_so(tmp_path: Path) 
         message = await paused(tg, chat.id)
         tg.inbound.press(message, form_buttons(message)[0][1])
         assert (await pressed(tg, 1))["text"] == "This form has expired."
-        await tg.until(lambda: not form_buttons(message) or message.buttons()[0]["text"] != "Approve")
+        await tg.until(lambda: not form_buttons(message), 10, "the buttons gone")
         assert [(b["text"], b["callback_data"]) for b in message.buttons()] == [
             ("This form has expired.", "form:-")
         ]
@@ -197,12 +201,15 @@ async def test_a_press_delivered_twice_is_answered_once(tmp_path: Path) -> None:
     ):
         url = f"{running.url}/telegram"
         chat = tg.inbound.private_chat()
-        tg.inbound.text(chat, "v42")
+        asked = tg.inbound.text(chat, "v42")
+        assert asked is not None
+        await tg.post_update(url, asked)
         message = await paused(tg, chat.id)
         update = tg.inbound.press(message, form_buttons(message)[0][1])
         assert update is not None
+        first = await tg.post_update(url, update)
         again = await tg.post_update(url, update)  # Telegram resends it (no 2xx seen)
         await settled(tg, running, message, "after form: action=approve")
-        assert again.status == 200
+        assert (first.status, again.status) == (200, 200)
     assert len(submits(dify)) == 1
     assert len(tg.calls_to("answerCallbackQuery")) == 1
