@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
+from tests.fakes.dify_behaviours import HttpError
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram_store import Message
 from tests.fakes.wechat_app import Running
@@ -213,3 +216,25 @@ async def test_a_press_delivered_twice_is_answered_once(tmp_path: Path) -> None:
         assert (first.status, again.status) == (200, 200)
     assert len(submits(dify)) == 1
     assert len(tg.calls_to("answerCallbackQuery")) == 1
+
+
+@pytest.mark.allow_warnings("form submit failed")
+async def test_when_dify_cannot_take_the_answer_the_form_stays_for_another_press(
+    tmp_path: Path,
+) -> None:
+    async with flow() as dify, FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "v42")
+        message = await paused(tg, chat.id)
+        (form,) = dify.runs[0].forms
+        dify.enqueue(f"/form/human_input/{form.token}", HttpError(500, "internal", "boom"))
+        approve = form_buttons(message)[0][1]
+        tg.inbound.press(message, approve)
+        told = await pressed(tg, 1)
+        assert told["text"] == "The answer could not be sent just now. Please try again."
+        assert told["show_alert"] is True  # a box the user closes, not a passing toast
+        assert form_buttons(message)  # the form stays open
+        tg.inbound.press(message, approve)
+        assert (await pressed(tg, 2))["text"] == "✓ Approve"
+        await settled(tg, running, message, "after form: action=approve")
+    assert [s["action"] for s in submits(dify)] == ["approve", "approve"]
