@@ -1,7 +1,8 @@
 """Dify Human Input forms on Telegram, end to end (fake Dify 1.14.1 that pauses, fake Bot API):
 one inline button per action under the answer, a press answered with answerCallbackQuery and the
 run going on in the same message; a second press, an expired form, a press by someone who may not
-answer, fields asked as messages (ForceReply in a group), a press Telegram delivers twice."""
+answer, fields asked as messages (ForceReply in a group), a press Telegram delivers twice, a
+submit Dify fails, a form answered in Dify itself."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakes.dify import FakeDify, HumanFlow, HumanInput
@@ -238,3 +240,24 @@ async def test_when_dify_cannot_take_the_answer_the_form_stays_for_another_press
         assert (await pressed(tg, 2))["text"] == "✓ Approve"
         await settled(tg, running, message, "after form: action=approve")
     assert [s["action"] for s in submits(dify)] == ["approve", "approve"]
+
+
+async def test_a_form_answered_in_dify_itself_keeps_one_button_saying_so(tmp_path: Path) -> None:
+    async with flow() as dify, FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "v42")
+        message = await paused(tg, chat.id)
+        (form,) = dify.runs[0].forms
+        async with httpx.AsyncClient(base_url=dify.base_url) as http:  # Dify's web app
+            done = await http.post(
+                f"form/human_input/{form.token}",
+                json={"inputs": {}, "action": "reject", "user": "web-user"},
+                headers={"Authorization": f"Bearer {dify.api_key}"},
+            )
+        assert done.status_code == 200
+        tg.inbound.press(message, form_buttons(message)[0][1])
+        assert (await pressed(tg, 1))["text"] == "This form was already answered."
+        await tg.until(lambda: not form_buttons(message), 10, "the buttons gone")
+        assert [b["text"] for b in message.buttons()] == ["This form was already answered."]
+        await running.core.inbox.idle()
+    assert len(submits(dify)) == 2  # Dify's own, and ours refused with 412
