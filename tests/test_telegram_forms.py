@@ -93,9 +93,9 @@ async def test_a_press_submits_and_the_run_goes_on_in_the_same_message(tmp_path:
         assert form_buttons(message) == []
         assert len(tg.state.sent_by_bot(chat.id)) == 1  # the run went on in the form's message
         assert "before form: v42" in (message.text or "")
-        assert message.text == "before form: v42after form: action=reject"
-        # The buttons went first (a markup edit), then the run's text replaced the form's.
-        assert message.history[0] == "before form: v42\n\nDeploy v42?"
+        # One edit: the run's text replaced the form's, and its buttons.
+        assert message.history == ["before form: v42\n\nDeploy v42?",
+                                   "before form: v42after form: action=reject"]  # fmt: skip
         press(tg, stale, approve_data, asker)  # a second press, on a button still on screen
         assert (await pressed(tg, 2))["text"] == "This form was already answered."
         await running.core.inbox.idle()
@@ -261,3 +261,21 @@ async def test_a_form_answered_in_dify_itself_keeps_one_button_saying_so(tmp_pat
         assert [b["text"] for b in message.buttons()] == ["This form was already answered."]
         await running.core.inbox.idle()
     assert len(submits(dify)) == 2  # Dify's own, and ours refused with 412
+
+
+async def test_a_run_that_shows_no_text_yet_loses_the_buttons_at_once(tmp_path: Path) -> None:
+    held = HumanInput(content="Deploy {{#sys.query#}}?", inputs=(), hold_after=0,
+                      after=("after form: action=", "{{#human.__action_id#}}"))  # fmt: skip
+    async with (
+        flow(held) as dify,
+        FakeTelegram() as tg,
+        telegram_bot(dify, tg, tmp_path) as running,
+    ):
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "v42")
+        message = await paused(tg, chat.id)
+        tg.inbound.press(message, form_buttons(message)[0][1])
+        await tg.until(lambda: not form_buttons(message), 10, "the buttons gone")
+        assert message.text == "before form: v42\n\nDeploy v42?"  # nothing new yet
+        dify.release(dify.runs[0].run_id)
+        await settled(tg, running, message, "after form: action=approve")

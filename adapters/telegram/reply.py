@@ -10,9 +10,11 @@ split at paragraph boundaries. In a group the answer replies to the question
 replica that takes the answer over edits them instead of posting a second answer.
 
 A Dify form (``show_form``) ends the answer with its text and one inline button per action; the
-run, once the form is answered, goes on in a reply rebuilt from that saved state: it takes the
-form's buttons away at once (a workflow may show nothing new for a while), then edits the same
-messages as the run's text grows.
+run, once the form is answered, goes on in a reply rebuilt from that saved state, which edits the
+same messages as the run's text grows. Its first sign of life (a node's status: a workflow may
+show no new text for a while) takes the form's buttons away; done here rather than by the press's
+handler, the removal is ordered with the run's own edits and never takes the final answer's
+buttons.
 """
 
 from __future__ import annotations
@@ -121,8 +123,7 @@ class TelegramReply:
     # ---- the contract -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._form_shown:
-            await self._drop_form_buttons()
+        await self._drop_form_buttons()
         self._typing = asyncio.create_task(self._keep_typing())
         self._kit.typing.add(self._typing)
         self._typing.add_done_callback(self._kit.typing.discard)
@@ -131,12 +132,15 @@ class TelegramReply:
         parts = self._parts(text)
         if not parts:
             return
+        self._form_shown = False  # the edit below takes the form's buttons away
         if self._draft_id and await self._draft(parts):
             return
         await self._show(parts, keyboard=None)
 
     async def status(self, text: str) -> None:
-        """The typing indicator says the answer runs; no status line in a Telegram message."""
+        """The typing indicator says the answer runs; no status line in a Telegram message. (A
+        run going on after a form: its first sign of life takes the form's buttons away.)"""
+        await self._drop_form_buttons()
 
     async def finish(self, text: str, answer: Answer) -> None:
         kit = self._kit
@@ -171,7 +175,10 @@ class TelegramReply:
                 await self._save({"messages": [s.message_id for s in self._shown], "form": True})
 
     async def _drop_form_buttons(self) -> None:
-        """The form was answered: its buttons go before anything else is shown."""
+        """The form was answered: its buttons go before anything else is shown (a text edit
+        takes them away too: ``update`` and ``finish`` need no call of their own)."""
+        if not self._form_shown:
+            return
         self._form_shown = False
         params = {"chat_id": self._place.chat, "message_id": self._shown[-1].message_id}
         with best_effort("take a form's buttons away", log):
