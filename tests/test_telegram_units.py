@@ -12,11 +12,18 @@ import pytest
 from adapters.telegram.api import TelegramError, to_error
 from adapters.telegram.formatting import to_html, to_parts
 from adapters.telegram.inbound import BotIdentity, to_incoming, to_update
-from adapters.telegram.keyboard import Action, answer_keyboard, to_action
+from adapters.telegram.keyboard import (
+    Action,
+    answer_keyboard,
+    closed_keyboard,
+    form_keyboard,
+    to_action,
+)
 from adapters.telegram.pacer import TelegramPacer
 from adapters.telegram.settings import parse_group_scopes
+from bot.contract import FormView
 from bot.errors import BadFormatting, MessageTooLong
-from bot.models import Scope
+from bot.models import FormAction, FormRequest, Scope
 from tests.fakes.telegram_html import parse_html
 
 PAYLOADS = Path(__file__).parent / "payloads" / "telegram"
@@ -173,6 +180,25 @@ def test_button_data_decodes_to_typed_actions() -> None:
     ]  # fmt: skip
     assert to_action("form:x").kind == "unknown"
     assert answer_keyboard(labels=None) is None
+
+
+def test_a_form_keyboard_has_one_button_per_action_and_decodes_back() -> None:
+    actions = (FormAction("approve", "Approve"), FormAction("r" * 40, "R" * 80))
+    request = FormRequest("tok", "f1", "human", "Review", "Ship?", actions=actions)
+    view = FormView("AbCdEfGhIjKlMnOp", request, "Ship?")  # the core's refs: 16 characters
+    keyboard = form_keyboard(view)
+    assert keyboard is not None
+    rows = keyboard["inline_keyboard"]
+    assert [len(row) for row in rows] == [1, 1] and rows[1][0]["text"] == "R" * 59 + "…"
+    data = [row[0]["callback_data"] for row in rows]
+    assert all(len(d.encode()) <= 64 for d in data)
+    assert [to_action(d) for d in data] == [
+        Action("form", 0, "AbCdEfGhIjKlMnOp"), Action("form", 1, "AbCdEfGhIjKlMnOp"),
+    ]  # fmt: skip
+    closed = closed_keyboard("This form has expired.")["inline_keyboard"][0][0]
+    assert to_action(closed["callback_data"]) == Action("closed")
+    assert to_action("form:ref:x").kind == "unknown" and to_action("form::1").kind == "unknown"
+    assert form_keyboard(FormView("r" * 60, request, "")) is None  # never: refs are short
 
 
 def test_group_scopes_setting() -> None:

@@ -25,6 +25,7 @@ from adapters.spec import Services
 from adapters.telegram.api import TelegramApi, TelegramError
 from adapters.telegram.files import TelegramFiles
 from adapters.telegram.formatting import escape, to_html
+from adapters.telegram.forms import FormPresses
 from adapters.telegram.inbound import PLATFORM, BotIdentity, Update, to_incoming, to_update
 from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard, to_action
 from adapters.telegram.pacer import TelegramPacer
@@ -75,6 +76,7 @@ class TelegramAdapter:
         secret = settings.telegram_webhook_secret
         self._secret = secret.get_secret_value().encode() if secret is not None else b""
         self.bot: BotIdentity | None = None
+        self._forms = FormPresses(inbox, kit, self._answer_press)
         self._poller: asyncio.Task[None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -312,6 +314,9 @@ class TelegramAdapter:
         if not await self._seen.first_time(PLATFORM, update.callback_id):
             return
         action = to_action(update.callback_data)
+        if action.kind == "form":
+            await self._forms.pressed(update, action)
+            return
         if action.kind in ("like", "dislike"):
             await self._answer_press(update, await self._feedback(update, action.kind))
             return
@@ -342,8 +347,9 @@ class TelegramAdapter:
             return self.inbox.text("error", update.locale)
         return self.inbox.text("telegram_thanks", update.locale)
 
-    async def _answer_press(self, update: Update, text: str) -> None:
-        params = {"callback_query_id": update.callback_id, "text": text[:200] or None}
+    async def _answer_press(self, update: Update, text: str, *, alert: bool = False) -> None:
+        params = {"callback_query_id": update.callback_id, "text": text[:200] or None,
+                  "show_alert": alert or None}  # fmt: skip
         try:
             await self.api.call("answerCallbackQuery", params, timeout=10)
         except TelegramError as exc:  # "query is too old": seconds have passed
@@ -354,7 +360,8 @@ class TelegramAdapter:
     def reply(self, delivery: Delivery) -> TelegramReply:
         """``bot.contract.Platform.reply``: a new answer, or one taken over (then it edits the
         messages the earlier attempt posted)."""
-        resume = [int(m) for m in (delivery.state or {}).get("messages", ()) if int(m)]
+        state = delivery.state or {}
+        resume = [int(m) for m in state.get("messages", ()) if int(m)]
         return TelegramReply(
             self.kit,
             Place.from_record(delivery.where),
@@ -362,6 +369,7 @@ class TelegramAdapter:
             locale=delivery.message.locale,
             save=delivery.save,
             resume=resume,
+            form_shown=bool(state.get("form")),
         )
 
 

@@ -49,6 +49,7 @@ class Update:
     locale: str | None = None
     callback_id: str = ""
     callback_data: str = ""
+    user_name: str = ""  # who pressed a button (their first name: a mention in a group)
     attachments: tuple[Attachment, ...] = field(default=())
 
     @property
@@ -90,6 +91,7 @@ def _press(update_id: int, query: dict[str, Any]) -> Update:
         thread_id=_thread(message),
         callback_id=str(query.get("id") or ""),
         callback_data=str(query.get("data") or ""),
+        user_name=str(sender.get("first_name") or ""),
         locale=_locale(sender),
     )
 

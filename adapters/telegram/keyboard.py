@@ -3,8 +3,10 @@
 A button's ``callback_data`` is at most 64 bytes (Bot API), too small for a Dify message id, its
 user and app, or a suggested question; so the data names an action and a slot (``fb:like``,
 ``ask:2``) and what the action needs is remembered per message in a store every replica shares
-(``AnswerMemory`` over the followed-threads table). A Dify human-input form's buttons (issue 17)
-are one more ``Action`` kind decoded here.
+(``AnswerMemory`` over the followed-threads table). A Dify human-input form's buttons carry all
+they need: ``form:<ref>:<n>`` (the core's form ref, 16 characters, and the action's index), so a
+press works on any replica with nothing remembered; ``form:-`` is the inert button that replaces
+them once the form can no longer be answered (Telegram has no disabled buttons).
 """
 
 from __future__ import annotations
@@ -14,20 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.contract import FormView
 from bot.stores import FollowedThreads
 
-LIKE, DISLIKE, ASK = "fb:like", "fb:dislike", "ask"
+LIKE, DISLIKE, ASK, FORM = "fb:like", "fb:dislike", "ask", "form"
+CLOSED = f"{FORM}:-"
+_MAX_DATA = 64  # callback_data, in bytes (Bot API)
 MEMORY_TTL = 30 * 24 * 3600.0  # feedback and suggestions stay pressable for a month
 _MAX_VALUE = 255  # the store's column
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A decoded button press: ``kind`` is ``like``, ``dislike`` or ``ask`` (``slot``: which
-    suggested question); ``unknown`` for data this version does not know."""
+    """A decoded button press: ``kind`` is ``like``, ``dislike``, ``ask`` (``slot``: which
+    suggested question), ``form`` (``ref``: the form, ``slot``: which of its actions),
+    ``closed`` (a form's inert button); ``unknown`` for data this version does not know."""
 
     kind: str
     slot: int = 0
+    ref: str = ""
 
 
 def to_action(data: str) -> Action:
@@ -35,9 +42,14 @@ def to_action(data: str) -> Action:
         return Action("like")
     if data == DISLIKE:
         return Action("dislike")
-    prefix, _, slot = data.partition(":")
-    if prefix == ASK and slot.isdigit():
-        return Action("ask", int(slot))
+    if data == CLOSED:
+        return Action("closed")
+    prefix, _, rest = data.partition(":")
+    if prefix == ASK and rest.isdigit():
+        return Action("ask", int(rest))
+    ref, _, slot = rest.rpartition(":")
+    if prefix == FORM and ref and slot.isdigit():
+        return Action("form", int(slot), ref)
     return Action("unknown")
 
 
@@ -59,6 +71,23 @@ def answer_keyboard(
             ]
         )
     return {"inline_keyboard": rows} if rows else None
+
+
+def form_keyboard(view: FormView) -> Keyboard | None:
+    """One button per action of the form, one per row (titles can be long); None when the
+    core's ref would not fit in a button's 64 bytes (it always does: 16 characters)."""
+    rows = [
+        [{"text": _button_text(a.title or a.id), "callback_data": f"{FORM}:{view.ref}:{i}"}]
+        for i, a in enumerate(view.form.actions)
+    ]
+    if not rows or len(rows[-1][0]["callback_data"].encode()) > _MAX_DATA:
+        return None
+    return {"inline_keyboard": rows}
+
+
+def closed_keyboard(notice: str) -> Keyboard:
+    """The form's buttons replaced by one that only says why (pressing it tells the same)."""
+    return {"inline_keyboard": [[{"text": _button_text(notice), "callback_data": CLOSED}]]}
 
 
 def _button_text(question: str) -> str:

@@ -8,6 +8,13 @@ would change nothing is never sent. Answers past 4096 characters continue in fur
 split at paragraph boundaries. In a group the answer replies to the question
 (``reply_parameters``), in its forum topic. Posted message ids are saved in the journal, so a
 replica that takes the answer over edits them instead of posting a second answer.
+
+A Dify form (``show_form``) ends the answer with its text and one inline button per action; the
+run, once the form is answered, goes on in a reply rebuilt from that saved state, which edits the
+same messages as the run's text grows. Its first sign of life (a node's status: a workflow may
+show no new text for a while) takes the form's buttons away; done here rather than by the press's
+handler, the removal is ordered with the run's own edits and never takes the final answer's
+buttons.
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from typing import Any
 from adapters.telegram.api import InputFile, TelegramApi, TelegramError
 from adapters.telegram.files import AnswerUploads
 from adapters.telegram.formatting import escape, to_parts, to_plain
-from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard
+from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard, form_keyboard
 from adapters.telegram.pacer import TelegramPacer
-from bot.contract import ReplyCapabilities
+from bot.contract import FormView, ReplyCapabilities
 from bot.errors import BadFormatting
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
@@ -97,6 +104,7 @@ class TelegramReply:
         locale: str | None,
         save: Save | None = None,
         resume: list[int] | None = None,
+        form_shown: bool = False,
     ) -> None:
         interval = 3.0 if place.group else 1.0  # 20 messages a minute in a group
         self.capabilities = ReplyCapabilities(can_edit=True, max_length=4096, min_interval=interval)
@@ -110,10 +118,12 @@ class TelegramReply:
         self._draft_at = 0.0
         self._plain = False  # Telegram refused our HTML once: plain text from then on
         self._typing: asyncio.Task[None] | None = None
+        self._form_shown = form_shown and bool(self._shown)  # its buttons are under the last
 
     # ---- the contract -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._drop_form_buttons()
         self._typing = asyncio.create_task(self._keep_typing())
         self._kit.typing.add(self._typing)
         self._typing.add_done_callback(self._kit.typing.discard)
@@ -122,12 +132,15 @@ class TelegramReply:
         parts = self._parts(text)
         if not parts:
             return
+        self._form_shown = False  # the edit below takes the form's buttons away
         if self._draft_id and await self._draft(parts):
             return
         await self._show(parts, keyboard=None)
 
     async def status(self, text: str) -> None:
-        """The typing indicator says the answer runs; no status line in a Telegram message."""
+        """The typing indicator says the answer runs; no status line in a Telegram message. (A
+        run going on after a form: its first sign of life takes the form's buttons away.)"""
+        await self._drop_form_buttons()
 
     async def finish(self, text: str, answer: Answer) -> None:
         kit = self._kit
@@ -151,6 +164,25 @@ class TelegramReply:
     async def fail(self, text: str, notice: str) -> None:
         body = f"{text}\n\n_{notice}_" if text.strip() else f"_{notice}_"
         await self._end(self._parts(body), None)
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """``bot.contract.FormReply``: the answer so far, the form's text, one button per action
+        under the last part; the saved state says so, for the reply that goes on after it."""
+        body = "\n\n".join(part for part in (text, form.text) if part.strip())
+        await self._end(self._parts(body) or [escape(form.form.node_title)], form_keyboard(form))
+        if self._save is not None and self._shown:
+            with best_effort("save the reply's state (the form's buttons)", log):
+                await self._save({"messages": [s.message_id for s in self._shown], "form": True})
+
+    async def _drop_form_buttons(self) -> None:
+        """The form was answered: its buttons go before anything else is shown (a text edit
+        takes them away too: ``update`` and ``finish`` need no call of their own)."""
+        if not self._form_shown:
+            return
+        self._form_shown = False
+        params = {"chat_id": self._place.chat, "message_id": self._shown[-1].message_id}
+        with best_effort("take a form's buttons away", log):
+            await self._send("editMessageReplyMarkup", params)
 
     # ---- showing ------------------------------------------------------------------------------
 
