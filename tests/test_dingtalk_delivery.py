@@ -85,3 +85,19 @@ async def test_a_session_webhook_without_a_slot_hands_over_at_once() -> None:
         await pacer.call(SESSION, post, tries=1, channel="s1")
     assert refused.value.throttled and clock.now == 0.0  # the caller sends by the OpenAPI
     assert await pacer.call(SESSION, post, tries=1, channel="s2") == "ok"  # per session
+
+
+async def test_a_call_without_a_bucket_still_waits_out_its_refusal() -> None:
+    clock = ManualClock()
+    pacer, _ = pacers(clock)
+    refusals = [DingTalkAPIError("qps", status=403, code="Forbidden.AccessDenied.QpsLimitForApi")]
+    tried: list[float] = []
+
+    async def open_connection() -> str:
+        tried.append(clock.now)
+        if refusals:
+            raise refusals.pop()
+        return "ok"
+
+    assert await pacer.call("connections/open", open_connection) == "ok"
+    assert tried == [0.0, 1.0]

@@ -114,6 +114,7 @@ class DingTalkPacer:
     ) -> None:
         self._tries = tries
         self._pause = pause
+        self._sleep = sleep
         self.scheduler = Scheduler(
             PLATFORM,
             budgets if budgets is not None else MemoryBudgets(clock=clock),
@@ -152,7 +153,10 @@ class DingTalkPacer:
                 if not exc.throttled or attempt == tries:
                     raise  # (a session's one refusal: the next message may go through it)
                 pause = exc.retry_after or self._pause
-                await account.block(key, pause, channel=channel)
+                if key in self.scheduler.limits:
+                    await account.block(key, pause, channel=channel)
+                else:  # no bucket (the stream gateway's connections/open): wait here
+                    await self._sleep(pause)
                 log.info("DingTalk %s throttled (%s); again in %.1f s", key, exc.code, pause)
                 if priority is Priority.INTERIM:
                     raise Skipped(key) from None  # a later update (or the final) follows
