@@ -16,17 +16,20 @@ to a session webhook whose origin is not ``DINGTALK_OAPI_BASE``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
+from bot.delivery.buckets import MemoryBudgets
+from bot.delivery.scheduler import Limit, Priority, Scheduler
 from bot.errors import PlatformAPIError
 from bot.ops.metrics import Metrics
-from bot.stores import StoredToken, TokenStore
+from bot.stores import Budgets, StoredToken, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ TOKEN_CODES = frozenset({"InvalidAuthentication", "AuthenticationFailed.MissingP
 SESSION_GONE = 300001  # "session 不存在": the session webhook expired
 SESSION_TOO_FAST = 410100  # more than 20 messages a minute through one robot
 TOO_LONG = 460101  # "message too long, exceed 20000 bytes"
+PLATFORM = "dingtalk"
 
 
 class DingTalkAPIError(PlatformAPIError):
@@ -46,7 +50,8 @@ class DingTalkAPIError(PlatformAPIError):
         """Refused for going too fast: DingTalk's 403 QPS codes, a session webhook's 410100, or
         a 429 (from a proxy in between; its Retry-After is kept)."""
         qps = self.code.startswith("Forbidden.AccessDenied.Qps")
-        return qps or self.code == str(SESSION_TOO_FAST) or self.status == 429
+        ours = self.code == "throttled"  # no slot now in the shared budget (``DingTalkPacer``)
+        return qps or ours or self.code == str(SESSION_TOO_FAST) or self.status == 429
 
     @property
     def is_token_error(self) -> bool:
@@ -61,14 +66,47 @@ class ForeignWebhook(PlatformAPIError):
     """A session webhook outside ``DINGTALK_OAPI_BASE``: never called."""
 
 
+# Per app and API, 20 calls a second (the standard edition's QPS limit, docs "API 调用频率限制"),
+# 90 % of it; a session webhook 20 messages a minute (the robot limit; per session, as DingTalk's
+# 410100 answers it), 90 % of it. Every replica of the app draws on the same buckets: the
+# scheduler's account is the app (client id). The stream gateway's ``connections/open`` is not
+# an OpenAPI call: only its refusals are waited out.
+QPS = 18
+SESSION_PER_MINUTE = 18
+SESSION = "sendBySession"
+PATHS = (
+    "/v1.0/card/streaming",
+    "/v1.0/card/instances",
+    "/v1.0/card/instances/createAndDeliver",
+    "/v1.0/robot/groupMessages/send",
+    "/v1.0/robot/oToMessages/batchSend",
+    "/v1.0/robot/messageFiles/download",
+)
+
+
+def dingtalk_limits() -> Mapping[str, tuple[Limit, ...]]:
+    """The buckets of each API path (per app), and of session webhooks (per session)."""
+    limits = {path: (Limit.per_window(QPS, 1.0),) for path in PATHS}
+    limits[SESSION] = (Limit.per_minute(SESSION_PER_MINUTE, per_channel=True),)
+    return limits
+
+
+class Skipped(Exception):
+    """An interim call found no slot now: it is not made (a later one, or the final, follows)."""
+
+
 class DingTalkPacer:
-    """Every rate-limited DingTalk call goes through ``call``: a refusal for going too fast pauses
-    that API for its ``retry_after`` (DingTalk's window: one second) and the call is tried again,
-    up to ``tries`` times. One object per app, so it can be swapped for a shared scheduler."""
+    """Every rate-limited DingTalk call goes through ``call``, on the shared delivery scheduler:
+    it waits for the API's slot (finals first; an interim call goes now or never: ``Skipped``);
+    a refusal for going too fast pauses that API on every replica for its ``retry_after``
+    (DingTalk's window: one second) and the call is tried again, up to ``tries`` times."""
 
     def __init__(
         self,
         *,
+        budgets: Budgets | None = None,
+        app: str = "app",
+        metrics: Metrics | None = None,
         tries: int = 4,
         pause: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -76,26 +114,52 @@ class DingTalkPacer:
     ) -> None:
         self._tries = tries
         self._pause = pause
-        self._clock = clock
         self._sleep = sleep
-        self._until: dict[str, float] = {}
+        self.scheduler = Scheduler(
+            PLATFORM,
+            budgets if budgets is not None else MemoryBudgets(clock=clock),
+            dingtalk_limits(),
+            metrics=metrics,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._account = self.scheduler.account(app)
 
-    async def call(self, key: str, send: Callable[[], Awaitable[T]], *, tries: int = 0) -> T:
+    async def call(
+        self,
+        key: str,
+        send: Callable[[], Awaitable[T]],
+        *,
+        tries: int = 0,
+        channel: str = "",
+        priority: Priority = Priority.FINAL,
+    ) -> T:
         """``send()``, again after a pause while DingTalk refuses it as too fast; ``tries``
-        overrides how many times (1: the caller has another way when refused)."""
+        overrides how many times (1: the caller has another way when refused, so a call with
+        no slot now is refused here at once, as DingTalk would)."""
         tries = tries or self._tries
+        account = self._account
         for attempt in range(1, tries + 1):
-            wait = self._until.get(key, 0.0) - self._clock()
-            if wait > 0:
-                await self._sleep(wait)
+            if priority is Priority.INTERIM:
+                if not await account.now(key, priority=priority, channel=channel):
+                    raise Skipped(key)
+            elif not await account.slot(
+                key, priority=priority, channel=channel, within=0.0 if tries == 1 else None
+            ):
+                raise DingTalkAPIError(f"{key}: no slot now", code="throttled")
             try:
                 return await send()
             except DingTalkAPIError as exc:
                 if not exc.throttled or attempt == tries:
-                    raise
+                    raise  # (a session's one refusal: the next message may go through it)
                 pause = exc.retry_after or self._pause
-                self._until[key] = max(self._until.get(key, 0.0), self._clock() + pause)
+                if key in self.scheduler.limits:
+                    await account.block(key, pause, channel=channel)
+                else:  # no bucket (the stream gateway's connections/open): wait here
+                    await self._sleep(pause)
                 log.info("DingTalk %s throttled (%s); again in %.1f s", key, exc.code, pause)
+                if priority is Priority.INTERIM:
+                    raise Skipped(key) from None  # a later update (or the final) follows
         raise AssertionError("unreachable")
 
 
@@ -177,8 +241,16 @@ class DingTalkAPI:
             raise DingTalkAPIError("accessToken answer without a token", code="bad_answer")
         return token, float(expires_in)
 
-    async def call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """An OpenAPI call with the app's token (renewed once if DingTalk refuses it), paced."""
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        *,
+        priority: Priority = Priority.FINAL,
+    ) -> dict[str, Any]:
+        """An OpenAPI call with the app's token (renewed once if DingTalk refuses it), paced.
+        An ``INTERIM`` call with no slot now is not made: ``{}``."""
 
         async def send() -> dict[str, Any]:
             token = await self.tokens.get()
@@ -191,7 +263,10 @@ class DingTalkAPI:
                 fresh = await self.tokens.get(rejected=token)
                 return await self._send(method, url, body, self._auth(fresh))
 
-        return await self.pacer.call(path, send)
+        try:
+            return await self.pacer.call(path, send, priority=priority)
+        except Skipped:
+            return {}
 
     @staticmethod
     def _auth(token: str) -> dict[str, str]:
@@ -215,7 +290,10 @@ class DingTalkAPI:
         if not self.is_session_webhook(url):
             raise ForeignWebhook("session webhook outside DINGTALK_OAPI_BASE", code="foreign")
         # Over 20 a minute DingTalk refuses: no retry, the caller uses the OpenAPI send instead.
-        await self.pacer.call("sendBySession", lambda: self._send("POST", url, body, {}), tries=1)
+        # Counted per session; the URL carries a credential, so its hash names the bucket.
+        session = hashlib.sha256(url.encode()).hexdigest()[:24]
+        send = lambda: self._send("POST", url, body, {})  # noqa: E731
+        await self.pacer.call(SESSION, send, tries=1, channel=session)
 
     async def _send(
         self, method: str, url: str, body: dict[str, Any], headers: dict[str, str]

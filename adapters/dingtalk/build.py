@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.dingtalk.adapter import DingTalkAdapter
-from adapters.dingtalk.api import DingTalkAPI, build_http
+from adapters.dingtalk.api import DingTalkAPI, DingTalkPacer, build_http
 from adapters.dingtalk.files import DingTalkFiles
 from adapters.dingtalk.inbound import PLATFORM
 from adapters.dingtalk.settings import DingTalkSettings
@@ -24,6 +24,13 @@ def build_dingtalk(settings: DingTalkSettings, services: Services) -> Platform:
         api_base=s.dingtalk_api_url,
         oapi_base=s.dingtalk_oapi_url,
         tokens=services.tokens,
+        pacer=DingTalkPacer(
+            budgets=services.budgets,
+            app=s.dingtalk_client_id,
+            metrics=services.metrics,
+            clock=services.clock,
+            sleep=services.sleep,
+        ),
     )
     stream = StreamClient(api, client_secret=secret) if s.dingtalk_event_mode == "stream" else None
     adapter = DingTalkAdapter(

@@ -30,6 +30,7 @@ from adapters.dingtalk.api import DingTalkAPI, DingTalkAPIError, ForeignWebhook
 from adapters.dingtalk.markdown import to_dingtalk_markdown
 from adapters.dingtalk.offers import Offers, Show
 from bot.contract import ReplyCapabilities
+from bot.delivery.scheduler import Priority
 from bot.models import Answer
 from bot.ops.effort import best_effort
 from bot.stores import State
@@ -227,7 +228,12 @@ class CardReply:
         out_track_id = f"difybot-{uuid.uuid4().hex}"
         try:
             body = self._card_body(out_track_id)
-            await self._api.call("POST", "/v1.0/card/instances/createAndDeliver", body)
+            await self._api.call(
+                "POST",
+                "/v1.0/card/instances/createAndDeliver",
+                body,
+                priority=Priority.SIGN_OF_LIFE,
+            )
         except DingTalkAPIError as exc:
             log.warning("AI card not delivered (%s); answering with messages", exc.code)
             out_track_id = ""
@@ -257,13 +263,13 @@ class CardReply:
     async def update(self, text: str) -> None:
         self._text = text
         if self.card:
-            await self._stream(self._shown())
+            await self._stream(self._shown(), priority=Priority.INTERIM)
 
     async def status(self, text: str) -> None:
         """A tool call or workflow node, in italics above the answer until the next one."""
         self._status = text
         if self.card:
-            await self._stream(self._shown())
+            await self._stream(self._shown(), priority=Priority.INTERIM)
 
     def _shown(self) -> str:
         return "\n\n".join(part for part in (f"*{self._status}*" if self._status else "",
@@ -302,7 +308,15 @@ class CardReply:
         with best_effort("settle the AI card's status", log):
             await self._api.call("PUT", "/v1.0/card/instances", body)
 
-    async def _stream(self, text: str, *, finalize: bool = False, error: bool = False) -> None:
+    async def _stream(
+        self,
+        text: str,
+        *,
+        finalize: bool = False,
+        error: bool = False,
+        priority: Priority = Priority.FINAL,
+    ) -> None:
+        """Interim updates go now or never (the shared budget's turn, ``DingTalkPacer``)."""
         body = {
             "outTrackId": self.card,
             "guid": uuid.uuid4().hex,  # fresh each time: DingTalk drops a repeated one
@@ -312,4 +326,4 @@ class CardReply:
             "isFinalize": finalize,
             "isError": error,
         }
-        await self._api.call("PUT", "/v1.0/card/streaming", body)
+        await self._api.call("PUT", "/v1.0/card/streaming", body, priority=priority)

@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import orjson
 
+from bot.delivery.buckets import MemoryBudgets
+from bot.delivery.scheduler import Limit, Priority, Scheduler
 from bot.errors import PlatformAPIError
-from bot.stores import TokenStore
+from bot.ops.metrics import Metrics
+from bot.stores import Budgets, TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ RATE_LIMITED = "99991400"
 BAD_TOKEN = frozenset({"99991661", "99991663", "99991668"})
 PATCH_TOO_FAST = "230020"  # one message PATCHed more than 5 times a second
 MAX_TRIES = 3
+PLATFORM = "feishu"
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -39,41 +43,129 @@ class FeishuAPIError(PlatformAPIError):
     """A refused call; ``code`` is Feishu's (as text), ``status`` the HTTP status."""
 
 
+# The gateway's limits per app and API (open.feishu.cn "frequency control": 50/s and 1000/min
+# by default), 90 % of each; PATCH of one message 5/s (230020 past it), a CardKit card 10
+# operations/s across content, settings and update (so they are one route here). Every replica
+# of the app draws on the same buckets: the scheduler's account is the app id.
+ROUTES = {
+    "bot.info": "GET /open-apis/bot/v3/info",
+    "im.message.create": "POST /open-apis/im/v1/messages",
+    "im.message.reply": "POST /open-apis/im/v1/messages/:id/reply",
+    "im.message.patch": "PATCH /open-apis/im/v1/messages/:id",
+    "im.message.reaction.create": "POST /open-apis/im/v1/messages/:id/reactions",
+    "im.message.reaction.delete": "DELETE /open-apis/im/v1/messages/:id/reactions/:id",
+    "cardkit.card.create": "POST /open-apis/cardkit/v1/cards",
+    "cardkit.card": "PUT|PATCH /open-apis/cardkit/v1/cards/:id(/elements/:id/content|/settings)",
+    "im.image.create": "POST /open-apis/im/v1/images",
+    "im.file.create": "POST /open-apis/im/v1/files",
+    "api": "any other call",
+}
+PER_SECOND, PER_MINUTE = 45, 900
+PATCH_PER_SECOND, CARD_OPS_PER_SECOND, CARD_BURST = 5, 10, 7
+
+
+def feishu_limits() -> Mapping[str, tuple[Limit, ...]]:
+    """The buckets of each route: the gateway's per second and per minute (per app), and per
+    message / per card (``per_channel``, the channel being the message or card id)."""
+    gateway = (Limit.per_window(PER_SECOND, 1.0), Limit.per_minute(PER_MINUTE))
+    limits: dict[str, tuple[Limit, ...]] = {route: gateway for route in ROUTES}
+    limits["im.message.patch"] = (
+        *gateway,
+        Limit.per_window(PATCH_PER_SECOND, 1.0, per_channel=True),
+    )
+    limits["cardkit.card"] = (
+        *gateway,
+        # Most of the second at once: a card's interim writes leave 3 tokens to the final
+        # (``KEEP``), and a reply writes at most 2 a second (``min_interval``).
+        Limit(rate=CARD_OPS_PER_SECOND - CARD_BURST, burst=CARD_BURST, per_channel=True),
+    )
+    return limits
+
+
+def rate_limited(exc: BaseException) -> float | None:
+    """Seconds a refusal for rate asks to wait (429 ``99991400``: ``x-ogw-ratelimit-reset``;
+    PATCH ``230020``: no hint, the per-message window is one second), else None."""
+    if not isinstance(exc, FeishuAPIError):
+        return None
+    if exc.code == RATE_LIMITED:
+        return exc.retry_after or 1.0
+    if exc.code == PATCH_TOO_FAST:
+        return 1.0
+    return None
+
+
 class FeishuPacer:
-    """Every Feishu call goes through here: it waits out a 429's ``x-ogw-ratelimit-reset``
-    (shared by all of this app's calls: the gateway limits the app) and the per-message PATCH
-    limit, and retries. The one place to swap for a shared delivery scheduler."""
+    """Every Feishu call goes through here, on the shared delivery scheduler: it waits for the
+    route's slot (finals first; an interim call goes now or never: ``Skipped``), turns a
+    refusal for rate into a pause of that route on every replica and retries; a 5xx is retried
+    after a short pause in this process (not a rate: nothing to share)."""
 
     def __init__(
-        self, *, sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        budgets: Budgets | None = None,
+        app: str = "app",
+        metrics: Metrics | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._sleep = sleep
         self._clock = clock
-        self._paused_until = 0.0
+        self._paused_until = 0.0  # after a 5xx
+        self.scheduler = Scheduler(
+            PLATFORM,
+            budgets if budgets is not None else MemoryBudgets(clock=clock),
+            feishu_limits(),
+            rate_limited=rate_limited,
+            metrics=metrics,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._account = self.scheduler.account(app)
 
-    async def run(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        route: str = "api",
+        channel: str = "",
+        priority: Priority = Priority.FINAL,
+    ) -> Any:
+        account = self._account
         for attempt in range(MAX_TRIES):
             wait = self._paused_until - self._clock()
             if wait > 0:
                 await self._sleep(wait)
+            if priority is Priority.INTERIM:
+                if not await account.now(route, priority=priority, channel=channel):
+                    raise Skipped(route)
+            else:
+                await account.slot(route, priority=priority, channel=channel)
             try:
                 return await call()
             except FeishuAPIError as exc:
-                if attempt == MAX_TRIES - 1 or not self._pauses(exc):
+                if attempt == MAX_TRIES - 1 or not await self._pauses(exc, route, channel):
                     raise
+                if priority is Priority.INTERIM and rate_limited(exc) is not None:
+                    raise Skipped(route) from None  # a later update (or the final) follows
         raise AssertionError("unreachable")
 
-    def _pauses(self, exc: FeishuAPIError) -> bool:
-        if exc.code == RATE_LIMITED:
-            pause = exc.retry_after or 1.0
-        elif exc.code == PATCH_TOO_FAST:
-            pause = 1.0  # no hint comes with it; the per-message window is one second
-        elif exc.status is not None and exc.status >= 500:
-            pause = 0.5
-        else:
-            return False
-        self._paused_until = max(self._paused_until, self._clock() + pause)
-        return True
+    async def _pauses(self, exc: FeishuAPIError, route: str, channel: str) -> bool:
+        pause = rate_limited(exc)
+        if pause is not None:
+            if exc.code == RATE_LIMITED:  # the gateway's: the route, for the whole app
+                await self._account.block(route, pause)
+            if channel:  # or the message's / card's own limit
+                await self._account.block(route, pause, channel=channel)
+            return True
+        if exc.status is not None and exc.status >= 500:
+            self._paused_until = max(self._paused_until, self._clock() + 0.5)
+            return True
+        return False
+
+
+class Skipped(Exception):
+    """An interim call found no slot now: it is not made (a later one, or the final, follows)."""
 
 
 class TenantToken:
@@ -143,12 +235,23 @@ class FeishuAPI:
         params: dict[str, str] | None = None,
         files: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
+        route: str = "api",
+        channel: str = "",
+        priority: Priority = Priority.FINAL,
     ) -> dict[str, Any]:
+        """``route`` names the call's limits (``ROUTES``), ``channel`` the message or card it
+        counts against. An ``INTERIM`` call with no slot now is not made: ``{}``."""
+
         async def once() -> dict[str, Any]:
             return await self._authorized(method, path, json=json, params=params, files=files,
                                           data=data)  # fmt: skip
 
-        result: dict[str, Any] = await self.pacer.run(once)
+        try:
+            result: dict[str, Any] = await self.pacer.run(
+                once, route=route, channel=channel, priority=priority
+            )
+        except Skipped:
+            return {}
         return result
 
     async def _authorized(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -181,69 +284,88 @@ class FeishuAPI:
     # ---- the calls ----------------------------------------------------------------------------
 
     async def bot_info(self) -> dict[str, Any]:
-        answer = await self.call("GET", "/open-apis/bot/v3/info")
+        answer = await self.call("GET", "/open-apis/bot/v3/info", route="bot.info")
         bot = answer.get("bot")
         return bot if isinstance(bot, dict) else {}
 
     async def send(self, chat_id: str, msg_type: str, content: dict[str, Any], *,
-                   uuid: str = "") -> str:  # fmt: skip
+                   uuid: str = "", priority: Priority = Priority.FINAL) -> str:  # fmt: skip
         body = {"receive_id": chat_id, "msg_type": msg_type, "content": _dumps(content)}
         if uuid:
             body["uuid"] = uuid
         params = {"receive_id_type": "chat_id"}
-        answer = await self.call("POST", "/open-apis/im/v1/messages", json=body, params=params)
+        answer = await self.call("POST", "/open-apis/im/v1/messages", json=body, params=params,
+                                 route="im.message.create", priority=priority)  # fmt: skip
         return str(_data(answer).get("message_id") or "")
 
     async def reply(self, message_id: str, msg_type: str, content: dict[str, Any], *,
-                    in_thread: bool, uuid: str = "") -> str:  # fmt: skip
+                    in_thread: bool, uuid: str = "",
+                    priority: Priority = Priority.FINAL) -> str:  # fmt: skip
         body: dict[str, Any] = {"msg_type": msg_type, "content": _dumps(content),
                                 "reply_in_thread": in_thread}  # fmt: skip
         if uuid:
             body["uuid"] = uuid
         path = f"/open-apis/im/v1/messages/{message_id}/reply"
-        answer = await self.call("POST", path, json=body)
+        answer = await self.call("POST", path, json=body, route="im.message.reply",
+                                 priority=priority)  # fmt: skip
         return str(_data(answer).get("message_id") or "")
 
-    async def patch(self, message_id: str, card: dict[str, Any]) -> None:
+    async def patch(self, message_id: str, card: dict[str, Any], *,
+                    priority: Priority = Priority.FINAL) -> None:  # fmt: skip
+        """An ``INTERIM`` patch with no slot now is not made (the next one, or the final)."""
         body = {"content": _dumps(card)}
-        await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}", json=body)
+        await self.call("PATCH", f"/open-apis/im/v1/messages/{message_id}", json=body,
+                        route="im.message.patch", channel=message_id,
+                        priority=priority)  # fmt: skip
 
     async def react(self, message_id: str, emoji: str) -> str:
         body = {"reaction_type": {"emoji_type": emoji}}
         path = f"/open-apis/im/v1/messages/{message_id}/reactions"
-        return str(_data(await self.call("POST", path, json=body)).get("reaction_id") or "")
+        answer = await self.call("POST", path, json=body, route="im.message.reaction.create",
+                                 priority=Priority.SIGN_OF_LIFE)  # fmt: skip
+        return str(_data(answer).get("reaction_id") or "")
 
     async def unreact(self, message_id: str, reaction_id: str) -> None:
         path = f"/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}"
-        await self.call("DELETE", path)
+        await self.call("DELETE", path, route="im.message.reaction.delete",
+                        priority=Priority.CLEANUP)  # fmt: skip
 
     async def create_card(self, card: dict[str, Any]) -> str:
         body = {"type": "card_json", "data": _dumps(card)}
-        answer = await self.call("POST", "/open-apis/cardkit/v1/cards", json=body)
+        answer = await self.call("POST", "/open-apis/cardkit/v1/cards", json=body,
+                                 route="cardkit.card.create",
+                                 priority=Priority.SIGN_OF_LIFE)  # fmt: skip
         return str(_data(answer).get("card_id") or "")
 
-    async def card_content(self, card_id: str, element_id: str, text: str, sequence: int) -> None:
+    async def card_content(self, card_id: str, element_id: str, text: str, sequence: int, *,
+                           priority: Priority = Priority.FINAL) -> None:  # fmt: skip
+        """An ``INTERIM`` write with no slot now is not made (the next one, or the final)."""
         path = f"/open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content"
-        await self.call("PUT", path, json={"content": text, "sequence": sequence})
+        await self.call("PUT", path, json={"content": text, "sequence": sequence},
+                        route="cardkit.card", channel=card_id, priority=priority)  # fmt: skip
 
     async def card_settings(self, card_id: str, settings: dict[str, Any], sequence: int) -> None:
         path = f"/open-apis/cardkit/v1/cards/{card_id}/settings"
-        await self.call("PATCH", path, json={"settings": _dumps(settings), "sequence": sequence})
+        await self.call("PATCH", path, json={"settings": _dumps(settings), "sequence": sequence},
+                        route="cardkit.card", channel=card_id)  # fmt: skip
 
     async def card_update(self, card_id: str, card: dict[str, Any], sequence: int) -> None:
         body = {"card": {"type": "card_json", "data": _dumps(card)}, "sequence": sequence}
-        await self.call("PUT", f"/open-apis/cardkit/v1/cards/{card_id}", json=body)
+        await self.call("PUT", f"/open-apis/cardkit/v1/cards/{card_id}", json=body,
+                        route="cardkit.card", channel=card_id)  # fmt: skip
 
     async def upload_image(self, data: bytes, filename: str) -> str:
         files = {"image": (filename, data)}
         answer = await self.call("POST", "/open-apis/im/v1/images", files=files,
-                                 data={"image_type": "message"})  # fmt: skip
+                                 data={"image_type": "message"},
+                                 route="im.image.create")  # fmt: skip
         return str(_data(answer).get("image_key") or "")
 
     async def upload_file(self, data: bytes, filename: str, file_type: str) -> str:
         files = {"file": (filename, data)}
         form = {"file_type": file_type, "file_name": filename}
-        answer = await self.call("POST", "/open-apis/im/v1/files", files=files, data=form)
+        answer = await self.call("POST", "/open-apis/im/v1/files", files=files, data=form,
+                                 route="im.file.create")  # fmt: skip
         return str(_data(answer).get("file_key") or "")
 
 

@@ -25,7 +25,9 @@ def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
     secret = s.feishu_app_secret.get_secret_value()
     http = counted(build_http(s.feishu_origin), services.metrics)
     token = TenantToken(http, services.tokens, app_id=s.feishu_app_id, app_secret=secret)
-    api = FeishuAPI(http, token, FeishuPacer(sleep=services.sleep))
+    pacer = FeishuPacer(budgets=services.budgets, app=s.feishu_app_id, metrics=services.metrics,
+                        sleep=services.sleep, clock=services.clock)  # fmt: skip
+    api = FeishuAPI(http, token, pacer)
     adapter = FeishuAdapter(
         services.inbox,
         api,

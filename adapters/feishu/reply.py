@@ -39,6 +39,7 @@ from adapters.feishu.cards import (
 from adapters.feishu.files import send_files
 from adapters.feishu.markdown import to_card_markdown
 from bot.contract import FormView, ReplyCapabilities
+from bot.delivery.scheduler import Priority
 from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
 from bot.models import Answer, ConversationKey
 from bot.ops.effort import best_effort
@@ -132,10 +133,10 @@ class FeishuReply:
         self._card_id = await self._create(first) if self._cardkit.on else ""
         if self._card_id:
             content = {"type": "card", "data": {"card_id": self._card_id}}
-            self._message_id = await self._post("interactive", content, "0")
+            self._message_id = await self._post("interactive", content, "0", Priority.SIGN_OF_LIFE)
         else:
             first["config"]["streaming_mode"] = False
-            self._message_id = await self._post("interactive", first, "0")
+            self._message_id = await self._post("interactive", first, "0", Priority.SIGN_OF_LIFE)
         await self._keep()
 
     async def _create(self, first: Card) -> str:
@@ -158,7 +159,8 @@ class FeishuReply:
         if self._card_id:
             await self._stream(shown)
         else:
-            await self._api.patch(self._message_id, card(shown, buttons=self._stop()))
+            await self._api.patch(self._message_id, card(shown, buttons=self._stop()),
+                                  priority=Priority.INTERIM)  # fmt: skip
 
     async def status(self, text: str) -> None:
         """A tool or workflow step ("🔧 web_search…") takes "Thinking…"'s place until the
@@ -170,7 +172,8 @@ class FeishuReply:
         if self._card_id:
             await self._stream(line)
         else:
-            await self._api.patch(self._message_id, card(line, buttons=self._stop()))
+            await self._api.patch(self._message_id, card(line, buttons=self._stop()),
+                                  priority=Priority.INTERIM)  # fmt: skip
 
     async def finish(self, text: str, answer: Answer) -> None:
         fetched: list[OutFile] = []
@@ -276,7 +279,9 @@ class FeishuReply:
 
     async def _content(self, shown: str) -> None:
         card_id = self._card_id
-        await self._sequenced(lambda n: self._api.card_content(card_id, ANSWER, shown, n))
+        await self._sequenced(
+            lambda n: self._api.card_content(card_id, ANSWER, shown, n, priority=Priority.INTERIM)
+        )
 
     async def _settings(self, settings: dict[str, Any]) -> None:
         card_id = self._card_id
@@ -288,12 +293,14 @@ class FeishuReply:
 
     # ---- sending ------------------------------------------------------------------------------
 
-    async def _post(self, msg_type: str, content: dict[str, Any], part: str) -> str:
+    async def _post(self, msg_type: str, content: dict[str, Any], part: str,
+                    priority: Priority = Priority.FINAL) -> str:  # fmt: skip
         place, uuid = self._place, f"{self._uuid}-{part}"
         if place.in_thread:
             return await self._api.reply(place.reply_to, msg_type, content, in_thread=True,
-                                         uuid=uuid)  # fmt: skip
-        return await self._api.send(place.chat_id, msg_type, content, uuid=uuid)
+                                         uuid=uuid, priority=priority)  # fmt: skip
+        return await self._api.send(place.chat_id, msg_type, content, uuid=uuid,
+                                    priority=priority)  # fmt: skip
 
     async def _send_native(self, msg_type: str, content: dict[str, Any], part: str) -> str:
         return await self._post(msg_type, content, part)

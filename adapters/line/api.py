@@ -10,17 +10,21 @@ configured LINE origins (``LINE_API_BASE``, ``LINE_DATA_API_BASE``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
+from bot.delivery.buckets import MemoryBudgets
+from bot.delivery.scheduler import Limit, Priority, Scheduler
 from bot.errors import FileUnavailable, PlatformAPIError
 from bot.files.downloads import check_size
+from bot.ops.metrics import Metrics
+from bot.stores import Budgets
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,10 @@ T = TypeVar("T")
 MONTHLY_LIMIT = "You have reached your monthly limit."
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 Sleep = Callable[[float], Awaitable[None]]
+PLATFORM = "line"
+LOADING_WITHIN = (
+    1.0  # seconds the loading animation may wait for its slot: late, it is worth nothing
+)
 
 
 class LineAPIError(PlatformAPIError):
@@ -49,16 +57,38 @@ class LineAPIError(PlatformAPIError):
         return self.status == 429 and self.message != MONTHLY_LIMIT
 
 
+# LINE's per-second limits per endpoint and channel ("other API endpoints: 2,000 requests per
+# second"), 90 % of it. Every replica of the channel draws on the same buckets: the scheduler's
+# account is the channel (named by a hash of its token: LINE's settings carry no channel id, and
+# the token itself must not become a key in the database).
+PER_SECOND = 1800
+REPLY, PUSH, LOADING = "message/reply", "message/push", "chat/loading/start"
+
+
+def line_limits() -> Mapping[str, tuple[Limit, ...]]:
+    """One bucket per endpoint, per channel. The monthly push quota is not a rate: LINE
+    answers 429 "monthly limit" and no wait cures it (never retried, never a pause)."""
+    return {method: (Limit.per_window(PER_SECOND, 1.0),) for method in (REPLY, PUSH, LOADING)}
+
+
+class Skipped(Exception):
+    """A call worth nothing late (the loading animation) found no slot in time: not made."""
+
+
 class LinePacer:
-    """Every rate-limited LINE call of one channel goes through here (a small object so the
-    shared delivery scheduler can replace it): after a 429 every call waits out the pause
-    (LINE gives no Retry-After, so it doubles from ``base``), and calls LINE may or may not
-    have carried out are retried only when the caller says retrying is safe (a push with a
-    retry key, the loading animation)."""
+    """Every rate-limited LINE call of one channel goes through here, on the shared delivery
+    scheduler: it waits for the endpoint's slot (the answer first, then the loading animation,
+    which is skipped when no slot comes within ``LOADING_WITHIN``); after a 429 the endpoint
+    waits out the pause on every replica (LINE gives no Retry-After, so it doubles from
+    ``base``), and calls LINE may or may not have carried out are retried only when the caller
+    says retrying is safe (a push with a retry key, the loading animation)."""
 
     def __init__(
         self,
         *,
+        budgets: Budgets | None = None,
+        channel: str = "channel",
+        metrics: Metrics | None = None,
         attempts: int = 4,
         base: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -66,30 +96,43 @@ class LinePacer:
     ) -> None:
         self._attempts = attempts
         self._base = base
-        self._clock = clock
         self._sleep = sleep
-        self._paused_until = 0.0
+        self.scheduler = Scheduler(
+            PLATFORM,
+            budgets if budgets is not None else MemoryBudgets(clock=clock),
+            line_limits(),
+            metrics=metrics,
+            clock=clock,
+            sleep=sleep,
+        )
+        self._account = self.scheduler.account(channel)
 
     async def run(
         self,
         call: Callable[[], Awaitable[T]],
         *,
+        method: str = PUSH,
+        priority: Priority = Priority.FINAL,
+        within: float | None = None,
         retry_unsure: bool = False,
         attempts: int | None = None,
     ) -> T:
+        """``within``: seconds the call may wait for its slot (``Skipped`` after)."""
         attempts = attempts or self._attempts
         for attempt in range(attempts):
-            if (wait := self._paused_until - self._clock()) > 0:
-                await self._sleep(wait)
+            if not await self._account.slot(method, priority=priority, within=within):
+                raise Skipped(method)
             try:
                 return await call()
             except LineAPIError as exc:
                 retry = exc.rate_limited or (retry_unsure and exc.unsure)
                 if not retry or attempt == attempts - 1:
+                    if exc.rate_limited:  # the next call of the endpoint waits too
+                        await self._account.block(method, exc.retry_after or self._base)
                     raise
                 pause = exc.retry_after or self._base * 2**attempt
                 if exc.rate_limited:
-                    self._paused_until = max(self._paused_until, self._clock() + pause)
+                    await self._account.block(method, pause)
                 else:
                     await self._sleep(pause)
         raise AssertionError("unreachable")  # the last attempt returns or raises
@@ -119,7 +162,7 @@ class LineAPI:
         """Never retried when unsure: a reply token works once, and a retry of one LINE did
         accept would only be refused."""
         body = {"replyToken": reply_token, "messages": messages}
-        await self.pacer.run(lambda: self._post("/v2/bot/message/reply", body))
+        await self.pacer.run(lambda: self._post("/v2/bot/message/reply", body), method=REPLY)
 
     async def push(self, to: str, messages: list[dict[str, Any]], *, retry_key: str) -> None:
         """The same ``retry_key`` for every attempt of one push, on any replica: LINE sends it
@@ -135,18 +178,26 @@ class LineAPI:
                     raise
                 log.info("push already accepted for its retry key: not sent again")
 
-        await self.pacer.run(once, retry_unsure=True)
+        await self.pacer.run(once, method=PUSH, retry_unsure=True)
 
     async def show_loading(self, chat_id: str, seconds: int) -> None:
-        """One attempt (after any 429 pause): a late animation is worth nothing."""
+        """One attempt (after any 429 pause), the sign of life: an animation that found no
+        slot within ``LOADING_WITHIN`` is not shown (a late one is worth nothing)."""
         body = {"chatId": chat_id, "loadingSeconds": seconds}
-        await self.pacer.run(lambda: self._post("/v2/bot/chat/loading/start", body), attempts=1)
+        with contextlib.suppress(Skipped):
+            await self.pacer.run(
+                lambda: self._post("/v2/bot/chat/loading/start", body),
+                method=LOADING,
+                priority=Priority.SIGN_OF_LIFE,
+                within=LOADING_WITHIN,
+                attempts=1,
+            )
 
     async def bot_info(self) -> dict[str, Any]:
         response = await self._send("GET", f"{self._api}/v2/bot/info")
         return _object(response)
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def content(
         self, message_id: str, *, limit: int, name: str, polls: int = 10
     ) -> AsyncIterator[httpx.Response]:

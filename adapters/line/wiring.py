@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from adapters.line.api import LineAPI, LinePacer, build_http
 from adapters.line.files import LineFiles
 from adapters.line.inbound import PLATFORM
@@ -16,12 +18,21 @@ from bot.contract import Allowlist, Platform
 def build_line(settings: LineSettings, services: Services) -> Platform:
     s = settings
     assert s.line_channel_secret is not None and s.line_channel_access_token is not None
+    token = s.line_channel_access_token.get_secret_value()
+    # The channel's name in the shared budgets: a hash of its token (no channel id is set).
+    channel = hashlib.sha256(token.encode()).hexdigest()[:16]
     api = LineAPI(
         meter(build_http(), services.metrics, PLATFORM),
-        token=s.line_channel_access_token.get_secret_value(),
+        token=token,
         api_base=str(s.line_api_base),
         data_base=str(s.line_data_api_base),
-        pacer=LinePacer(sleep=services.sleep),
+        pacer=LinePacer(
+            budgets=services.budgets,
+            channel=channel,
+            metrics=services.metrics,
+            clock=services.clock,
+            sleep=services.sleep,
+        ),
         sleep=services.sleep,
     )
     options = ReplyOptions(

@@ -376,10 +376,19 @@ class TelegramAdapter:
 def build_telegram(settings: TelegramSettings, services: Services) -> Platform:
     """The platform from the settings, its webhook route added to the web app."""
     assert settings.telegram_bot_token is not None
-    api = TelegramApi(settings.telegram_bot_token.get_secret_value(), settings.telegram_base)
+    token = settings.telegram_bot_token.get_secret_value()
+    api = TelegramApi(token, settings.telegram_base)
+    # The bot's id (the token's public part) names the account every replica shares.
+    pacer = TelegramPacer(
+        budgets=services.budgets,
+        bot=token.partition(":")[0],
+        metrics=services.metrics,
+        clock=services.clock,
+        sleep=services.sleep,
+    )
     kit = ReplyKit(
         api=api,
-        pacer=TelegramPacer(clock=services.clock, sleep=services.sleep),
+        pacer=pacer,
         memory=AnswerMemory(services.threads, bot_id=0),
         text=services.inbox.text,
         suggest=services.inbox.suggestions,

@@ -3,8 +3,9 @@
 Private chats stream with ``sendMessageDraft`` (Bot API 9.3+: a draft the user sees grow, no
 message until the final ``sendMessage``); where drafts are refused (groups answer
 TEXTDRAFT_PEER_INVALID, an older Bot API server 404) the answer is a message edited as it grows
-(``editMessageText``). Every send and edit goes through the chat's ``TelegramPacer``; an edit that
-would change nothing is never sent. Answers past 4096 characters continue in further messages,
+(``editMessageText``). Every send and edit goes through the chat's ``TelegramPacer``: the final
+answer waits for its slot, interim edits and drafts go now or never; an edit that would change
+nothing is never sent. Answers past 4096 characters continue in further messages,
 split at paragraph boundaries. In a group the answer replies to the question
 (``reply_parameters``), in its forum topic. Posted message ids are saved in the journal, so a
 replica that takes the answer over edits them instead of posting a second answer.
@@ -20,6 +21,7 @@ buttons.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,8 +31,9 @@ from adapters.telegram.api import InputFile, TelegramApi, TelegramError
 from adapters.telegram.files import AnswerUploads
 from adapters.telegram.formatting import escape, to_parts, to_plain
 from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard, form_keyboard
-from adapters.telegram.pacer import TelegramPacer
+from adapters.telegram.pacer import Skipped, TelegramPacer
 from bot.contract import FormView, ReplyCapabilities
+from bot.delivery.scheduler import Priority
 from bot.errors import BadFormatting
 from bot.files.answers import AnswerFiles
 from bot.models import Answer
@@ -133,9 +136,12 @@ class TelegramReply:
         if not parts:
             return
         self._form_shown = False  # the edit below takes the form's buttons away
-        if self._draft_id and await self._draft(parts):
-            return
-        await self._show(parts, keyboard=None)
+        try:
+            if self._draft_id and await self._draft(parts):
+                return
+            await self._show(parts, keyboard=None, priority=Priority.INTERIM)
+        except Skipped:
+            return  # no slot now: a later update, or the final answer, shows it
 
     async def status(self, text: str) -> None:
         """The typing indicator says the answer runs; no status line in a Telegram message. (A
@@ -211,19 +217,30 @@ class TelegramReply:
                 await self._save({"messages": [shown.message_id for shown in self._shown]})
 
     async def _show(
-        self, parts: list[str], *, keyboard: Keyboard | None, final: bool = False
+        self,
+        parts: list[str],
+        *,
+        keyboard: Keyboard | None,
+        final: bool = False,
+        priority: Priority = Priority.FINAL,
     ) -> None:
         for index, html in enumerate(parts):
             markup = keyboard if final and index == len(parts) - 1 else None
             try:
-                await self._show_part(index, html, markup)
+                await self._show_part(index, html, markup, priority=priority)
             except BadFormatting as exc:  # never expected: our HTML is checked; say it, go plain
                 log.error("Telegram refused the answer's HTML (%s); sending plain text", exc)
                 self._plain = True
-                await self._show_part(index, html, markup, plain=True)
+                await self._show_part(index, html, markup, plain=True, priority=priority)
 
     async def _show_part(
-        self, index: int, html: str, markup: Keyboard | None, *, plain: bool = False
+        self,
+        index: int,
+        html: str,
+        markup: Keyboard | None,
+        *,
+        plain: bool = False,
+        priority: Priority = Priority.FINAL,
     ) -> None:
         params: dict[str, Any] = {"chat_id": self._place.chat, "text": html}
         if plain:
@@ -237,10 +254,11 @@ class TelegramReply:
             if self._shown[index].html == shown:
                 return  # nothing would change: Telegram answers "message is not modified"
             params["message_id"] = self._shown[index].message_id
-            await self._send("editMessageText", params)
+            await self._send("editMessageText", params, priority=priority)
             self._shown[index].html = shown
             return
-        result = await self._send("sendMessage", self._placed(params, first=index == 0))
+        placed = self._placed(params, first=index == 0)
+        result = await self._send("sendMessage", placed, priority=priority)
         self._shown.append(_Shown(shown, int((result or {}).get("message_id") or 0)))
         await self._remember(self._shown[-1].message_id)
 
@@ -258,7 +276,7 @@ class TelegramReply:
         """Completed parts as messages, the growing one as the draft (``again``: even when
         unchanged); False: no drafts here."""
         if len(parts) > 1:
-            await self._show(parts[:-1], keyboard=None)
+            await self._show(parts[:-1], keyboard=None, priority=Priority.INTERIM)
         html = parts[-1]
         if html == self._draft_html and not again:
             return True
@@ -266,7 +284,7 @@ class TelegramReply:
                   "parse_mode": "HTML", "message_thread_id": self._place.thread,
                   "can_stop": True}  # fmt: skip
         try:
-            await self._send("sendMessageDraft", params, lane="draft")
+            await self._send("sendMessageDraft", params, lane="draft", priority=Priority.INTERIM)
         except BadFormatting as exc:  # never expected: our HTML is checked; go plain
             log.error("Telegram refused the draft's HTML (%s); plain text from now on", exc)
             self._plain = True
@@ -289,6 +307,7 @@ class TelegramReply:
         files: dict[str, InputFile] | None = None,
         *,
         lane: str = "message",
+        priority: Priority = Priority.FINAL,
     ) -> Any:
         api = self._kit.api
 
@@ -297,8 +316,9 @@ class TelegramReply:
 
         try:
             return await self._kit.pacer.send(
-                self._place.chat, call, group=self._place.group, lane=lane
-            )
+                self._place.chat, call, group=self._place.group, lane=lane, priority=priority,
+                turn_of=self if priority is Priority.INTERIM else None,
+            )  # fmt: skip
         except TelegramError as exc:
             if exc.not_modified:
                 return None
@@ -340,7 +360,7 @@ class TelegramReply:
             await kit.memory.remember_questions(self._place.chat, message_id, questions)
             markup = answer_keyboard(labels=labels, questions=questions)
             params = {"chat_id": self._place.chat, "message_id": message_id, "reply_markup": markup}
-            await self._send("editMessageReplyMarkup", params)
+            await self._send("editMessageReplyMarkup", params, priority=Priority.CLEANUP)
 
     def _labels(self) -> tuple[str, str] | None:
         if not self._kit.feedback:
@@ -372,12 +392,14 @@ class TelegramReply:
         shown, at = self._draft_html, self._draft_at
         age = asyncio.get_running_loop().time() - at
         if self._draft_id and shown and age > self._kit.draft_refresh:
-            with best_effort("show the draft again", log):
+            with best_effort("show the draft again", log), contextlib.suppress(Skipped):
                 await self._draft([shown], again=True)
 
     async def _stop_typing(self) -> None:
         task, self._typing = self._typing, None
         await cancelled(task)
+        self._kit.pacer.done(self)  # no more interim calls: it stops taking turns
+        self._kit.pacer.done(self)  # no more interim calls: it stops taking turns
 
 
 async def send_message(
