@@ -26,6 +26,8 @@ from tests.fakes.wechat_app import Running, difybot
 from tests.test_dingtalk import GROUP, SESSION, post, settings
 
 NO_FIELDS = HumanInput(inputs=(), after=("after form: action=", "{{#human.__action_id#}}"))
+SECOND = HumanInput(node_id="second", title="Sign-off", content="Sign off?", inputs=(),
+                    after=(" then ", "{{#second.__action_id#}}"))  # fmt: skip
 ONE_TO_ONE = "/v1.0/robot/oToMessages/batchSend"
 GROUP_SEND = "/v1.0/robot/groupMessages/send"
 
@@ -134,6 +136,31 @@ async def test_a_card_button_submits_and_the_run_goes_on_in_the_same_card(
     ]
     assert sent_text(fake, ONE_TO_ONE) == ["This form was already answered."]
     assert len(dify.requests_to("/chat-messages")) == 1
+
+
+async def test_a_second_form_of_the_run_gets_its_own_buttons_on_the_same_card(
+    fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with (
+        FakeDify(flow=HumanFlow(steps=(NO_FIELDS, SECOND)), version="1.14.1") as dify,
+        difybot(dify, tmp_path / "db", **buttons(fake)) as running,
+    ):
+        card = await paused(running, fake)
+        first_ref = card.data["form_ref"]
+        await press(running, fake, card, "approve")
+        await fake.until(lambda: card.data["form_ref"] != first_ref)
+        await running.core.inbox.idle()
+        second = dict(card.data)
+        await press(running, fake, card, "reject")
+        await fake.until(lambda: "then reject" in card.data.get("content", ""))
+        await running.core.inbox.idle()
+    assert "Sign off?" in second["content"] and "action=approve" in second["content"]
+    assert json.loads(second["form_actions"]) == [
+        {"id": "approve", "title": "Approve"}, {"id": "reject", "title": "Reject"},
+    ]  # fmt: skip
+    assert card.data["form_actions"] == "[]" and card.data["flowStatus"] == FINISHED
+    assert [s["action"] for s in submits(dify)] == ["approve", "reject"]
+    assert len(fake.cards.cards) == 1
 
 
 async def test_an_expired_form_loses_its_buttons(fake: FakeDingTalk, tmp_path: Path) -> None:

@@ -211,11 +211,13 @@ class DingTalkAdapter:
     ) -> None:
         """A Dify form's action, by its card's button (``card``: the card to change) or by a
         number replied to a form shown as messages (``where``: the run goes on in a reply of
-        its own, since messages cannot be edited). Submitted: the buttons go, the choice stays
-        as the form's note, and the run goes on in the same card. Answered already, expired,
-        forgotten: the buttons go, the reason is the note. Refused values, a failure, someone
-        who may not answer: the form stays, the notice goes to the presser alone (a robot
-        message in their single chat). A form with fields: the chat is asked the first one."""
+        its own, since messages cannot be edited). Submitted: the run goes on in the same card,
+        whose reply takes the buttons off (``FormCardReply._stream``); the choice is the note
+        (a run that pauses again before that one update lands shows it under its next form).
+        Expired, forgotten, answered outside difybot, or a form with fields (the chat is asked
+        the first one): the buttons go here, the reason or the choice the note. Refused values,
+        a failure, someone who may not answer, a press after another one: the notice goes to
+        the presser alone (a robot message in their single chat)."""
         view = await self.inbox.form(choice.ref)
         answer = await self.inbox.answer_form(
             choice.ref, action=choice.value, inputs={}, user=robot.sender_id,
@@ -227,10 +229,14 @@ class DingTalkAdapter:
             title = next((a.title for a in view.form.actions if a.id == choice.value), "")
             filled = self.inbox.text("form_filled", self._locale)
             note = filled.format(title=view.form.node_title, action=title or choice.value)
-        closes = answer.closed or verdict in (FormVerdict.ASKING, FormVerdict.UNKNOWN)
-        if card and closes:
+        # No run goes on in the card after these: nothing else changes it now.
+        closes = verdict in (FormVerdict.EXPIRED, FormVerdict.UNKNOWN, FormVerdict.ASKING)
+        if card and (closes or (verdict is FormVerdict.ALREADY and answer.elsewhere)):
             with best_effort("take a form's buttons off its card", log):
                 await update_card(self.api, card, closed_form_data(note))
+        elif card and verdict is FormVerdict.SUBMITTED:  # the choice, under the form's text
+            with best_effort("note a form's choice on its card", log):
+                await update_card(self.api, card, {"form_note": note})
         if verdict is FormVerdict.SUBMITTED or not answer.notice:
             return
         chat = Chat.of(to_where(robot))

@@ -352,12 +352,24 @@ class FormCardReply(CardReply):
     async def show_form(self, text: str, form: FormView) -> None:
         """The answer and the form's text in the card, its stream left open for the rest of
         the run, the spinner stopped (``flowStatus``) and the buttons' data set. Without a card
-        (a sender from another organisation, a template refused) the form goes as messages
-        that say where to answer it: it has no numbered replies (a native form)."""
+        (a template DingTalk refused) the form goes as a message with numbered choices."""
         shown = "\n\n".join(part for part in (text, form.text) if part.strip())
         if not self.card:
             await self._fallback.finish_form(shown, form)
             return
         self._text, self._status = shown, ""
         await self._stream(shown)
+        self._state["form_open"] = True  # saved before the buttons show: a press may come
+        await self._save(self._state)
         await self._show(form_data(form) | {"flowStatus": FINISHED})
+
+    async def _stream(self, text: str, *, finalize: bool = False, error: bool = False) -> None:
+        """The run goes on after a press: its first sign of life takes the form's buttons off,
+        ordered with the card's own updates (a press handler doing it could take the buttons
+        of the run's next form). The choice is the form's note, set by the press."""
+        if self._state.get("form_open"):
+            self._state["form_open"] = False
+            await self._save(self._state)
+            with best_effort("take a form's buttons off its card", log):
+                await self._show({"form_actions": "[]"})
+        await super()._stream(text, finalize=finalize, error=error)
