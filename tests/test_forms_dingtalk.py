@@ -163,6 +163,25 @@ async def test_a_second_form_of_the_run_gets_its_own_buttons_on_the_same_card(
     assert len(fake.cards.cards) == 1
 
 
+async def test_a_press_after_a_restart_goes_on_in_the_same_card(
+    fake: FakeDingTalk, tmp_path: Path
+) -> None:
+    async with FakeDify(flow=HumanFlow(steps=(NO_FIELDS,)), version="1.14.1") as dify:
+        async with difybot(dify, tmp_path / "db", **buttons(fake)) as before:
+            card = await paused(before, fake)
+        async with difybot(dify, tmp_path / "db", **buttons(fake)) as after:
+            await fake.until(lambda: fake.gateway.opened == 2)  # the new process's connection
+            await fake.gateway.wait_connected()
+            await press(after, fake, card, "approve")
+            await fake.until(lambda: "action=approve" in card.data.get("content", ""))
+            await after.core.inbox.idle()
+    assert "before form: ship it?" in card.data["content"]
+    assert card.data["form_actions"] == "[]" and card.data["flowStatus"] == FINISHED
+    assert len(fake.cards.cards) == 1
+    (submit,) = submits(dify)
+    assert submit["action"] == "approve"
+
+
 async def test_an_expired_form_loses_its_buttons(fake: FakeDingTalk, tmp_path: Path) -> None:
     # The fake Dify's clock runs two hours behind: its one-hour form is already past expiry.
     early = HumanFlow(steps=(NO_FIELDS,))
