@@ -224,6 +224,18 @@ def test_numbered_replies_pick_from_the_offer(text: str, choice: Choice | None) 
     assert to_choice(offer, text) == choice
 
 
+def test_form_buttons_and_numbers_are_decoded_into_form_choices() -> None:
+    params = {"ref": "r1", "action": "approve"}
+    assert to_card_choice("form", params, None) == Choice("form", "approve", ref="r1")
+    assert to_card_choice("form", {"ref": "r1"}, None) is None  # no action: not understood
+    assert to_card_choice("form", {"action": "approve"}, None) is None
+    offer = {"form": {"ref": "r1", "actions": ["approve", "reject"]}}
+    assert to_choice(offer, "2") == Choice("form", "reject", ref="r1")
+    assert to_choice(offer, " 1。") == Choice("form", "approve", ref="r1")
+    assert to_choice(offer, "3") is None  # out of range: goes to Dify as a question
+    assert to_choice(offer, "approve") is None
+
+
 async def test_check_gets_a_token_with_the_credentials() -> None:
     async with FakeDingTalk() as fake:
         good = DingTalkSettings.model_validate(

@@ -27,6 +27,7 @@ from aiohttp import web
 from adapters.dingtalk.api import DingTalkAPI
 from adapters.dingtalk.inbound import (
     PLATFORM,
+    RobotMessage,
     to_card_action,
     to_incoming,
     to_robot_message,
@@ -40,10 +41,18 @@ from adapters.dingtalk.offers import (
     find_offer,
     to_card_choice,
 )
-from adapters.dingtalk.reply import CardReply, Chat, MessageReply, RobotMessages
+from adapters.dingtalk.reply import (
+    CardReply,
+    Chat,
+    FormCardReply,
+    MessageReply,
+    RobotMessages,
+    closed_form_data,
+    update_card,
+)
 from adapters.dingtalk.stream import StreamClient
 from adapters.webhooks import guard_of
-from bot.contract import Delivery, Inbox, Reply
+from bot.contract import Delivery, FormVerdict, Inbox, Reply
 from bot.errors import CallbackRejected, ShuttingDown
 from bot.models import IncomingMessage
 from bot.ops.effort import best_effort
@@ -140,13 +149,15 @@ class DingTalkAdapter:
         choice = await self._choice(message)
         if choice is not None and choice.kind == "ask":
             message = replace(message, text=choice.value)  # "2": the second suggested question
-        rating = choice if choice is not None and choice.kind == "rate" else None
+        rating = choice if choice is not None and choice.kind != "ask" else None
         answerable = bool(message.text or message.attachments) and rating is None
         accepted = await self.inbox.accept(message, where=where, answer=answerable)
         if not accepted.new:
             return
         messages = RobotMessages(self.api, Chat.of(where), clock=self._clock)
-        if rating is not None:
+        if rating is not None and rating.kind == "form":  # "1": a form shown without its card
+            await self._press(rating, robot, "", where=where)
+        elif rating is not None:
             await self._rate(rating, messages)
         elif not answerable:
             await self._not_a_question(robot.kind, message, messages)
@@ -167,7 +178,9 @@ class DingTalkAdapter:
             await messages.text(self.inbox.text("dingtalk_unsupported", self._locale))
 
     async def take_action(self, payload: Any, message_id: str) -> None:
-        """A card button: ask a suggested question, or rate the card's answer."""
+        """A card button: ask a suggested question, rate the card's answer, or take a Dify
+        form's action. The click is a journal entry of its own (``card:<messageId>``), so a
+        callback DingTalk delivers again is handled once."""
         action = to_card_action(payload)
         question = action.params.get("question", "") if action.action == "ask" else ""
         robot = action.to_robot_message(f"card:{message_id}", question)
@@ -178,11 +191,61 @@ class DingTalkAdapter:
         choice = to_card_choice(action.action, action.params, offer)
         if choice is None:
             raise CallbackRejected(f"card action {action.action!r} not understood", status=400)
-        rate = choice.kind == "rate"
-        accepted = await self.inbox.accept(message, where=to_where(robot), answer=not rate)
-        if accepted.new and rate:
-            messages = RobotMessages(self.api, Chat.of(to_where(robot)), clock=self._clock)
-            await self._rate(choice, messages)
+        asks = choice.kind == "ask"
+        accepted = await self.inbox.accept(message, where=to_where(robot), answer=asks)
+        if not accepted.new or asks:
+            return
+        if choice.kind == "form":
+            await self._press(choice, robot, action.out_track_id)
+            return
+        messages = RobotMessages(self.api, Chat.of(to_where(robot)), clock=self._clock)
+        await self._rate(choice, messages)
+
+    async def _press(
+        self,
+        choice: Choice,
+        robot: RobotMessage,
+        card: str,
+        *,
+        where: dict[str, Any] | None = None,
+    ) -> None:
+        """A Dify form's action, by its card's button (``card``: the card to change) or by a
+        number replied to a form shown as messages (``where``: the run goes on in a reply of
+        its own, since messages cannot be edited). Submitted: the run goes on in the same card,
+        whose reply takes the buttons off (``FormCardReply._stream``); the choice is the note
+        (a run that pauses again before that one update lands shows it under its next form).
+        Expired, forgotten, answered outside difybot, or a form with fields (the chat is asked
+        the first one): the buttons go here, the reason or the choice the note. Refused values,
+        a failure, someone who may not answer, a press after another one: the notice goes to
+        the presser alone (a robot message in their single chat)."""
+        view = await self.inbox.form(choice.ref)
+        answer = await self.inbox.answer_form(
+            choice.ref, action=choice.value, inputs={}, user=robot.sender_id,
+            locale=self._locale, where=where,
+        )  # fmt: skip
+        verdict = answer.verdict
+        note = answer.notice
+        if view is not None and verdict in (FormVerdict.SUBMITTED, FormVerdict.ASKING):
+            title = next((a.title for a in view.form.actions if a.id == choice.value), "")
+            filled = self.inbox.text("form_filled", self._locale)
+            note = filled.format(title=view.form.node_title, action=title or choice.value)
+        # No run goes on in the card after these: nothing else changes it now.
+        closes = verdict in (FormVerdict.EXPIRED, FormVerdict.UNKNOWN, FormVerdict.ASKING)
+        if card and (closes or (verdict is FormVerdict.ALREADY and answer.elsewhere)):
+            with best_effort("take a form's buttons off its card", log):
+                await update_card(self.api, card, closed_form_data(note))
+        elif card and verdict is FormVerdict.SUBMITTED:  # the choice, under the form's text
+            with best_effort("note a form's choice on its card", log):
+                await update_card(self.api, card, {"form_note": note})
+        if verdict is FormVerdict.SUBMITTED or not answer.notice:
+            return
+        chat = Chat.of(to_where(robot))
+        if verdict is not FormVerdict.ASKING and robot.staff_id:  # to the presser alone
+            chat = Chat(group=False, conversation_id="", staff_id=robot.staff_id,
+                        session_webhook="", session_expires=0.0)  # fmt: skip
+        messages = RobotMessages(self.api, chat, clock=self._clock)
+        with best_effort("tell a form's presser its verdict", log):
+            await messages.text(answer.notice)
 
     async def _choice(self, message: IncomingMessage) -> Choice | None:
         if message.attachments or not message.text:
@@ -217,10 +280,12 @@ class DingTalkAdapter:
                 heading=self.inbox.text("dingtalk_suggested", locale),
                 rate_line=self.inbox.text("dingtalk_feedback", locale),
             ),
+            choose=self.inbox.text("form_choose", locale),
         )
         if not self._template_id or not chat.open_space:
             return fallback
-        return CardReply(
+        kind = FormCardReply if self._buttons else CardReply
+        return kind(
             self.api,
             chat,
             fallback,

@@ -4,8 +4,8 @@ back; a reply of just a number asks that question, 👍 / 👎 rate the answer i
 
 The offer is kept in the answer's journal entry (its reply state), so the pick is understood on
 any replica. Only the newest offer of a chat place counts, for ``OFFER_TTL`` seconds. A pick is
-decoded into a typed ``Choice``: the one place where card button actions (and, later, Dify
-human-input form actions) turn into something the adapter does.
+decoded into a typed ``Choice``: the one place where card button actions (suggestions, ratings
+and Dify human-input form actions) turn into something the adapter does.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ Suggest = Callable[[Answer], Awaitable[list[str]]]
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """A user's pick: ``ask`` a question again, or ``rate`` (``like``/``dislike``) an answer."""
+    """A user's pick: ``ask`` a question again, ``rate`` (``like``/``dislike``) an answer, or
+    take a Dify form's action (``form``: ``value`` is the action's id, ``ref`` the form's)."""
 
-    kind: Literal["ask", "rate"]
+    kind: Literal["ask", "rate", "form"]
     value: str
     app: str = "default"
     message_id: str = ""
     dify_user: str = ""
+    ref: str = ""
 
 
 def to_choice(offer: Any, text: str) -> Choice | None:
@@ -46,6 +48,12 @@ def to_choice(offer: Any, text: str) -> Choice | None:
         return None
     questions = [str(q) for q in offer.get("questions") or ()]
     number = _NUMBER.match(text)
+    form = offer.get("form")
+    if number and isinstance(form, dict) and form.get("ref"):
+        actions = [str(a) for a in form.get("actions") or ()]
+        if 1 <= int(number.group(1)) <= len(actions):
+            return Choice("form", actions[int(number.group(1)) - 1], ref=str(form["ref"]))
+        return None
     if number and 1 <= int(number.group(1)) <= len(questions):
         return Choice("ask", questions[int(number.group(1)) - 1])
     rating = _RATINGS.get(text.strip())
@@ -64,11 +72,17 @@ async def find_choice(states: ReplyStates, place: str, text: str, *, since: floa
     return to_choice(answered[-1].get("offered"), text) if answered else None
 
 
+FORM_ACTION = "form"  # a form button's action id; params ``ref`` and ``action``
+
+
 def to_card_choice(action: str, params: dict[str, str], offer: Any) -> Choice | None:
-    """A card button's pick: ``ask`` (param ``question``), or ``feedback_like`` /
-    ``feedback_dislike`` on the answer whose saved ``offer`` it was."""
+    """A card button's pick: ``ask`` (param ``question``), ``form`` (params ``ref`` and
+    ``action``), or ``feedback_like`` / ``feedback_dislike`` on the answer whose saved ``offer``
+    it was."""
     if action == "ask" and params.get("question"):
         return Choice("ask", params["question"])
+    if action == FORM_ACTION and params.get("ref") and params.get("action"):
+        return Choice("form", params["action"], ref=params["ref"])
     rating = {"feedback_like": "like", "feedback_dislike": "dislike"}.get(action)
     if rating and isinstance(offer, dict) and offer.get("message_id"):
         return Choice("rate", rating, str(offer.get("app") or "default"),

@@ -29,7 +29,7 @@ import orjson
 from adapters.dingtalk.api import DingTalkAPI, DingTalkAPIError, ForeignWebhook
 from adapters.dingtalk.markdown import to_dingtalk_markdown
 from adapters.dingtalk.offers import Offers, Show
-from bot.contract import ReplyCapabilities
+from bot.contract import FormView, ReplyCapabilities
 from bot.delivery.scheduler import Priority
 from bot.models import Answer
 from bot.ops.effort import best_effort
@@ -144,8 +144,10 @@ class MessageReply:
         thinking: str,
         title: str,
         offers: Offers | None = None,
+        choose: str = "",
     ) -> None:
         self._messages = messages
+        self._choose = choose
         self._offers = offers
         self._save = save
         self._state = state  # one state per entry, shared by a card and its fallback
@@ -178,6 +180,15 @@ class MessageReply:
 
     async def fail(self, text: str, notice: str) -> None:
         await self._deliver(f"{text}\n\n{notice}" if text else notice)
+
+    async def finish_form(self, text: str, form: FormView) -> None:
+        """A form where its card could not go: numbered choices, kept as this answer's offer
+        (``offers.to_choice``: a reply of just a number takes that action)."""
+        actions = form.form.actions
+        self._state["offered"] = {"form": {"ref": form.ref, "actions": [a.id for a in actions]}}
+        await self._save(self._state)
+        choices = "\n".join(f"{n}. {a.title}" for n, a in enumerate(actions, 1))
+        await self._deliver("\n\n".join(p for p in (text, self._choose, choices) if p))
 
     async def _deliver(self, text: str) -> None:
         rendered = to_dingtalk_markdown(text) or text
@@ -295,9 +306,7 @@ class CardReply:
 
     async def _show(self, data: dict[str, str]) -> None:
         """Card data for the template's buttons (public: every member sees the same)."""
-        body = {"outTrackId": self.card, "cardData": {"cardParamMap": data},
-                "cardUpdateOptions": {"updateCardDataByKey": True}}  # fmt: skip
-        await self._api.call("PUT", "/v1.0/card/instances", body)
+        await update_card(self._api, self.card, data)
 
     async def _settle(self, text: str, status: str) -> None:
         """The card's final state in its data too (what dingtalk-stream's AI card ``finish`` and
@@ -327,3 +336,61 @@ class CardReply:
             "isError": error,
         }
         await self._api.call("PUT", "/v1.0/card/streaming", body, priority=priority)
+
+
+async def update_card(api: DingTalkAPI, out_track_id: str, data: dict[str, str]) -> None:
+    """Set some of a card's public data, the other keys kept (``updateCardDataByKey``)."""
+    body = {"outTrackId": out_track_id, "cardData": {"cardParamMap": data},
+            "cardUpdateOptions": {"updateCardDataByKey": True}}  # fmt: skip
+    await api.call("PUT", "/v1.0/card/instances", body)
+
+
+def form_data(view: FormView) -> dict[str, str]:
+    """A form's card data: its ref and its actions (a JSON list of ``{"id", "title"}``) for the
+    template's loop of buttons (action id ``form``, params ``ref`` and ``action``), no note."""
+    actions = [{"id": a.id, "title": a.title} for a in view.form.actions]
+    return {"form_ref": view.ref, "form_actions": orjson.dumps(actions).decode(),
+            "form_note": ""}  # fmt: skip
+
+
+def closed_form_data(note: str) -> dict[str, str]:
+    """A form that can no longer be answered: no buttons, ``note`` (the choice, or why)."""
+    return {"form_actions": "[]", "form_note": note}
+
+
+class FormCardReply(CardReply):
+    """An AI card whose template has buttons (``DINGTALK_CARD_BUTTONS``): a Dify form's actions
+    become buttons on the answer's card, and the run goes on in the same card once one is
+    pressed (``bot.contract.FormReply``)."""
+
+    async def show_form(self, text: str, form: FormView) -> None:
+        """The answer and the form's text in the card, its stream left open for the rest of
+        the run, the spinner stopped (``flowStatus``) and the buttons' data set. Without a card
+        (a template DingTalk refused) the form goes as a message with numbered choices."""
+        shown = "\n\n".join(part for part in (text, form.text) if part.strip())
+        if not self.card:
+            await self._fallback.finish_form(shown, form)
+            return
+        self._text, self._status = shown, ""
+        await self._stream(shown)
+        self._state["form_open"] = True  # saved before the buttons show: a press may come
+        await self._save(self._state)
+        await self._show(form_data(form) | {"flowStatus": FINISHED})
+
+    async def _stream(
+        self,
+        text: str,
+        *,
+        finalize: bool = False,
+        error: bool = False,
+        priority: Priority = Priority.FINAL,
+    ) -> None:
+        """The run goes on after a press: its first sign of life takes the form's buttons off,
+        ordered with the card's own updates (a press handler doing it could take the buttons
+        of the run's next form). The choice is the form's note, set by the press."""
+        if self._state.get("form_open"):
+            self._state["form_open"] = False
+            await self._save(self._state)
+            with best_effort("take a form's buttons off its card", log):
+                await self._show({"form_actions": "[]"})
+        await super()._stream(text, finalize=finalize, error=error, priority=priority)

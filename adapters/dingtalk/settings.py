@@ -15,7 +15,7 @@ class DingTalkSettings(BaseModel):
     dingtalk_oapi_base: AnyHttpUrl = AnyHttpUrl("https://oapi.dingtalk.com")
     dingtalk_card_template_id: str = ""  # an AI card template: answers stream into it
     dingtalk_card_content_key: str = "content"  # the template's streaming variable
-    # the template has buttons (Stream mode): suggestions and 👍/👎 go into the card (README)
+    # the template has buttons (Stream mode): suggestions, 👍/👎, form actions in the card (README)
     dingtalk_card_buttons: bool = False
     dingtalk_group_scope: Literal["group", "user"] = "group"  # one conversation per group/member
     dingtalk_feedback: bool = False  # ask "👍 or 👎?" after each answer (Dify message feedback)
