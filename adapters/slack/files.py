@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from logging import ERROR
 from typing import Any
 
 import httpx
@@ -29,10 +27,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.sender import slack_error
 from bot.errors import FileUnavailable
-from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
+from bot.files.answers import AnswerUploads
 from bot.files.downloads import Download, GuardedFetch, Hop, body_of, check_size, content_type
-from bot.models import Answer, Attachment
-from bot.ops.effort import best_effort
+from bot.models import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -110,44 +107,24 @@ class SlackFiles:
         return completed[0]
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerUploads:
-    """One answer's Dify files, fetched; ``text`` no longer links the ones that were."""
-
-    text: str
-    fetched: list[OutFile]
-    failed: list[LinkedFile]
-
-    @classmethod
-    async def fetch(cls, files: AnswerFiles, text: str, answer: Answer) -> AnswerUploads:
-        linked = files.find(text, answer)
-        if not linked:
-            return cls(text, [], [])
-        with best_effort("fetch the answer's files (their links stay)", log, level=ERROR) as got:
-            fetched, failed = await files.fetch_all(linked)
-        if got.failed:
-            return cls(text, [], [])
-        stripped = without(text, [f.source for f in fetched])
-        return cls(stripped or ", ".join(f.filename for f in fetched), fetched, failed)
-
-    async def post(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
-        """``files_upload_v2`` into the thread; the links in a message if Slack refuses."""
-        links = fallback_links(self.text, self.failed)
-        if self.fetched:
-            uploads = [
-                {"file": f.data, "filename": f.filename, "title": f.filename} for f in self.fetched
-            ]
-            try:
-                await client.files_upload_v2(
-                    file_uploads=uploads, channel=channel, thread_ts=thread_ts
-                )
-            except (SlackApiError, SlackRequestError) as exc:
-                log.warning("answer files not uploaded to Slack: %s", exc)
-                links += [f"{f.filename}: {f.source.url}" for f in self.fetched]
-        if links:
-            try:
-                await client.chat_postMessage(
-                    channel=channel, thread_ts=thread_ts, text="\n".join(links)
-                )
-            except SlackApiError as exc:
-                log.warning("answer file links not posted: %s", slack_error(exc))
+async def post_answer_files(
+    files: AnswerUploads, client: AsyncWebClient, channel: str, thread_ts: str | None
+) -> None:
+    """``files_upload_v2`` into the thread; the links in a message if Slack refuses."""
+    links = files.links()
+    if files.fetched:
+        uploads = [
+            {"file": f.data, "filename": f.filename, "title": f.filename} for f in files.fetched
+        ]
+        try:
+            await client.files_upload_v2(file_uploads=uploads, channel=channel, thread_ts=thread_ts)
+        except (SlackApiError, SlackRequestError) as exc:
+            log.warning("answer files not uploaded to Slack: %s", exc)
+            links += [f"{f.filename}: {f.source.url}" for f in files.fetched]
+    if links:
+        try:
+            await client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text="\n".join(links)
+            )
+        except SlackApiError as exc:
+            log.warning("answer file links not posted: %s", slack_error(exc))

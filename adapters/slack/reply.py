@@ -29,13 +29,13 @@ from adapters.slack.blocks import (
     stop_block,
     suggestion_blocks,
 )
-from adapters.slack.files import AnswerUploads
+from adapters.slack.files import post_answer_files
 from adapters.slack.forms import form_blocks
 from adapters.slack.native import NativeStream, StreamTarget
 from adapters.slack.sender import POST, BadBlocks, SlackSender, TooLong, slack_error
 from bot.contract import FormView, ReplyCapabilities
 from bot.delivery.scheduler import Priority
-from bot.files.answers import AnswerFiles
+from bot.files.answers import AnswerFiles, AnswerUploads
 from bot.models import Answer
 from bot.ops.effort import best_effort
 from bot.text import split_text
@@ -184,7 +184,7 @@ class SlackReply:
         files = await AnswerUploads.fetch(self._files, text, answer) if self._files else None
         await self._final(files.text if files else text, self._footer(answer))
         if files is not None:
-            await files.post(self._client, self._place.channel, self._place.thread_ts)
+            await post_answer_files(files, self._client, self._place.channel, self._place.thread_ts)
         if self._suggest is not None and answer.message_id:
             await self._offer_suggestions(answer)
 

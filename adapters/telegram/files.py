@@ -18,17 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from logging import ERROR
 from typing import Any
 
 from adapters.telegram.api import InputFile, TelegramApi, TelegramError
 from adapters.telegram.voice import NotOggOpus, ogg_opus_to_webm
 from bot.errors import FileTooLarge, FileUnavailable
-from bot.files.answers import AnswerFiles, LinkedFile, OutFile, fallback_links, without
+from bot.files.answers import AnswerUploads, OutFile
 from bot.files.downloads import Download, capped
-from bot.models import Answer, Attachment
-from bot.ops.effort import best_effort
+from bot.models import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -96,33 +93,16 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 Send = Callable[[str, dict[str, Any], dict[str, InputFile] | None], Awaitable[Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class AnswerUploads:
-    """One answer's Dify files, fetched; ``text`` no longer links the ones that were."""
+MAX_ANSWER_FILE = 50 * 1024 * 1024  # the Bot API's upload limit
 
-    text: str
-    fetched: list[OutFile]
-    failed: list[LinkedFile]
 
-    @classmethod
-    async def fetch(cls, files: AnswerFiles, text: str, answer: Answer) -> AnswerUploads:
-        linked = files.find(text, answer)
-        if not linked:
-            return cls(text, [], [])
-        with best_effort("fetch the answer's files (their links stay)", log, level=ERROR) as got:
-            fetched, failed = await files.fetch_all(linked, limit=50 * 1024 * 1024)
-        if got.failed:
-            return cls(text, [], [])
-        stripped = without(text, [f.source for f in fetched])
-        return cls(stripped or ", ".join(f.filename for f in fetched), fetched, failed)
-
-    async def post(self, send: Send, params: dict[str, Any]) -> list[str]:
-        """Each file as a photo or document; the links of those that could not go."""
-        links = fallback_links(self.text, self.failed)
-        for out in self.fetched:
-            if not await _post_one(send, params, out):
-                links.append(f"{out.filename}: {out.source.url}")
-        return links
+async def post_answer_files(files: AnswerUploads, send: Send, params: dict[str, Any]) -> list[str]:
+    """Each file as a photo or document; the links of those that could not go."""
+    links = files.links()
+    for out in files.fetched:
+        if not await _post_one(send, params, out):
+            links.append(f"{out.filename}: {out.source.url}")
+    return links
 
 
 async def _post_one(send: Send, params: dict[str, Any], out: OutFile) -> bool:

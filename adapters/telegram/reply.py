@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.telegram.api import InputFile, TelegramApi, TelegramError
-from adapters.telegram.files import AnswerUploads
+from adapters.telegram.files import MAX_ANSWER_FILE, post_answer_files
 from adapters.telegram.formatting import escape, to_parts, to_plain
 from adapters.telegram.keyboard import AnswerMemory, Keyboard, answer_keyboard, form_keyboard
 from adapters.telegram.pacer import Skipped, TelegramPacer
 from bot.contract import FormView, ReplyCapabilities
 from bot.delivery.scheduler import Priority
 from bot.errors import BadFormatting
-from bot.files.answers import AnswerFiles
+from bot.files.answers import AnswerFiles, AnswerUploads
 from bot.models import Answer
 from bot.ops.effort import best_effort, cancelled
 from bot.text import split_text
@@ -150,7 +150,11 @@ class TelegramReply:
 
     async def finish(self, text: str, answer: Answer) -> None:
         kit = self._kit
-        uploads = await AnswerUploads.fetch(kit.files, text, answer) if kit.files else None
+        uploads = (
+            await AnswerUploads.fetch(kit.files, text, answer, limit=MAX_ANSWER_FILE)
+            if kit.files
+            else None
+        )
         shown_text = uploads.text if uploads else text
         parts = self._parts(shown_text) or [escape(self._word("empty"))]
         labels = self._labels() if answer.message_id and answer.dify_user else None
@@ -341,7 +345,7 @@ class TelegramReply:
         async def send(method: str, values: dict[str, Any], files: Any) -> Any:
             return await self._send(method, dict(values), files)
 
-        links = await uploads.post(send, params)
+        links = await post_answer_files(uploads, send, params)
         if links:
             with best_effort("post the links of answer files", log):
                 await self._send("sendMessage", {**params, "text": escape("\n".join(links))})

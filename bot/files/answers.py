@@ -16,6 +16,7 @@ import logging
 import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from logging import ERROR
 
 import httpx
 from markdown_it import MarkdownIt
@@ -26,6 +27,7 @@ from bot.files.downloads import GuardedFetch, Hop, body_of, content_type
 from bot.files.intake import Intake
 from bot.files.types import MB, file_type
 from bot.models import Answer
+from bot.ops.effort import best_effort
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,36 @@ class AnswerFiles:
         if _origin(url) not in self._origins or "/files/" not in url.path:
             return None
         return url
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerUploads:
+    """One answer's Dify files, fetched for a platform to post natively (Dify's URLs expire in
+    minutes: fetch first, then show the text); ``text`` no longer links the ones fetched, and
+    ``links()`` are what to show for those that failed. A failure to fetch at all keeps every
+    link in the text."""
+
+    text: str
+    fetched: list[OutFile]
+    failed: list[LinkedFile]
+
+    @classmethod
+    async def fetch(
+        cls, files: AnswerFiles, text: str, answer: Answer, *, limit: int | None = None
+    ) -> AnswerUploads:
+        linked = files.find(text, answer)
+        if not linked:
+            return cls(text, [], [])
+        with best_effort("fetch the answer's files (their links stay)", log, level=ERROR) as got:
+            fetched, failed = await files.fetch_all(linked, limit=limit)
+        if got.failed:
+            return cls(text, [], [])
+        stripped = without(text, [f.source for f in fetched])
+        return cls(stripped or ", ".join(f.filename for f in fetched), fetched, failed)
+
+    def links(self) -> list[str]:
+        """The failed files' links, for a message after the answer."""
+        return fallback_links(self.text, self.failed)
 
 
 def mentions(text: str) -> list[Mention]:
