@@ -16,22 +16,12 @@ from adapters.dingtalk.api import (
 )
 from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.scheduler import Priority
+from tests.fakes.replies import JumpingClock
 
 STREAMING = "/v1.0/card/streaming"
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def pacers(clock: ManualClock) -> tuple[DingTalkPacer, DingTalkPacer]:
+def pacers(clock: JumpingClock) -> tuple[DingTalkPacer, DingTalkPacer]:
     """Two replicas of one app sharing their budgets (as through the database)."""
     budgets = MemoryBudgets(clock=clock)
     first, second = (
@@ -51,7 +41,7 @@ def test_the_limit_table_stays_under_dingtalks_limits() -> None:
 
 
 async def test_a_qps_refusal_pauses_the_api_on_every_replica() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     first, second = pacers(clock)
     sent: list[tuple[str, float]] = []
     refusals = [DingTalkAPIError("qps", status=403, code="Forbidden.AccessDenied.QpsLimitForApi")]
@@ -73,7 +63,7 @@ async def test_a_qps_refusal_pauses_the_api_on_every_replica() -> None:
 
 
 async def test_a_session_webhook_without_a_slot_hands_over_at_once() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer, _ = pacers(clock)
 
     async def post() -> str:
@@ -88,7 +78,7 @@ async def test_a_session_webhook_without_a_slot_hands_over_at_once() -> None:
 
 
 async def test_a_call_without_a_bucket_still_waits_out_its_refusal() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer, _ = pacers(clock)
     refusals = [DingTalkAPIError("qps", status=403, code="Forbidden.AccessDenied.QpsLimitForApi")]
     tried: list[float] = []

@@ -19,17 +19,7 @@ from adapters.feishu.api import (
 )
 from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.scheduler import Priority
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes.replies import JumpingClock
 
 
 def test_the_limit_table_stays_under_feishus_limits() -> None:
@@ -46,7 +36,7 @@ def test_the_limit_table_stays_under_feishus_limits() -> None:
     assert card.per_channel and card.burst + card.rate <= 10  # one card: 10 operations a second
 
 
-def pacers(clock: ManualClock) -> tuple[FeishuPacer, FeishuPacer]:
+def pacers(clock: JumpingClock) -> tuple[FeishuPacer, FeishuPacer]:
     """Two replicas of one app sharing their budgets (as through the database)."""
     budgets = MemoryBudgets(clock=clock)
     first, second = (
@@ -56,7 +46,7 @@ def pacers(clock: ManualClock) -> tuple[FeishuPacer, FeishuPacer]:
 
 
 async def test_a_gateway_429_pauses_the_route_on_every_replica() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     first, second = pacers(clock)
 
     async def refused() -> None:
@@ -76,7 +66,7 @@ async def test_a_gateway_429_pauses_the_route_on_every_replica() -> None:
 
 
 async def test_a_patch_too_fast_pauses_only_that_message() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     first, second = pacers(clock)
     tries: list[tuple[str, float]] = []
 
@@ -97,7 +87,7 @@ async def test_a_patch_too_fast_pauses_only_that_message() -> None:
 
 
 async def test_interim_patches_go_now_or_never_leaving_the_final_its_token() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer, _ = pacers(clock)
     sent: list[str] = []
 

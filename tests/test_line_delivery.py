@@ -18,20 +18,10 @@ from adapters.line.api import (
 )
 from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.scheduler import Priority
+from tests.fakes.replies import JumpingClock
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def pacers(clock: ManualClock) -> tuple[LinePacer, LinePacer]:
+def pacers(clock: JumpingClock) -> tuple[LinePacer, LinePacer]:
     """Two replicas of one channel sharing their budgets (as through the database)."""
     budgets = MemoryBudgets(clock=clock)
     first, second = (
@@ -48,7 +38,7 @@ def test_the_limit_table_stays_under_lines_limits() -> None:
 
 
 async def test_a_429_pauses_the_endpoint_on_every_replica() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     first, second = pacers(clock)
     sent: list[tuple[str, float]] = []
     refusals = [LineAPIError("The API rate limit has been exceeded.", status=429)]
@@ -76,7 +66,7 @@ async def test_a_429_pauses_the_endpoint_on_every_replica() -> None:
 
 
 async def test_the_monthly_quota_is_neither_retried_nor_a_pause() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     first, second = pacers(clock)
     calls = 0
 
@@ -96,7 +86,7 @@ async def test_the_monthly_quota_is_neither_retried_nor_a_pause() -> None:
 
 
 async def test_a_loading_animation_without_a_slot_in_time_is_skipped() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer, other = pacers(clock)
     await other.scheduler.account("c1").block(LOADING, 30.0)  # a 429 there, another replica
 

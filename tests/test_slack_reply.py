@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,29 +14,14 @@ from adapters.slack.sender import SlackSender
 from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.scheduler import Account
 from bot.models import Answer
+from tests.fakes.replies import JumpingClock
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 LABELS = Labels("Thinking…", "Stop", "Sources", "Yes", "No", "Ask:")
 ANSWER = Answer(message_id="m1", dify_user="slack:T0001:U111")
 
 
-class Clock:
-    """Fake time; ``sleep`` moves it instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-def workspace(clock: Clock, update_per_minute: int) -> Account:
+def workspace(clock: JumpingClock, update_per_minute: int) -> Account:
     """A workspace's account on a scheduler of its own, on the fake clock."""
     budgets = MemoryBudgets(clock=clock)
     scheduler = slack_scheduler(
@@ -47,19 +31,19 @@ def workspace(clock: Clock, update_per_minute: int) -> Account:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> JumpingClock:
+    return JumpingClock(1_000.0)
 
 
 @pytest.fixture
-async def slack(clock: Clock) -> AsyncIterator[FakeSlack]:
+async def slack(clock: JumpingClock) -> AsyncIterator[FakeSlack]:
     async with FakeSlack(clock=clock, update_limit=12) as fake:
         yield fake
 
 
 def _reply(
     slack: FakeSlack,
-    clock: Clock,
+    clock: JumpingClock,
     budget: Account,
     *,
     channel: str = "D111",
@@ -74,7 +58,7 @@ def _reply(
 
 
 async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     budget = workspace(clock, 8)
     replies = [_reply(slack, clock, budget, channel=f"D{i}") for i in range(3)]
@@ -96,7 +80,7 @@ async def test_replies_share_the_workspace_budget_and_stay_under_tier_3(
 
 
 async def test_429_pauses_interim_edits_and_a_long_pause_sends_the_final_anew(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
@@ -112,7 +96,9 @@ async def test_429_pauses_interim_edits_and_a_long_pause_sends_the_final_anew(
     assert message.body == "final text"
 
 
-async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, clock: Clock) -> None:
+async def test_the_final_edit_waits_out_a_short_retry_after(
+    slack: FakeSlack, clock: JumpingClock
+) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     slack.rate_limit("chat.update", times=2, retry_after=3)
@@ -125,7 +111,7 @@ async def test_the_final_edit_waits_out_a_short_retry_after(slack: FakeSlack, cl
 
 @pytest.mark.allow_warnings(r"^final edit refused")
 async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
@@ -138,7 +124,7 @@ async def test_final_edit_refused_posts_fresh_and_removes_the_stale_message(
 
 
 async def test_status_line_shows_while_running_not_in_the_final(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
@@ -151,7 +137,9 @@ async def test_status_line_shows_while_running_not_in_the_final(
     assert message.action_ids() == []  # no Dify message id: no feedback buttons, no Stop
 
 
-async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, clock: Clock) -> None:
+async def test_clearing_the_status_costs_no_edit_of_its_own(
+    slack: FakeSlack, clock: JumpingClock
+) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     await reply.update("Looking")
@@ -165,7 +153,9 @@ async def test_clearing_the_status_costs_no_edit_of_its_own(slack: FakeSlack, cl
     assert "web_search" not in message.context() and message.body == "Found it"
 
 
-async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, clock: Clock) -> None:
+async def test_markdown_blocks_refused_falls_back_to_mrkdwn(
+    slack: FakeSlack, clock: JumpingClock
+) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()
     slack.fail("chat.update", "invalid_blocks")
@@ -175,7 +165,7 @@ async def test_markdown_blocks_refused_falls_back_to_mrkdwn(slack: FakeSlack, cl
 
 
 async def test_native_stream_replaced_text_moves_to_chat_update(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000), channel="C1", thread="1.1")
     await reply.start()
@@ -188,7 +178,7 @@ async def test_native_stream_replaced_text_moves_to_chat_update(
 
 
 async def test_rate_limited_append_is_sent_with_the_next_one(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000), channel="C1", thread="1.1")
     await reply.start()
@@ -202,7 +192,7 @@ async def test_rate_limited_append_is_sent_with_the_next_one(
 
 
 async def test_interim_edits_escape_the_fallback_text_and_the_final_converts_it(
-    slack: FakeSlack, clock: Clock
+    slack: FakeSlack, clock: JumpingClock
 ) -> None:
     reply = _reply(slack, clock, workspace(clock, 1_000))
     await reply.start()

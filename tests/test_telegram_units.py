@@ -24,6 +24,7 @@ from adapters.telegram.settings import parse_group_scopes
 from bot.contract import FormView
 from bot.errors import BadFormatting, MessageTooLong
 from bot.models import FormAction, FormRequest, Scope
+from tests.fakes.replies import JumpingClock
 from tests.fakes.telegram_html import parse_html
 
 PAYLOADS = Path(__file__).parent / "payloads" / "telegram"
@@ -207,21 +208,8 @@ def test_group_scopes_setting() -> None:
         parse_group_scopes("-100123:everyone")
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 async def test_the_pacer_spaces_a_chat_and_obeys_retry_after() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer = TelegramPacer(clock=clock, sleep=clock.sleep)
     sent: list[float] = []
 
@@ -243,7 +231,7 @@ async def test_the_pacer_spaces_a_chat_and_obeys_retry_after() -> None:
 
 
 async def test_the_pacer_keeps_a_group_under_20_a_minute() -> None:
-    clock = ManualClock()
+    clock = JumpingClock()
     pacer = TelegramPacer(clock=clock, sleep=clock.sleep)
     sent: list[float] = []
 

@@ -11,6 +11,23 @@ from bot.contract import ReplyCapabilities
 from bot.models import Answer
 
 
+class JumpingClock:
+    """Fake time for code that sleeps between tries (pacers, schedulers): ``sleep`` moves the
+    clock at once instead of waiting, and records what was slept."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
 class ManualClock:
     """Monotonic time that moves only on ``advance``; ``sleep`` waits for it, not the wall."""
 
