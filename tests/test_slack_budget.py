@@ -15,12 +15,13 @@ from adapters.slack.reply import Place, ReplyOptions, SlackReply
 from adapters.slack.sender import SlackSender
 from bot.delivery.buckets import MemoryBudgets
 from bot.delivery.scheduler import Account, Priority
+from tests.fakes.replies import JumpingClock
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.fakes.slack_tiers import RateTiers
-from tests.test_slack_reply import ANSWER, LABELS, Clock
+from tests.test_slack_reply import ANSWER, LABELS
 
 
-def workspace(clock: Clock, update_per_minute: int = 45, team: str = "T0001") -> Account:
+def workspace(clock: JumpingClock, update_per_minute: int = 45, team: str = "T0001") -> Account:
     """One workspace's account on a scheduler of its own, on the fake clock."""
     budgets = MemoryBudgets(clock=clock)
     scheduler = slack_scheduler(
@@ -30,7 +31,7 @@ def workspace(clock: Clock, update_per_minute: int = 45, team: str = "T0001") ->
 
 
 async def test_interim_calls_keep_room_for_finals_and_take_turns() -> None:
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     team = workspace(clock, 10)
     granted = {"a": 0, "b": 0, "c": 0}
     for _ in range(60):
@@ -43,7 +44,7 @@ async def test_interim_calls_keep_room_for_finals_and_take_turns() -> None:
 
 
 async def test_a_429_pauses_the_method_for_retry_after() -> None:
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     team = workspace(clock)
     await team.block("chat.update", 7)
     assert not await team.now("chat.update", turn_of="a")
@@ -54,7 +55,7 @@ async def test_a_429_pauses_the_method_for_retry_after() -> None:
 
 
 async def test_posts_are_limited_per_channel() -> None:
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     team = workspace(clock)
     posts = [await team.now("chat.postMessage", priority=Priority.FINAL, channel="C1")]
     while posts[-1]:
@@ -66,7 +67,7 @@ async def test_posts_are_limited_per_channel() -> None:
 async def test_sixty_replies_in_one_workspace_get_no_429() -> None:
     """Half in threads (native streams), half in DMs (edits), answers of a simulated minute,
     against the fake enforcing each tier's floor: every final lands, Slack refuses nothing."""
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     async with FakeSlack(clock=clock, update_limit=10**9, tiers=RateTiers(clock=clock)) as slack:
         client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.url)
         team = workspace(clock)
@@ -92,7 +93,7 @@ async def test_sixty_replies_in_one_workspace_get_no_429() -> None:
 
 
 async def test_a_final_held_back_by_the_edit_budget_is_posted_anew() -> None:
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     async with FakeSlack(clock=clock) as slack:
         client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.url)
         team = workspace(clock, 3)
@@ -117,7 +118,7 @@ async def test_a_final_held_back_by_the_edit_budget_is_posted_anew() -> None:
 async def test_an_answer_ready_before_its_placeholder_could_go_is_posted_alone() -> None:
     """The workspace's posts are spent: the placeholder waits, the answer arrives, and the
     placeholder is never posted (the answer is, once a post may go)."""
-    clock = Clock()
+    clock = JumpingClock(1_000.0)
     async with FakeSlack(clock=clock) as slack:
         client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.url)
         team = workspace(clock)
