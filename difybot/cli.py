@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from storage.units import Database
 
 DESCRIPTION = (
-    "Put a Dify app into Slack, WeChat, WeCom and the terminal, with answers streamed live. "
+    "Put a Dify app into Slack, Feishu/Lark, DingTalk, Telegram, LINE, WeChat, WeCom and the "
+    "terminal, with answers streamed live. "
     "Settings come from the environment or a .env file in the working directory (see README)."
 )
 # The platforms a conversation can belong to (``--platform``); bot.platforms is the source.
