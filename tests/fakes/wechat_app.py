@@ -16,8 +16,8 @@ from tests.fakes.dify import FakeDify
 from tests.fakes.wechat import FakeWeChatAPI
 
 # WeChat waits 5 s per delivery; tests scale that to TIMEOUT and the reply window with it.
-TIMEOUT = 0.8
-WINDOW = 0.52
+TIMEOUT = 1.2  # with 0.42 s between the window and the hang-up: loop stalls of a long test run
+WINDOW = 0.78
 TOKEN = "wechat-token"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
 BOT_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
