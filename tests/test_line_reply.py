@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from adapters.background import Background
 from adapters.line.api import LineAPI, LinePacer, build_http
 from adapters.line.reply import Labels, LineReply, Progress, ReplyOptions, Target
-from adapters.tencent.background import Background
 from bot.models import Answer
 from tests.fakes.line import ACCESS_TOKEN, FakeLine
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from adapters.background import Background
 from adapters.line.api import LineAPI, LineAPIError
 from adapters.line.inbound import Ask, Rate
 from adapters.line.messages import (
@@ -38,7 +39,6 @@ from adapters.line.messages import (
     with_quick_reply,
 )
 from adapters.plaintext import to_plain_text
-from adapters.tencent.background import Background
 from bot.contract import FormView, ReplyCapabilities
 from bot.files.answers import LinkedFile, mentions, without
 from bot.models import Answer

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from adapters.background import Background
 from adapters.line.api import LineAPI, LineAPIError
 from adapters.line.inbound import (
     PLATFORM,
@@ -36,7 +37,6 @@ from adapters.line.inbound import (
 )
 from adapters.line.messages import Button, Message, form_buttons, with_quick_reply
 from adapters.line.reply import Labels, LineReply, Progress, ReplyOptions, Target
-from adapters.tencent.background import Background
 from adapters.webhooks import guard_of
 from bot.contract import Delivery, FormVerdict, Inbox
 from bot.errors import CallbackRejected, DifyError, ShuttingDown

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
-from adapters.tencent.background import Background
+from adapters.background import Background
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.outbound import CustomerService, to_parts
 from bot.stores import JournalEntry, ReplyStates, State

@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.background import Background
 from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, wecom_token
-from adapters.tencent.background import Background
 from adapters.tencent.callback import CallbackChecks, add_callback_route
 from adapters.tencent.cards import to_card
 from adapters.tencent.crypto import MessageCrypto

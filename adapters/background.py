@@ -1,4 +1,5 @@
-"""Background work an adapter owns: tracked tasks, cancelled and awaited when it stops."""
+"""Background work an adapter owns (any platform): tracked tasks, cancelled and awaited when it
+closes."""
 
 from __future__ import annotations
 
