@@ -223,7 +223,10 @@ class FakeDingTalk:
         self, origin: str, handler: Handler, *, auth: bool = False, body: bool = True
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def route(request: web.Request) -> web.StreamResponse:
-            raw = await request.read() if body else b""
+            try:
+                raw = await request.read() if body else b""
+            except ConnectionResetError:  # the client died mid-body (a killed replica)
+                raise web.HTTPBadRequest() from None
             call = DingTalkCall(origin, request.method, request.path, dict(request.query),
                                 recorded_headers(request), raw, _parse(raw))  # fmt: skip
             self.calls.append(call)

@@ -258,7 +258,10 @@ class FakeLine:
 
     def _wrap(self, origin: str, handler: Handler) -> Callable[[web.Request], Awaitable[Any]]:
         async def route(request: web.Request) -> web.StreamResponse:
-            call = await self._record(origin, request)
+            try:
+                call = await self._record(origin, request)
+            except ConnectionResetError:  # the client died mid-body (a killed replica), as LINE
+                raise web.HTTPBadRequest() from None  # would see it: nothing recorded or done
             self._notify()  # a hung call is waitable as soon as it arrives
             try:
                 response = await self._answer(call, request, handler)
