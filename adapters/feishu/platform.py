@@ -3,7 +3,6 @@ connection), its files and allowlist."""
 
 from __future__ import annotations
 
-import httpx
 from pydantic import SecretStr
 
 from adapters.feishu.adapter import FeishuAdapter
@@ -13,9 +12,9 @@ from adapters.feishu.inbound import PLATFORM
 from adapters.feishu.reply import CardKitSwitch
 from adapters.feishu.settings import FeishuSettings
 from adapters.feishu.ws import LongConnection
+from adapters.metering import meter
 from adapters.spec import Services
 from bot.contract import Allowlist, Platform
-from bot.ops.metrics import Metrics
 
 
 def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
@@ -23,7 +22,7 @@ def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
     assert s.feishu_app_id is not None and s.feishu_app_secret is not None
     webhook = s.feishu_event_mode == "webhook"  # the settings made sure of its token
     secret = s.feishu_app_secret.get_secret_value()
-    http = counted(build_http(s.feishu_origin), services.metrics)
+    http = meter(build_http(s.feishu_origin), services.metrics, PLATFORM)
     token = TenantToken(http, services.tokens, app_id=s.feishu_app_id, app_secret=secret)
     pacer = FeishuPacer(budgets=services.budgets, app=s.feishu_app_id, metrics=services.metrics,
                         sleep=services.sleep, clock=services.clock)  # fmt: skip
@@ -58,17 +57,6 @@ def build_feishu(settings: FeishuSettings, services: Services) -> Platform:
         files=FeishuFiles(api),
         allowlist=Allowlist.of(channels=s.feishu_allowed_chats, users=s.feishu_allowed_users),
     )
-
-
-def counted(http: httpx.AsyncClient, metrics: Metrics) -> httpx.AsyncClient:
-    """Every Feishu call counted by path (and whether it was rate-limited)."""
-
-    async def on_response(response: httpx.Response) -> None:
-        limited = response.status_code == 429
-        metrics.platform_call(PLATFORM, response.request.url.path, limited=limited)
-
-    http.event_hooks["response"] = [*http.event_hooks["response"], on_response]
-    return http
 
 
 def _value(secret: SecretStr | None) -> str:

@@ -10,8 +10,8 @@ from adapters.line.inbound import PLATFORM
 from adapters.line.reply import ReplyOptions
 from adapters.line.settings import LineSettings
 from adapters.line.webhook import LineAdapter
+from adapters.metering import meter
 from adapters.spec import Services
-from adapters.tencent.metering import meter
 from bot.contract import Allowlist, Platform
 
 

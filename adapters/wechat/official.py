@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.metering import meter
 from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, stable_token
 from adapters.tencent.callback import CallbackChecks, add_callback_route, params, seal_xml
@@ -20,7 +21,7 @@ from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text
 from adapters.tencent.media import MediaFiles
 from adapters.tencent.messages import Push, refusal, to_incoming, to_push
-from adapters.tencent.metering import meter
+from adapters.tencent.metering import is_limited
 from adapters.tencent.outbound import AnswerMedia, CustomerService
 from adapters.tencent.xml import text_reply
 from adapters.wechat.passive import PassiveAnswers, PassiveTiming
@@ -235,7 +236,12 @@ def build_official_account(settings: OfficialAccountSettings, services: Services
     )
     api = None
     if settings.wechat_app_secret is not None:
-        http = meter(build_http(str(settings.wechat_api_base)), services.metrics, PLATFORM)
+        http = meter(
+            build_http(str(settings.wechat_api_base)),
+            services.metrics,
+            PLATFORM,
+            limited=is_limited,
+        )
         fetch = partial(
             stable_token, http, app_id=app_id, secret=settings.wechat_app_secret.get_secret_value()
         )

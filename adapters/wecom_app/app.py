@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.background import Background
+from adapters.metering import meter
 from adapters.spec import Services
 from adapters.tencent.api import AccessTokens, PlatformAPI, build_http, wecom_token
 from adapters.tencent.callback import CallbackChecks, add_callback_route
@@ -27,7 +28,7 @@ from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.formatting import to_plain_text, to_wecom_markdown
 from adapters.tencent.media import MediaFiles
 from adapters.tencent.messages import refusal, to_incoming, to_push
-from adapters.tencent.metering import meter
+from adapters.tencent.metering import is_limited
 from adapters.tencent.outbound import AnswerMedia
 from adapters.wecom_app.settings import WeComAppSettings
 from bot.contract import (
@@ -316,7 +317,7 @@ def build_wecom_app(settings: WeComAppSettings, services: Services) -> Platform:
         seen=services.callbacks,
         scope=f"{PLATFORM}:{s.wecom_corp_id}:{s.wecom_agent_id}",
     )
-    http = meter(build_http(str(s.wecom_api_base)), services.metrics, PLATFORM)
+    http = meter(build_http(str(s.wecom_api_base)), services.metrics, PLATFORM, limited=is_limited)
     fetch = partial(
         wecom_token, http, corp_id=s.wecom_corp_id, secret=s.wecom_secret.get_secret_value()
     )

@@ -19,6 +19,7 @@ import httpx
 import orjson
 from aiohttp import web
 
+from adapters.metering import meter
 from adapters.spec import Services
 from adapters.tencent.api import build_http, to_result
 from adapters.tencent.callback import CallbackChecks, add_callback_route, params
@@ -26,7 +27,7 @@ from adapters.tencent.cards import answered_card, to_card
 from adapters.tencent.crypto import MessageCrypto
 from adapters.tencent.errors import WeChatAPIError
 from adapters.tencent.media import BotMediaFiles
-from adapters.tencent.metering import meter
+from adapters.tencent.metering import is_limited
 from adapters.wecom_bot.messages import (
     PLATFORM,
     BotPush,
@@ -309,7 +310,7 @@ def build_wecom_bot(settings: WeComBotSettings, services: Services) -> Platform:
         services.inbox,
         checks=checks,
         states=services.states,
-        http=meter(build_http(api_base), services.metrics, PLATFORM),
+        http=meter(build_http(api_base), services.metrics, PLATFORM, limited=is_limited),
         locale=s.wechat_locale,
         per_chat=services.conversation_scope == "channel",
     )
