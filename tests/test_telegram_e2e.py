@@ -13,11 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.fakes.dify import FakeDify
 from tests.fakes.dify_behaviours import Answer
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.telegram_html import parse_html
 from tests.fakes.wechat_app import Running, difybot
+from tests.test_observability import scrape, value
 
 SECRET = "wh-secret_0123456789"
 
@@ -239,3 +242,24 @@ async def test_the_drafts_stop_button_stops_the_answer(dify: FakeDify, tmp_path:
     assert [r for r in dify.requests if r.path.endswith("/stop")]
     assert answer.body.startswith("Once") and answer.body.endswith("(Stopped.)")
     assert len(answer.body) < len("Once upon a time") * 20  # it did not run to the end
+
+
+async def test_bot_api_calls_are_counted_by_method_never_by_url(
+    dify: FakeDify, tmp_path: Path
+) -> None:
+    """``difybot_platform_api_calls_total`` names the Bot API method: the URL holds the token."""
+    async with FakeTelegram() as tg, telegram_bot(dify, tg, tmp_path) as running:
+        chat = tg.inbound.private_chat()
+        tg.inbound.text(chat, "count me")
+        await answered(tg, running, chat.id)
+        samples = await scrape(running.url)
+        page = await fetch_text(f"{running.url}/metrics")
+    sent = {"platform": "telegram", "method": "sendMessage"}
+    assert value(samples, "difybot_platform_api_calls_total", **sent) >= 1
+    assert value(samples, "difybot_platform_rate_limited_total", **sent) == 0
+    assert tg.token not in page and tg.token.partition(":")[2] not in page
+
+
+async def fetch_text(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return await response.text()

@@ -377,7 +377,7 @@ def build_telegram(settings: TelegramSettings, services: Services) -> Platform:
     """The platform from the settings, its webhook route added to the web app."""
     assert settings.telegram_bot_token is not None
     token = settings.telegram_bot_token.get_secret_value()
-    api = TelegramApi(token, settings.telegram_base)
+    api = TelegramApi(token, settings.telegram_base, metrics=services.metrics)
     # The bot's id (the token's public part) names the account every replica shares.
     pacer = TelegramPacer(
         budgets=services.budgets,

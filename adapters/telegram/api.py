@@ -21,7 +21,9 @@ from typing import Any
 
 import aiohttp
 
+from adapters.telegram.inbound import PLATFORM
 from bot.errors import BadFormatting, MessageTooLong, PlatformAPIError, connection_reason
+from bot.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,19 @@ class _BadEntities(TelegramError, BadFormatting):
 class TelegramApi:
     """One bot's Bot API; ``call`` returns ``result`` or raises ``TelegramError``."""
 
-    def __init__(self, token: str, base: str, *, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        token: str,
+        base: str,
+        *,
+        timeout: float = CALL_TIMEOUT,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._token = token
+        self._metrics = metrics
         self._base = base.rstrip("/")
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self._active = 0  # calls and downloads in flight
-        self._closing = False
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -94,21 +102,9 @@ class TelegramApi:
         return self._session
 
     async def aclose(self) -> None:
-        """Close once the calls in flight have ended: answers still finishing at shutdown (the
-        core drains them after the adapters stop) keep their connection."""
-        self._closing = True
-        if self._active == 0 and self._session is not None:
+        """Called by the adapter's ``close``, after the core has finished the answers in flight."""
+        if self._session is not None:
             await self._session.close()
-
-    @asynccontextmanager
-    async def _using(self) -> AsyncIterator[aiohttp.ClientSession]:
-        self._active += 1
-        try:
-            yield self._client()
-        finally:
-            self._active -= 1
-            if self._closing and self._active == 0 and self._session is not None:
-                await self._session.close()
 
     async def call(
         self,
@@ -132,6 +128,8 @@ class TelegramApi:
                 code=method,
                 reason=reason,
             ) from None  # the cause's text may hold the URL, and the URL holds the token
+        if self._metrics is not None:  # by method name: the URL's path holds the token
+            self._metrics.platform_call(PLATFORM, method, limited=status == 429)
         return _result(method, status, raw)
 
     @asynccontextmanager
@@ -140,7 +138,7 @@ class TelegramApi:
         url = f"{self._base}/file/bot{self._token}/{file_path}"
         limit = aiohttp.ClientTimeout(total=UPLOAD_TIMEOUT, sock_read=30)
         try:
-            async with self._using() as session, session.get(url, timeout=limit) as response:
+            async with self._client().get(url, timeout=limit) as response:
                 yield response
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TelegramError(
