@@ -63,6 +63,11 @@ def shaped(keys: list[str], kinds: list[str]) -> st.SearchStrategy[dict[str, Any
     )
 
 
+# A random voice push names a media id the fake API does not know: fetching it fails as it would
+# on WeChat (40007 invalid media_id), the user is told, and one WARNING says so.
+NOT_FETCHED = r"^voice not (fetched|transcribed)"
+
+
 @dataclass
 class Server:
     url: str
@@ -184,6 +189,7 @@ inner_xml = st.one_of(
 
 @EXAMPLES
 @given(inner_xml)
+@pytest.mark.allow_warnings(NOT_FETCHED)
 def test_the_official_account_takes_any_encrypted_push(server: Server, inner: bytes) -> None:
     stamp, nonce = fresh()
     encrypt = TencentCrypto(AES_KEY, server.api.app_id).encrypt(inner)
@@ -195,6 +201,7 @@ def test_the_official_account_takes_any_encrypted_push(server: Server, inner: by
 
 @EXAMPLES
 @given(inner_xml)
+@pytest.mark.allow_warnings(NOT_FETCHED)
 def test_the_wecom_app_takes_any_encrypted_push(server: Server, inner: bytes) -> None:
     stamp, nonce = fresh()
     encrypt = TencentCrypto(AES_KEY, server.api.corp_id).encrypt(inner)
@@ -225,6 +232,7 @@ well_formed_callbacks = st.fixed_dictionaries(
     (well_formed_callbacks | aibot_payloads).map(lambda p: json.dumps(p).encode())
     | st.binary(max_size=120)
 )
+@pytest.mark.allow_warnings(NOT_FETCHED)
 def test_the_wecom_ai_bot_takes_any_encrypted_callback(server: Server, inner: bytes) -> None:
     stamp, nonce = fresh()
     encrypt = TencentCrypto(BOT_AES_KEY, "").encrypt(inner)
